@@ -1,0 +1,3 @@
+from octomon.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""`verify-config` and the three connection tests: `test-octopus`, `test-influx`, `test-slack`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from octomon.cli import ui
+from octomon.config import Settings
+from octomon.errors import ExitCode, OctomonError
+from octomon.readings import format_time
+
+
+def register(app: typer.Typer) -> None:
+    ui.command(app, "verify-config")(verify_config)
+    ui.command(app, "test-octopus")(test_octopus)
+    ui.command(app, "test-influx")(test_influx)
+    ui.command(app, "test-slack")(test_slack)
+
+
+def verify_config(
+    ctx: typer.Context,
+    env_file: ui.EnvFileOption = None,
+    online: Annotated[
+        bool, typer.Option("--online", help="Also run the three connection tests.")
+    ] = False,
+) -> None:
+    """Validate every setting and list each value with its source (secrets masked)."""
+    settings = ui.load_settings(ctx, env_file, ["all"], show_warnings=False)
+    table = Table(title="octomon settings", show_lines=False)
+    table.add_column("variable")
+    table.add_column("value")
+    table.add_column("source")
+    for name, value, source in settings.rows():
+        table.add_row(name, value or "[dim](not set)[/dim]", source)
+    ui.console.print(table)
+    for message in settings.warnings:
+        ui.console.print(f"[yellow]warning:[/yellow] {message}")
+    ui.console.print("[green]configuration is valid[/green]")
+    if not online:
+        return
+    failed = run_online_checks(settings)
+    if failed:
+        ui.fail(f"{failed} connection test(s) failed", "see the lines above")
+
+
+def run_online_checks(settings: Settings) -> int:
+    """Run the connection tests that apply; print a line each; return how many failed."""
+    failed = 0
+    checks = [("Octopus", lambda: _octopus_line(settings))]
+    if settings.influxdb_url:
+        checks.append(("InfluxDB", lambda: _influx_line(settings, False)))
+    else:
+        ui.console.print("InfluxDB: [dim]not configured (local mode)[/dim]")
+    if settings.slack_webhook_url:
+        checks.append(("Slack", lambda: _slack_line(settings)))
+    else:
+        ui.console.print("Slack: [dim]not configured (alerts go to the log)[/dim]")
+    for label, check in checks:
+        try:
+            ui.console.print(f"{label}: [green]ok[/green] — {check()}", soft_wrap=True)
+        except OctomonError as exc:
+            failed += 1
+            ui.log.debug("%s check failed", label, exc_info=True)
+            hint = f" — {exc.hint}" if exc.hint else ""
+            ui.console.print(f"{label}: [red]failed[/red] — {exc.message}{hint}", markup=True)
+    return failed
+
+
+def _octopus_line(settings: Settings) -> str:
+    from octomon import octopus
+
+    result = octopus.check(settings)
+    when = format_time(result.reading.read_at) if result.reading else "no reading yet"
+    return f"device {result.device_id}, latest reading {when}"
+
+
+def _influx_line(settings: Settings, write_test_point: bool) -> str:
+    from octomon import influx
+
+    return influx.check(settings, write_test_point=write_test_point).summary
+
+
+def _slack_line(settings: Settings) -> str:
+    from octomon import slack
+
+    slack.send_test(settings)
+    return "test message sent"
+
+
+def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
+    """Authenticate, find the device, fetch and print the latest reading."""
+    from octomon import octopus
+
+    settings = ui.load_settings(ctx, env_file, ["octopus"])
+    result = octopus.check(settings)
+    ui.console.print(f"[green]Octopus API ok[/green] — account {settings.octopus_account_number}")
+    ui.console.print(f"device id: {result.device_id}")
+    if result.reading is None:
+        ui.console.print("latest reading: none yet (is the Home Mini connected?)")
+        return
+    r = result.reading
+    ui.console.print(f"latest reading: {format_time(r.read_at)}")
+    units = {
+        "consumption_delta": "kWh",
+        "demand": "kW",
+        "cost_delta": "GBP",
+        "consumption": "kWh",
+        "cost_delta_with_tax": "GBP",
+        "export": "kWh",
+    }
+    for name, value in r.fields().items():
+        ui.console.print(f"  {name}: {value:g} {units[name]}")
+
+
+def test_influx(
+    ctx: typer.Context,
+    env_file: ui.EnvFileOption = None,
+    write_test_point: Annotated[
+        bool,
+        typer.Option("--write-test-point", help="Write one point to prove the token can write."),
+    ] = False,
+) -> None:
+    """Check InfluxDB reachability, token, org and bucket (writes nothing by default)."""
+    settings = ui.load_settings(ctx, env_file, ["influx"], require=["INFLUXDB_URL"])
+    ui.console.print(f"[green]InfluxDB ok[/green] — {_influx_line(settings, write_test_point)}")
+
+
+def test_slack(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
+    """Send a clearly labelled test message to the Slack webhook."""
+    settings = ui.load_settings(ctx, env_file, ["slack"], require=["SLACK_WEBHOOK_URL"])
+    ui.console.print(f"[green]Slack ok[/green] — {_slack_line(settings)}")
+
+
+__all__ = ["ExitCode", "register"]

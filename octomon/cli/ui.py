@@ -1,0 +1,133 @@
+"""Shared CLI plumbing: consoles, settings loading, and the one error translator.
+
+Every command is registered through :func:`command`, which wraps it so that an
+:class:`~octomon.errors.OctomonError` becomes one line on stderr (message and hint,
+secrets scrubbed) and its exit code; the traceback goes to the DEBUG log only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from octomon import logs, redact
+from octomon.config import Settings, load
+from octomon.errors import ExitCode, OctomonError
+
+log = logging.getLogger("octomon")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EnvFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--env-file",
+        help="Settings file to read (default ./.env). The environment wins over it.",
+        show_default=False,
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, hint: str | None = None, code: int = ExitCode.FAILED) -> NoReturn:
+    """Print one clear line (never a traceback) and exit with ``code``."""
+    line = f"error: {message}"
+    if hint:
+        line += f" — {hint}"
+    err_console.print(redact.scrub(line), markup=False, soft_wrap=True)
+    raise typer.Exit(int(code))
+
+
+def warn(message: str) -> None:
+    err_console.print(redact.scrub(f"warning: {message}"), markup=False, soft_wrap=True)
+
+
+def translate_errors(func: F) -> F:
+    """The single place where exceptions become messages and exit codes."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except OctomonError as exc:
+            log.debug("%s failed", func.__name__, exc_info=True)
+            fail(exc.message, exc.hint, exc.exit_code)
+        except KeyboardInterrupt:
+            log.debug("interrupted", exc_info=True)
+            fail("interrupted", None, ExitCode.FAILED)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # the outermost layer: a bug, not an expected failure
+            log.debug("unexpected error in %s", func.__name__, exc_info=True)
+            fail(
+                f"unexpected {type(exc).__name__}: {exc}",
+                "run with LOG_LEVEL=debug for details, and please report it",
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``@app.command`` with the error translator around it."""
+
+    def decorate(func: F) -> F:
+        app.command(name, **kwargs)(translate_errors(func))
+        return func
+
+    return decorate
+
+
+def global_env_file(ctx: typer.Context | None) -> Path | None:
+    obj = ctx.find_root().obj if ctx is not None else None
+    if isinstance(obj, dict):
+        value = obj.get("env_file")
+        return Path(value) if value else None
+    return None
+
+
+def load_settings(
+    ctx: typer.Context | None,
+    env_file: Path | None,
+    groups: Iterable[str],
+    *,
+    require: Iterable[str] = (),
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    show_warnings: bool = True,
+) -> Settings:
+    """Resolve settings once for a command and set the log level from them."""
+    settings = load(
+        groups=groups,
+        env_file=env_file or global_env_file(ctx),
+        flags=flags,
+        environ=environ,
+        require=require,
+    )
+    logs.setup(settings.log_level)
+    if show_warnings:
+        for message in settings.warnings:
+            if "OCTOPUS_API_KEY" in message or "POLL_INTERVAL" in message:
+                warn(message)
+            else:
+                log.info("%s", message)
+    return settings
+
+
+def early_log_level() -> str:
+    """LOG_LEVEL before settings are resolved (so start-up problems are logged too)."""
+    level = os.environ.get("LOG_LEVEL", "info").lower()
+    return level if level in logs.LEVELS else "info"
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()

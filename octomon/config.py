@@ -1,0 +1,336 @@
+"""Settings: SPEC §2 — precedence, validation rules, masking, sources.
+
+Resolved once in the CLI layer (:func:`load`) and passed down as a frozen
+:class:`Settings`. Nothing else in octomon reads ``os.environ``.
+
+Each rule lives in one :class:`Field`; ``configure`` validates wizard answers with the
+same ``Field.parse``, so there is one source of truth.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from octomon import redact
+from octomon.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.octopus.energy/v1/graphql/"
+ACCOUNT_RE = re.compile(r"^A-[A-Z0-9]{8}$", re.IGNORECASE)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Which settings each kind of command validates (SPEC §2).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "octopus": (
+        "OCTOPUS_API_KEY",
+        "OCTOPUS_ACCOUNT_NUMBER",
+        "OCTOPUS_DEVICE_ID",
+        "OCTOPUS_API_URL",
+        "OCTOPUS_MAX_CALLS_PER_HOUR",
+    ),
+    "influx": ("INFLUXDB_URL", "INFLUXDB_TOKEN", "INFLUXDB_ORG", "INFLUXDB_BUCKET"),
+    "slack": ("SLACK_WEBHOOK_URL",),
+    "cache": ("CACHE_DIR",),
+}
+
+
+# --- parsers: each returns the value or raises ValueError(rule) ----------------------
+
+
+def _non_empty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _http_url(raw: str) -> str:
+    raw = raw.strip()
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        raise ValueError("must be an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    try:
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError:
+        raise ValueError("must be an http(s) URL with a valid port") from None
+    return raw
+
+
+def _account(raw: str) -> str:
+    raw = raw.strip()
+    if not ACCOUNT_RE.match(raw):
+        raise ValueError("must be A- followed by 8 letters or digits, e.g. A-1234ABCD")
+    return raw.upper()
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a whole number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be a whole number from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _positive_number(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number greater than 0") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError("must be a number greater than 0")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_LEVELS:
+        raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
+    return value
+
+
+def check_cache_dir(path: Path) -> None:
+    """CACHE_DIR must be a writable directory, or creatable under a writable parent.
+
+    Validation never creates anything.
+    """
+    path = path.expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError("exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError("is not writable")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"does not exist and cannot be created ({parent} is not writable)")
+
+
+def _cache_dir(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    path = Path(raw.strip()).expanduser()
+    check_cache_dir(path)
+    return path
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    parse: Callable[[str], Any]
+    default: str | None = None
+    secret: str = ""  # "", "token" (sk_l…89ab) or "url" (scheme and host only)
+    help: str = ""
+
+    @property
+    def attr(self) -> str:
+        return self.name.lower()
+
+    def display(self, value: object) -> str:
+        if value is None:
+            return ""
+        if self.secret == "token":
+            return redact.mask(str(value))
+        if self.secret == "url":
+            return redact.mask_url(str(value))
+        return str(value)
+
+
+FIELDS: dict[str, Field] = {
+    f.name: f
+    for f in (
+        Field("OCTOPUS_API_KEY", _non_empty, secret="token",
+              help="your Octopus API key (sk_live_…)"),
+        Field("OCTOPUS_ACCOUNT_NUMBER", _account, help="your account number, A-XXXXXXXX"),
+        Field("OCTOPUS_DEVICE_ID", _non_empty, help="smart meter device id; discovered if unset"),
+        Field("OCTOPUS_API_URL", _http_url, DEFAULT_API_URL, help="Kraken GraphQL endpoint"),
+        Field("OCTOPUS_MAX_CALLS_PER_HOUR", _int_range(1, 100), "75",
+              help="API calls per hour octomon may use"),
+        Field("INFLUXDB_URL", _http_url, help="InfluxDB URL; unset = local mode"),
+        Field("INFLUXDB_TOKEN", _non_empty, secret="token", help="InfluxDB API token"),
+        Field("INFLUXDB_ORG", _non_empty, help="InfluxDB organisation"),
+        Field("INFLUXDB_BUCKET", _non_empty, "octopus_energy", help="InfluxDB bucket"),
+        Field("SLACK_WEBHOOK_URL", _http_url, secret="url", help="Slack incoming webhook"),
+        Field("POLL_INTERVAL_SECONDS", _int_range(1, 3600), "60", help="seconds between polls"),
+        Field("CACHE_DIR", _cache_dir, "./cache", help="where readings wait for InfluxDB"),
+        Field("CACHE_MAX_MB", _positive_number, "1024", help="cache size cap in MB"),
+        Field("HEALTH_CHECK_SECONDS", _int_range(1, 3600), "30",
+              help="how often a lost InfluxDB is retried"),
+        Field("LOG_LEVEL", _log_level, "info", help="debug, info, warning or error"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    octopus_api_key: str | None = None
+    octopus_account_number: str | None = None
+    octopus_device_id: str | None = None
+    octopus_api_url: str = DEFAULT_API_URL
+    octopus_max_calls_per_hour: int = 75
+    influxdb_url: str | None = None
+    influxdb_token: str | None = None
+    influxdb_org: str | None = None
+    influxdb_bucket: str = "octopus_energy"
+    slack_webhook_url: str | None = None
+    poll_interval_seconds: int = 60
+    cache_dir: Path = Path("./cache")
+    cache_max_mb: float = 1024.0
+    health_check_seconds: int = 30
+    log_level: str = "info"
+    sources: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def local_mode(self) -> bool:
+        """No InfluxDB configured: readings stay in the cache (SPEC §2)."""
+        return not self.influxdb_url
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(variable, masked value, source) for every setting, for `verify-config`."""
+        return [
+            (f.name, f.display(getattr(self, f.attr)), self.sources.get(f.name, "default"))
+            for f in FIELDS.values()
+        ]
+
+
+def _shown(f: Field, raw: str) -> str:
+    return f.display(raw) if f.secret else raw
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=value pairs of a .env file (python-dotenv), empty values kept as ""."""
+    from dotenv import dotenv_values
+
+    return {k: (v or "") for k, v in dotenv_values(path).items()}
+
+
+def load(
+    *,
+    groups: Iterable[str] = ("octopus", "influx", "slack", "cache", "all"),
+    env_file: Path | None = None,
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    require: Iterable[str] = (),
+) -> Settings:
+    """Resolve every setting: flag > environment > .env > default.
+
+    Only the settings of ``groups`` are validated (``"all"`` = every one, plus the
+    cross-field warnings); others fall back to their default when unparseable.
+    ``require`` names variables that must be set for this command. Every problem is
+    collected and raised together as one :class:`ConfigError`.
+    """
+    groups = set(groups)
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    explicit_env_file = env_file is not None
+    env_path = env_file if env_file is not None else Path(".env")
+    file_values: dict[str, str] = {}
+    if env_path.is_file():
+        try:
+            file_values = read_env_file(env_path)
+        except OSError as exc:
+            problems.append(f"--env-file {env_path}: cannot be read ({exc.strerror})")
+    elif explicit_env_file:
+        problems.append(f"--env-file {env_path}: no such file")
+
+    checked: set[str] = set()
+    if "all" in groups:
+        checked = set(FIELDS)
+    else:
+        for g in groups:
+            checked.update(GROUPS.get(g, ()))
+    checked.update(require)
+
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for f in FIELDS.values():
+        raw: str | None
+        if f.name in flags:
+            raw, source = str(flags[f.name]), "flag"
+        elif f.name in environ:
+            raw, source = environ[f.name], "env"
+        elif f.name in file_values:
+            raw, source = file_values[f.name], ".env"
+        else:
+            raw, source = f.default, "default"
+        if raw is not None and raw.strip() == "" and f.default is None:
+            raw = None  # an empty optional setting means "not set"
+        if raw is None:
+            sources[f.name] = source if source != "default" else "default"
+            continue
+        try:
+            values[f.attr] = f.parse(raw)
+            sources[f.name] = source
+        except ValueError as exc:
+            if f.name in checked:
+                problems.append(f"{f.name}={_shown(f, raw)!r}: {exc}")
+            elif f.default is not None:
+                values[f.attr] = f.parse(f.default) if f.name != "CACHE_DIR" else Path(f.default)
+            sources[f.name] = source
+
+    def missing(name: str, why: str) -> None:
+        if not any(p.startswith(f"{name}=") for p in problems):
+            problems.append(f"{name} is required ({why})")
+
+    if "OCTOPUS_API_KEY" in checked and not values.get("octopus_api_key"):
+        missing("OCTOPUS_API_KEY", "your API key, from the API access page of your Octopus account")
+    if "OCTOPUS_ACCOUNT_NUMBER" in checked and not values.get("octopus_account_number"):
+        missing("OCTOPUS_ACCOUNT_NUMBER", "A-XXXXXXXX, shown at the top of your Octopus account")
+    if "INFLUXDB_URL" in checked:
+        if values.get("influxdb_url"):
+            for name in ("INFLUXDB_TOKEN", "INFLUXDB_ORG"):
+                if name.lower() not in values:
+                    missing(name, "needed with INFLUXDB_URL")
+        elif "INFLUXDB_URL" in require:
+            missing("INFLUXDB_URL", "this command talks to InfluxDB")
+    if "SLACK_WEBHOOK_URL" in require and not values.get("slack_webhook_url"):
+        missing("SLACK_WEBHOOK_URL", "this command talks to Slack")
+
+    warnings: list[str] = []
+    key = values.get("octopus_api_key")
+    if "OCTOPUS_API_KEY" in checked and key and not key.startswith("sk_live_"):
+        warnings.append("OCTOPUS_API_KEY does not look like an Octopus API key (sk_live_…)")
+    if "all" in groups:
+        interval = values.get("poll_interval_seconds", 60)
+        budget = values.get("octopus_max_calls_per_hour", 75)
+        needed = 3600 / interval + 2
+        if needed > budget:
+            warnings.append(
+                f"POLL_INTERVAL_SECONDS={interval} needs about {needed:.0f} API calls an hour, "
+                f"more than OCTOPUS_MAX_CALLS_PER_HOUR={budget}: cycles will wait for the budget"
+            )
+        if not values.get("influxdb_url"):
+            warnings.append(
+                "INFLUXDB_URL is not set: local mode, readings are kept in the cache "
+                "(sync them later with `octomon sync-cache`)"
+            )
+        if not values.get("slack_webhook_url"):
+            warnings.append("SLACK_WEBHOOK_URL is not set: alerts go to the log only")
+
+    # Register secrets before raising, so even the error path cannot print them.
+    for f in FIELDS.values():
+        if f.secret and f.attr in values:
+            if f.secret == "url":
+                redact.register_url(values[f.attr])
+            else:
+                redact.register(values[f.attr])
+                if ":" in values[f.attr]:  # InfluxDB 1.8 "username:password"
+                    redact.register(values[f.attr].split(":", 1)[1])
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**values, sources=sources, warnings=tuple(warnings))

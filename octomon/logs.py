@@ -1,0 +1,48 @@
+"""Logging set-up: one handler on the root logger whose formatter scrubs secrets.
+
+Scrubbing the *formatted* record (message, arguments, traceback) catches secrets from
+any logger, urllib3's DEBUG lines included, and from exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from octomon import redact
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+
+class ScrubbingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact.scrub(super().format(record))
+
+    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's API)
+        return redact.scrub(super().formatException(ei))  # type: ignore[arg-type]
+
+
+_handler: logging.Handler | None = None
+
+
+def setup(level: str = "info", stream: TextIO | None = None) -> None:
+    """Install (or re-level) the scrubbing handler. Safe to call more than once."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(stream or sys.stderr)
+    _handler.setFormatter(
+        ScrubbingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root.addHandler(_handler)
+    root.setLevel(LEVELS.get(level.lower(), logging.INFO))
+    # Below DEBUG, keep third-party chatter quiet; at DEBUG it is scrubbed like ours.
+    if root.level > logging.DEBUG:
+        for name in ("urllib3", "influxdb_client", "asyncio"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    else:
+        for name in ("urllib3", "influxdb_client", "asyncio"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
