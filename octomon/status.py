@@ -1,0 +1,84 @@
+"""The daemon's status snapshot: ``CACHE_DIR/status.json`` (SPEC §6) and the live panel's input.
+
+The monitor fills a :class:`Status` every cycle; ``run`` writes it atomically, the panel
+renders it, and ``octomon status`` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from octomon.fsutil import atomic_write
+from octomon.readings import format_time, parse_time
+
+STATUS_FILE = "status.json"
+MODES = ("influxdb", "cache", "local")
+_TIMES = ("started_at", "last_cycle_at", "last_good_cycle_at", "last_reading_at")
+
+
+@dataclass
+class Status:
+    started_at: datetime
+    poll_interval: int
+    call_budget: int
+    mode: str = "influxdb"  # one of MODES
+    last_cycle_at: datetime | None = None
+    last_good_cycle_at: datetime | None = None
+    last_reading_at: datetime | None = None
+    last_demand_kw: float | None = None
+    cache_backlog: int = 0  # readings waiting in the cache
+    calls_last_hour: int = 0
+    stored_this_session: int = 0
+    last_error: str | None = None
+    last_alert: str | None = None
+    pid: int = 0
+    # (time, kW) over the last 30 minutes for the panel's sparkline; not written to disk.
+    demand_history: list[tuple[datetime, float]] = field(default_factory=list)
+
+    def record_demand(self, at: datetime, kw: float, keep: timedelta = timedelta(minutes=30)) -> None:
+        self.demand_history.append((at, kw))
+        self.demand_history.sort(key=lambda p: p[0])
+        cutoff = self.demand_history[-1][0] - keep
+        self.demand_history = [p for p in self.demand_history if p[0] >= cutoff]
+
+    def healthy(self, now: datetime) -> bool:
+        """``status --check``: the last good cycle is within 3 poll intervals + 60 s."""
+        if self.last_good_cycle_at is None:
+            return False
+        limit = timedelta(seconds=3 * self.poll_interval + 60)
+        return now - self.last_good_cycle_at <= limit
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("demand_history")
+        for key in _TIMES:
+            value = getattr(self, key)
+            data[key] = format_time(value) if value is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Status:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.pop("demand_history", None)
+        for key in _TIMES:
+            if known.get(key):
+                known[key] = parse_time(known[key])
+        return cls(**known)
+
+    def write(self, cache_dir: Path) -> None:
+        """Atomic rewrite (0600); raises OSError for the caller to log and retry."""
+        body = json.dumps(self.to_dict(), indent=2) + "\n"
+        atomic_write(cache_dir / STATUS_FILE, body.encode())
+
+    @classmethod
+    def read(cls, cache_dir: Path) -> Status | None:
+        """The last written status, or None when there is none (or it is unreadable)."""
+        try:
+            data = json.loads((cache_dir / STATUS_FILE).read_text())
+            return cls.from_dict(data)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
