@@ -65,7 +65,14 @@ class TokenExpired(OctopusError):
 
 
 class RateLimited(OctopusError):
-    """KT-GB-4042 / KT-CT-1199: the account's shared hourly limit was hit."""
+    """KT-GB-4042 / KT-CT-1199: the account's shared hourly limit was hit.
+
+    ``retry_in`` is the backoff in seconds before the next request may be sent.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, retry_in: float = 0.0) -> None:
+        super().__init__(message, hint)
+        self.retry_in = retry_in
 
 
 class OctopusUnavailable(OctopusError):
