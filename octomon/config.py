@@ -152,13 +152,18 @@ class Field:
 FIELDS: dict[str, Field] = {
     f.name: f
     for f in (
-        Field("OCTOPUS_API_KEY", _non_empty, secret="token",
-              help="your Octopus API key (sk_live_…)"),
+        Field(
+            "OCTOPUS_API_KEY", _non_empty, secret="token", help="your Octopus API key (sk_live_…)"
+        ),
         Field("OCTOPUS_ACCOUNT_NUMBER", _account, help="your account number, A-XXXXXXXX"),
         Field("OCTOPUS_DEVICE_ID", _non_empty, help="smart meter device id; discovered if unset"),
         Field("OCTOPUS_API_URL", _http_url, DEFAULT_API_URL, help="Kraken GraphQL endpoint"),
-        Field("OCTOPUS_MAX_CALLS_PER_HOUR", _int_range(1, 100), "75",
-              help="API calls per hour octomon may use"),
+        Field(
+            "OCTOPUS_MAX_CALLS_PER_HOUR",
+            _int_range(1, 100),
+            "75",
+            help="API calls per hour octomon may use",
+        ),
         Field("INFLUXDB_URL", _http_url, help="InfluxDB URL; unset = local mode"),
         Field("INFLUXDB_TOKEN", _non_empty, secret="token", help="InfluxDB API token"),
         Field("INFLUXDB_ORG", _non_empty, help="InfluxDB organisation"),
@@ -167,8 +172,12 @@ FIELDS: dict[str, Field] = {
         Field("POLL_INTERVAL_SECONDS", _int_range(1, 3600), "60", help="seconds between polls"),
         Field("CACHE_DIR", _cache_dir, "./cache", help="where readings wait for InfluxDB"),
         Field("CACHE_MAX_MB", _positive_number, "1024", help="cache size cap in MB"),
-        Field("HEALTH_CHECK_SECONDS", _int_range(1, 3600), "30",
-              help="how often a lost InfluxDB is retried"),
+        Field(
+            "HEALTH_CHECK_SECONDS",
+            _int_range(1, 3600),
+            "30",
+            help="how often a lost InfluxDB is retried",
+        ),
         Field("LOG_LEVEL", _log_level, "info", help="debug, info, warning or error"),
     )
 }

@@ -12,15 +12,19 @@ from typing import TextIO
 
 from octomon import redact
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class ScrubbingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact.scrub(super().format(record))
 
-    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's API)
+    def formatException(self, ei: object) -> str:
         return redact.scrub(super().formatException(ei))  # type: ignore[arg-type]
 
 

@@ -104,7 +104,10 @@ class Reading:
 
     def to_json(self) -> str:
         """The canonical compact cache line (no newline), keys in the SPEC order."""
-        parts = [f'"read_at":"{format_time(self.read_at)}"', f'"device_id":{json.dumps(self.device_id)}']
+        parts = [
+            f'"read_at":"{format_time(self.read_at)}"',
+            f'"device_id":{json.dumps(self.device_id)}',
+        ]
         parts.extend(f'"{k}":{json.dumps(v)}' for k, v in self.fields().items())
         return "{" + ",".join(parts) + "}"
 
@@ -143,14 +146,10 @@ class Reading:
 
 def escape_tag(value: str) -> str:
     """Line-protocol escaping for a tag value: commas, equals signs and spaces."""
-    return (
-        value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-    )
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-def parse_items(
-    items: Iterable[Mapping[str, Any]], device_id: str
-) -> tuple[list[Reading], int]:
+def parse_items(items: Iterable[Mapping[str, Any]], device_id: str) -> tuple[list[Reading], int]:
     """Parse API items; returns (readings sorted by time, number dropped)."""
     readings: list[Reading] = []
     dropped = 0

@@ -39,7 +39,9 @@ class Status:
     # (time, kW) over the last 30 minutes for the panel's sparkline; not written to disk.
     demand_history: list[tuple[datetime, float]] = field(default_factory=list)
 
-    def record_demand(self, at: datetime, kw: float, keep: timedelta = timedelta(minutes=30)) -> None:
+    def record_demand(
+        self, at: datetime, kw: float, keep: timedelta = timedelta(minutes=30)
+    ) -> None:
         self.demand_history.append((at, kw))
         self.demand_history.sort(key=lambda p: p[0])
         cutoff = self.demand_history[-1][0] - keep

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -49,7 +50,7 @@ def verify_config(
 def run_online_checks(settings: Settings) -> int:
     """Run the connection tests that apply; print a line each; return how many failed."""
     failed = 0
-    checks = [("Octopus", lambda: _octopus_line(settings))]
+    checks: list[tuple[str, Callable[[], str]]] = [("Octopus", lambda: _octopus_line(settings))]
     if settings.influxdb_url:
         checks.append(("InfluxDB", lambda: _influx_line(settings, False)))
     else:

@@ -40,8 +40,7 @@ def test_missing_key_and_account_are_both_named() -> None:
 
 
 def test_bad_account_and_bad_interval_are_both_named() -> None:
-    env = {"OCTOPUS_API_KEY": KEY, "OCTOPUS_ACCOUNT_NUMBER": "B-12",
-           "POLL_INTERVAL_SECONDS": "abc"}
+    env = {"OCTOPUS_API_KEY": KEY, "OCTOPUS_ACCOUNT_NUMBER": "B-12", "POLL_INTERVAL_SECONDS": "abc"}
     result = invoke("verify-config", env=env)
     assert result.exit_code == 2
     assert "OCTOPUS_ACCOUNT_NUMBER='B-12': must be A- followed by 8 letters or digits" in (
@@ -68,8 +67,11 @@ def test_environment_beats_env_file(tmp_path: Path) -> None:
     env = valid_env() | {"POLL_INTERVAL_SECONDS": "90"}
     result = invoke("verify-config", env=env)
     assert result.exit_code == 0, result.output
-    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines()
-             if line.count("│") >= 4}
+    lines = {
+        line.split("│")[1].strip(): line
+        for line in result.output.splitlines()
+        if line.count("│") >= 4
+    }
     assert "90" in lines["POLL_INTERVAL_SECONDS"] and "env" in lines["POLL_INTERVAL_SECONDS"]
     assert "120" not in lines["POLL_INTERVAL_SECONDS"]
     assert "home" in lines["INFLUXDB_ORG"]  # the environment's value, not the file's

@@ -84,8 +84,9 @@ class VictoriaMetrics:
                 self.proc.wait()
         self.proc = None
 
-    def export(self, field: str, wait_for: int | None = None, timeout: float = 10.0
-               ) -> dict[int, list[float]]:
+    def export(
+        self, field: str, wait_for: int | None = None, timeout: float = 10.0
+    ) -> dict[int, list[float]]:
         """{unix seconds: [values…]} for ``energy_consumption_<field>`` (duplicates kept).
 
         Polls until at least ``wait_for`` distinct timestamps are visible (or timeout).
