@@ -1,0 +1,235 @@
+"""The live panel of ``octomon run`` on a terminal (SPEC §4.8).
+
+:func:`render` is a pure function of a :class:`~octomon.status.Status` and the time, so it
+is tested by rendering into a recording console. :class:`LivePanel` wraps ``rich.live.Live``:
+it re-renders once a second (the ages tick) and routes log lines above the panel through
+the same console, so nothing writes over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import IO
+
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.file_proxy import FileProxy
+from rich.live import Live
+from rich.measure import Measurement
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from octomon.clock import Clock, utcnow
+from octomon.status import Status
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+SPARK_SPAN = timedelta(minutes=30)
+SPARK_WIDTH = 60  # 30-second columns on a wide terminal
+_MIN_SPARK = 15
+_RANGE_WIDTH = 16  # "  0.20–3.12 kW"
+STALE_AFTER = timedelta(minutes=15)  # SPEC §4.6: no new readAt for 15 min is "stale"
+MODE_LABELS = {"influxdb": "InfluxDB", "cache": "cache", "local": "local"}
+_MODE_STYLES = {"influxdb": "green", "cache": "yellow", "local": "cyan"}
+
+
+def format_age(age: timedelta) -> str:
+    """``35 s``, ``4 min``, ``2 h 05 min``, ``3 d 4 h`` (a negative age counts as 0)."""
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def sparkline(
+    history: list[tuple[datetime, float]],
+    end: datetime,
+    span: timedelta = SPARK_SPAN,
+    width: int = SPARK_WIDTH,
+) -> tuple[str, float, float] | None:
+    """Demand over ``[end - span, end)`` as block characters, one column per slice of time.
+
+    Each column is the mean of the readings in its slice; a slice without readings is a
+    space (a gap shows as a gap). The blocks scale from min(0, lowest) to the highest
+    value. Returns (line, low, high), or None when there is nothing in the span.
+    """
+    start = end - span
+    step = span / width
+    sums = [0.0] * width
+    counts = [0] * width
+    for at, kw in history:
+        if start <= at < end:
+            col = min(width - 1, int((at - start) / step))
+            sums[col] += kw
+            counts[col] += 1
+    means = [s / c if c else None for s, c in zip(sums, counts, strict=True)]
+    values = [m for m in means if m is not None]
+    if not values:
+        return None
+    low, high = min(0.0, min(values)), max(values)
+    top = len(BLOCKS) - 1
+    chars = []
+    for m in means:
+        if m is None:
+            chars.append(" ")
+        elif high <= low:
+            chars.append(BLOCKS[0])
+        else:
+            chars.append(BLOCKS[round((m - low) / (high - low) * top)])
+    return "".join(chars), min(values), max(values)
+
+
+class _Spark:
+    """The sparkline cell: as many columns as the terminal leaves room for (up to 60)."""
+
+    def __init__(self, history: list[tuple[datetime, float]], end: datetime) -> None:
+        self.history = history
+        self.end = end
+
+    def _text(self, width: int) -> Text:
+        spark = sparkline(self.history, self.end, width=width)
+        if spark is None:
+            return Text("no readings yet", style="dim")
+        blocks, low, high = spark
+        cell = Text(blocks, style="cyan")
+        cell.append(f"  {low:.2f}–{high:.2f} kW", style="dim")
+        return cell
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = options.max_width - _RANGE_WIDTH
+        yield self._text(max(_MIN_SPARK, min(SPARK_WIDTH, room)))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(_MIN_SPARK + _RANGE_WIDTH, SPARK_WIDTH + _RANGE_WIDTH)
+
+
+def _time(dt: datetime) -> str:
+    return dt.strftime("%H:%M:%S UTC")
+
+
+def render(status: Status, now: datetime) -> RenderableType:
+    """The panel for one moment: every value the monitor reports, at a glance."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+
+    if status.last_demand_kw is not None:
+        grid.add_row("demand", Text(f"{status.last_demand_kw:.3f} kW", style="bold"))
+    else:
+        grid.add_row("demand", Text("no reading yet", style="dim"))
+
+    if status.last_reading_at is not None:
+        age = now - status.last_reading_at
+        line = Text(f"{_time(status.last_reading_at)} ({format_age(age)} ago)")
+        if age >= STALE_AFTER:
+            line.stylize("yellow")
+            line.append("  stale: power-cycle the Home Mini if it lasts", style="yellow")
+        grid.add_row("last reading", line)
+    else:
+        grid.add_row("last reading", Text("none yet", style="dim"))
+
+    grid.add_row("stored", f"{status.stored_this_session:,} readings this session")
+
+    mode = Text(MODE_LABELS.get(status.mode, status.mode), style=_MODE_STYLES.get(status.mode, ""))
+    grid.add_row("mode", mode)
+
+    backlog = Text(f"{status.cache_backlog:,} readings")
+    if status.cache_backlog and status.mode != "local":
+        backlog.append("  (waiting for InfluxDB)", style="yellow")
+    grid.add_row("cache backlog", backlog)
+
+    calls = Text(f"{status.calls_last_hour} / {status.call_budget}")
+    if status.call_budget and status.calls_last_hour >= status.call_budget:
+        calls.stylize("yellow")
+        calls.append("  (budget used: waiting for a free slot)", style="yellow")
+    grid.add_row("API calls (1 h)", calls)
+
+    grid.add_row("last 30 min", _Spark(status.demand_history, now))
+
+    grid.add_row(
+        "last alert", Text(status.last_alert or "none", style="" if status.last_alert else "dim")
+    )
+    if status.last_error:
+        grid.add_row("last error", Text(status.last_error, style="red"))
+    else:
+        grid.add_row("last error", Text("none", style="dim"))
+
+    uptime = format_age(now - status.started_at)
+    return Panel(
+        grid,
+        title="[bold]octomon[/bold]",
+        title_align="left",
+        subtitle=f"poll every {status.poll_interval} s · up {uptime} · Ctrl-C to stop",
+        subtitle_align="right",
+        expand=False,
+    )
+
+
+def _waiting() -> RenderableType:
+    return Panel(Group(Text("starting…", style="dim")), title="[bold]octomon[/bold]", expand=False)
+
+
+class LivePanel:
+    """``with LivePanel() as panel: ... panel.update(status)``.
+
+    Refreshes once a second (enough for the ages; low enough not to flicker), stays on
+    screen after exit (``transient=False``), and while open routes the log handler's
+    output above the panel instead of letting it write across it.
+    """
+
+    def __init__(self, console: Console | None = None, clock: Clock = utcnow) -> None:
+        self.console = console or Console(highlight=False)
+        self.clock = clock
+        self._status: Status | None = None
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._renderable,
+            refresh_per_second=1,
+            transient=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self._log_handler: logging.StreamHandler[IO[str]] | None = None
+        self._log_stream: IO[str] | None = None
+
+    def _renderable(self) -> RenderableType:
+        if self._status is None:
+            return _waiting()
+        return render(self._status, self.clock())
+
+    def update(self, status: Status) -> None:
+        self._status = status
+        self._live.refresh()
+
+    def __enter__(self) -> LivePanel:
+        terminal = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
+                self._log_handler = handler
+                self._log_stream = handler.setStream(FileProxy(self.console, handler.stream))
+                break
+        self._live.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._log_handler is not None and self._log_stream is not None:
+            proxy = self._log_handler.setStream(self._log_stream)
+            if proxy is not None:
+                proxy.flush()
+        self._log_handler = None
+        self._log_stream = None
+        self._live.stop()
