@@ -8,6 +8,7 @@ only at the edge (JSON and line protocol).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,13 +81,19 @@ class Reading:
             return None
         try:
             ts = parse_time(read_at)
-        except ValueError:
+        except (ValueError, OverflowError):  # unparseable, or out of datetime's range
             return None
         values: dict[str, float] = {}
         for name, api_name, divisor in FIELD_MAP:
             number = _decimal(item.get(api_name))
-            if number is not None:
-                values[name] = float(number / divisor)
+            if number is None:
+                continue
+            try:
+                value = float(number / divisor)
+            except ArithmeticError:  # decimal.Overflow beyond the context's exponent range
+                continue
+            if math.isfinite(value):  # beyond float's range: not a usable number
+                values[name] = value
         if not values:
             return None
         return cls(ts, device_id, **values)
