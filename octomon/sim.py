@@ -1,0 +1,1049 @@
+"""A simulated Octopus Home Mini: a loopback GraphQL server speaking octomon's subset of Kraken.
+
+Why it exists: `octomon run --demo`, the integration tests (the real client over real HTTP) and
+the benchmarks need an API that behaves like Kraken -- HTTP 200 with ``errors[]``, decimal
+strings, gaps, late uploads, expiring tokens, a rate limit -- without an Octopus account.
+Standard library only, so importing it is cheap.
+
+Operations (recognised by the field names in the query text; arguments must be variables or
+plain literals, and the selected fields are read from the query):
+
+* ``obtainKrakenToken(input: {APIKey} | {refreshToken})`` -> ``token`` (60 min of sim clock),
+  ``refreshToken`` (7 days; refreshing does not extend it, and returns the same refresh token),
+  ``refreshExpiresIn`` (Unix time of the refresh token's expiry), ``payload`` (``exp``, ``iat``).
+* ``account(accountNumber)`` -> one active electricity agreement, one meter with
+  ``smartImportElectricityMeter{deviceId}`` and ``smartDevices`` ``[IHD, ESME, CAD]`` (the ESME is
+  the device id; it is deliberately not listed first).
+* ``smartMeterTelemetry(deviceId, start, end, grouping)``: only ``deviceId`` -> ``[latest]``;
+  a range needs all three; ``start`` inclusive, ``end`` exclusive, no offset means UTC.
+  Grouped items start at their UTC-aligned bucket; ``consumptionDelta``/``costDelta``/
+  ``costDeltaWithTax`` are sums over the bucket, ``demand`` the mean (one decimal),
+  ``consumption``/``export`` the last register value. The row count is not limited.
+
+Error codes (GraphQL errors come with HTTP 200 and ``data: {field: null}``):
+
+====================  =====================================================================
+KT-CT-1139            bad API key ("Authentication failed.")
+KT-CT-1135            refresh token unknown or expired ("Invalid data.")
+KT-CT-1112            no ``Authorization`` header (raw token; ``JWT <token>`` accepted)
+KT-CT-1111            unknown token ("Unauthorized.")
+KT-CT-1124            expired token ("Signature of the JWT has expired.")
+KT-CT-4123            wrong account number ("Unauthorized.")
+KT-GB-4040            a range without all of start, end and grouping
+KT-GB-4041            end <= start
+KT-GB-4042            rate limited, telemetry ("Too many requests.")
+KT-CT-1199            rate limited, other operations ("Too many requests.")
+KT-GB-4039            service fault on telemetry ("Unable to query telemetry.")
+KT-GB-4050            unknown device id, or ``no_device`` ("Smart meter not found.")
+KT-GB-4051            start older than now - retention
+SIM-LITERAL-SECRET    the query text contains the API key, a token, a device id or the
+                      account number: octomon must pass them as variables (sim-only code)
+====================  =====================================================================
+
+Schema validation problems (unknown field, bad enum or variable, unknown operation) get HTTP 400
+with ``errors[]`` and no ``data``, as a GraphQL server does before executing anything.
+
+Faults, switchable at any time from a test (plain attributes read per request, or methods):
+
+* ``expire_tokens(refresh=False)``: every token issued so far is expired (KT-CT-1124);
+  ``refresh=True`` also expires the refresh tokens (KT-CT-1135).
+* ``rate_limited = True``: every request is answered too-many-requests.
+* ``service_errors = N``: the next N requests fail in turn with HTTP 502 (HTML body), HTTP 503,
+  then KT-GB-4039 with HTTP 200 on telemetry (HTTP 504 on other operations).
+* ``late_uploads = True``: the 2-minute bursts at minutes 10-11, 30-31 and 50-51 of every hour
+  become visible 180-240 s after ``readAt``. Otherwise a reading is visible 10-60 s after its
+  ``readAt`` (about 1 % after 60-150 s); ``available_at(ts)`` gives the exact moment.
+* ``freeze(at=None)`` / ``unfreeze()``: no reading with readAt >= at (default: now) is served
+  while frozen; the span [at, unfreeze time) stays missing for ever.
+* ``retention = timedelta(days=30)``: an older ``start`` gets KT-GB-4051; ``latest`` looks
+  back no further.
+* ``legacy_schema = True``: ``costDeltaWithTax`` and ``export`` do not exist (HTTP 400).
+* ``no_device = True``: the meter has no smart devices (``null`` / ``[]``), telemetry 4050.
+
+The rate limit counts every request reaching the sim (refused ones too) in a rolling hour of sim
+clock; request number ``rate_limit_per_hour + 1`` is refused. ``calls``, ``served`` and
+``rate_limited_answers`` record what happened (pass ``record=False`` for a long demo run so
+memory stays flat; the rate limit still works).
+
+The household (a pure function of ``(seed, readAt)``, see ``SimHomeMini.reading_at``): a diurnal
+base load (~150 W at night, ~500 W evening peak), a fridge compressor cycling every 40 min,
+3-7 kettle runs of ~3 kW for ~3 min, microwave, an oven on most evenings, dishwasher and washing
+machine on some days. ``demand`` is whole watts ("624.0"); the register counts whole Wh and
+``consumptionDelta`` is its 10-s increment, so zeros ("0E+1") are common at low load and
+consecutive readings satisfy ``consumption[i] - consumption[i-1] == consumptionDelta[i]``, across
+midnight too (the register reads 31,000,000 Wh at 2020-01-01 00:00 UTC and is positive from
+2012). Over a gap the register keeps counting, so it jumps by more than the next delta.
+``costDelta`` = Wh x 0.0245 p (24.5 p/kWh ex VAT), ``costDeltaWithTax`` = costDelta x 1.05 (a
+few steps a day give ``""`` or ``null``), ``export`` is always "0.0". About 1 % of steps are
+missing (single steps, short runs, sometimes a 5-15 min hole).
+
+Threads: every request runs under ``SimHomeMini.lock`` (an RLock, also taken by the fault
+methods); the per-seed household model has its own lock and is shared by sims with that seed.
+``SimHomeMini.handle()`` is the transport-free entry point; ``ihd_id``/``cad_id`` are the other
+listed devices (telemetry on them is KT-GB-4050).
+
+Run alone: ``python -m octomon.sim --port 8765 [--seed 1] [--rate-limit-per-hour N]
+[--late-uploads]``; it prints the URL and the settings to use, and stops on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+from array import array
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = [
+    "DEFAULT_ACCOUNT",
+    "DEFAULT_API_KEY",
+    "DEFAULT_DEVICE_ID",
+    "DEFAULT_RETENTION",
+    "GROUPINGS",
+    "TELEMETRY_FIELDS",
+    "SimHomeMini",
+    "SimResponse",
+    "SimServer",
+    "main",
+]
+
+DEFAULT_API_KEY = "sk_live_simulated0000000000000000"
+DEFAULT_ACCOUNT = "A-5151AB12"
+DEFAULT_DEVICE_ID = "00-11-22-33-44-55-66-77"
+DEFAULT_RETENTION = timedelta(days=30)
+GROUPINGS: dict[str, int] = {
+    "TEN_SECONDS": 10,
+    "ONE_MINUTE": 60,
+    "FIVE_MINUTES": 300,
+    "HALF_HOURLY": 1800,
+    "HOURLY": 3600,
+}
+TELEMETRY_FIELDS = (
+    "readAt",
+    "consumption",
+    "consumptionDelta",
+    "demand",
+    "costDelta",
+    "costDeltaWithTax",
+    "export",
+)
+_NEW_FIELDS = frozenset({"costDeltaWithTax", "export"})
+_FIELD_OF = {"token": "obtainKrakenToken", "account": "account", "telemetry": "smartMeterTelemetry"}
+
+UTC = timezone.utc
+_STEP = 10
+_DAY = 86400
+_N = _DAY // _STEP
+_TOKEN_LIFETIME = 3600
+_REFRESH_LIFETIME = 7 * _DAY
+_REGISTER_EPOCH_DAY = 18262  # 2020-01-01 as days since 1970-01-01
+_REGISTER_AT_EPOCH_WH = 31_000_000
+_WS_PER_WH = 360  # one Wh is 360 watt-steps of 10 s
+# The base load in W at each hour 00:00..24:00 UTC: night low, breakfast, evening peak.
+# fmt: off
+_HOURLY_KNOTS = (190, 165, 150, 145, 145, 150, 190, 320, 300, 230, 210, 220, 260,
+                 230, 210, 220, 270, 420, 520, 560, 520, 450, 340, 240, 190)
+# fmt: on
+_FRIDGE_PERIOD = 240  # 40 min; divides a day so the fridge's daily energy is fixed
+_CYCLE = 24  # thermostat cycle of an oven: 2 min on, 2 min off
+_DAY_CACHE = 16
+_ISSUER = "https://api.octopus.energy/v1/graphql/"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _seconds(ts: datetime) -> float:
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware (UTC)")
+    return ts.timestamp()
+
+
+# --------------------------------------------------------------------------- the household
+
+
+_Event = tuple[int, int, int, int]
+"""An appliance run (start step, length, watts, solid): ``solid`` steps at full power, then a
+50 % thermostat cycle. Plain tuples: thousands of days' plans are made for the register."""
+
+
+def _event_on(event: _Event, j: int) -> bool:
+    return j < event[3] or (j - event[3]) % _CYCLE < _CYCLE // 2
+
+
+def _event_energy(event: _Event) -> int:
+    _, length, watts, solid = event
+    rest = length - solid
+    return (solid + (rest // _CYCLE) * (_CYCLE // 2) + min(rest % _CYCLE, _CYCLE // 2)) * watts
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    offset: int
+    noise_shift: int
+    fridge_phase: int
+    events: tuple[_Event, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _DayData:
+    """One UTC day of readings; arrays are indexed by 10-s step."""
+
+    day: int
+    demand: array[int]
+    register: array[int]
+    delta: array[int]
+    present: bytearray
+    latency_byte: bytes
+    blank_tax: dict[int, str | None]
+
+    def item(self, i: int) -> dict[str, str | None]:
+        wh = self.delta[i]
+        ts = datetime.fromtimestamp(self.day * _DAY + i * _STEP, UTC)
+        return {
+            "readAt": ts.isoformat(),
+            "consumption": _fmt_wh(self.register[i]),
+            "consumptionDelta": _fmt_wh(wh),
+            "demand": f"{self.demand[i]}.0",
+            "costDelta": _fmt_cost(wh),
+            "costDeltaWithTax": self.blank_tax[i] if i in self.blank_tax else _fmt_cost_tax(wh),
+            "export": "0.0",
+        }
+
+
+def _fmt_wh(wh: int) -> str:
+    return "0E+1" if wh == 0 else f"{wh}.0"
+
+
+def _fmt_cost(wh: int) -> str:
+    """Wh x 0.0245 p, written the way Decimal would (4 places), without Decimal's cost."""
+    if wh == 0:
+        return "0E+1"
+    v = wh * 245
+    return f"{v // 10_000}.{v % 10_000:04d}"
+
+
+def _fmt_cost_tax(wh: int) -> str:
+    if wh == 0:
+        return "0E+1"
+    v = wh * 245 * 105
+    return f"{v // 1_000_000}.{v % 1_000_000:06d}"
+
+
+class _LoadModel:
+    """The deterministic household of one seed; shared by every sim with that seed.
+
+    Each day's energy has a closed form (fixed base shape, rotated noise and fridge patterns,
+    plus a few appliance events), so the cumulative register at any midnight is a cheap prefix
+    sum of per-day totals instead of a replay of every 10-s step since the epoch.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        rng = random.Random(f"octomon.sim:{seed}:shape")
+        knots = [round(k * rng.uniform(0.9, 1.1)) for k in _HOURLY_KNOTS]
+        self._shape = [
+            round(knots[i // 360] + (knots[i // 360 + 1] - knots[i // 360]) * (i % 360) / 360)
+            for i in range(_N)
+        ]
+        self._noise = [rng.randint(-12, 12) for _ in range(_N)]
+        fridge_watts, fridge_on = rng.randint(80, 110), rng.randint(84, 96)
+        self._fridge = [fridge_watts if i % _FRIDGE_PERIOD < fridge_on else 0 for i in range(_N)]
+        self._static = sum(self._shape) + sum(self._noise) + sum(self._fridge)
+        self._forward = [_REGISTER_AT_EPOCH_WH * _WS_PER_WH]  # watt-steps at epoch + k days
+        self._backward = [self._forward[0]]  # watt-steps at epoch - k days
+        self._days: OrderedDict[int, _DayData] = OrderedDict()
+        self._lock = threading.Lock()
+        self._last = _DayData(-(10**9), array("q"), array("q"), array("q"), bytearray(), b"", {})
+
+    def _plan(self, day: int) -> _Plan:
+        """The day's appliance runs, from one hash: the register needs thousands of these.
+
+        Each draw has a fixed slot of ``d`` (16-bit values), so adding an appliance later does
+        not reshuffle the others.
+        """
+        key = f"octomon.sim:{self.seed}:{day}:plan".encode()
+        d: tuple[int, ...] = struct.unpack("<64H", hashlib.shake_256(key).digest(128))
+
+        def pick(slot: int, lo: int, hi: int) -> int:
+            return lo + d[slot] * (hi - lo + 1) // 65536
+
+        events: list[_Event] = []
+        for k in range(1, 1 + 4 * pick(0, 3, 7), 4):  # kettle: morning, daytime or evening
+            lo, hi = ((2340, 3240), (3600, 5760), (5940, 7740))[pick(k, 0, 2)]
+            n = pick(k + 1, 15, 21)
+            events.append((pick(k + 2, lo, hi), n, pick(k + 3, 2850, 3000), n))
+        for k in range(30, 30 + 4 * pick(29, 0, 2), 4):  # microwave: lunch or dinner
+            lo, hi = ((4140, 4860), (6300, 7020))[pick(k, 0, 1)]
+            n = pick(k + 1, 6, 24)
+            events.append((pick(k + 2, lo, hi), n, pick(k + 3, 1100, 1300), n))
+        if pick(38, 0, 99) < 55:  # oven: preheat, then the thermostat cycles
+            events.append(
+                (pick(39, 6030, 6660), pick(40, 240, 450), pick(41, 2100, 2400), pick(42, 60, 90))
+            )
+        if pick(43, 0, 99) < 40:  # dishwasher: heat, wash, heat
+            s = pick(44, 7020, 7920)
+            events += [(s, 120, 2000, 120), (s + 120, 360, 120, 360), (s + 480, 60, 2000, 60)]
+        weekend = (day + 3) % 7 >= 5
+        if pick(45, 0, 99) < (50 if weekend else 15):  # washing machine: heat, wash, spin
+            s = pick(46, 3240, 3960)
+            events += [(s, 90, 2100, 90), (s + 90, 360, 250, 360), (s + 450, 60, 500, 60)]
+        offset = pick(47, 0, 40) + (15 if weekend else 0)
+        return _Plan(offset, pick(48, 0, _N - 1), pick(49, 0, _FRIDGE_PERIOD - 1), tuple(events))
+
+    def _energy(self, day: int) -> int:
+        plan = self._plan(day)
+        return self._static + _N * plan.offset + sum(_event_energy(e) for e in plan.events)
+
+    def _start(self, day: int) -> int:
+        """The register at ``day``'s midnight, in watt-steps (caller holds the lock)."""
+        k = day - _REGISTER_EPOCH_DAY
+        if k >= 0:
+            while len(self._forward) <= k:
+                d = _REGISTER_EPOCH_DAY + len(self._forward) - 1
+                self._forward.append(self._forward[-1] + self._energy(d))
+            return self._forward[k]
+        while len(self._backward) <= -k:
+            d = _REGISTER_EPOCH_DAY - len(self._backward)
+            self._backward.append(self._backward[-1] - self._energy(d))
+        return self._backward[-k]
+
+    def day(self, day: int) -> _DayData:
+        last = self._last  # one attribute read: safe without the lock
+        if last.day == day:
+            return last
+        with self._lock:
+            cached = self._days.get(day)
+            if cached is not None:
+                self._days.move_to_end(day)
+                self._last = cached
+                return cached
+            data = self._build(day)
+            self._days[day] = data
+            self._last = data
+            if len(self._days) > _DAY_CACHE:
+                self._days.popitem(last=False)
+            return data
+
+    def _build(self, day: int) -> _DayData:
+        plan = self._plan(day)
+        s, f = plan.noise_shift, plan.fridge_phase
+        noise = self._noise[s:] + self._noise[:s]
+        fridge = self._fridge[f:] + self._fridge[:f]
+        demand = [a + b + c + plan.offset for a, b, c in zip(self._shape, noise, fridge)]
+        for ev in plan.events:
+            for j in range(ev[1]):
+                if _event_on(ev, j):
+                    demand[ev[0] + j] += ev[2]
+        start = self._start(day)
+        reg = [c // _WS_PER_WH for c in itertools.accumulate(demand, initial=start)]
+        if reg[-1] != self._start(day + 1) // _WS_PER_WH:
+            raise RuntimeError(f"sim: day {day} energy disagrees with its closed form")
+        rng = random.Random(f"octomon.sim:{self.seed}:{day}:meter")
+        present = bytearray(b"\x01") * _N
+        count = rng.randint(14, 26)
+        holes = [1 if rng.random() < 0.8 else rng.randint(2, 30) for _ in range(count)]
+        if rng.random() < 0.15:
+            holes.append(rng.randint(30, 90))
+        for n in holes:
+            at = rng.randrange(_N)
+            present[at : at + n] = bytes(len(present[at : at + n]))
+        latency = rng.randbytes(_N)
+        blanks: dict[int, str | None] = {}
+        for k in range(rng.choice((0, 0, 1, 2, 3))):
+            blanks[rng.randrange(_N)] = "" if k % 2 == 0 else None
+        return _DayData(
+            day=day,
+            demand=array("q", demand),
+            register=array("q", reg[1:]),
+            delta=array("q", [b - a for a, b in itertools.pairwise(reg)]),
+            present=present,
+            latency_byte=latency,
+            blank_tax=blanks,
+        )
+
+
+_MODELS: dict[int, _LoadModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _model(seed: int) -> _LoadModel:
+    with _MODELS_LOCK:
+        if seed not in _MODELS:
+            _MODELS[seed] = _LoadModel(seed)
+        return _MODELS[seed]
+
+
+# --------------------------------------------------------------------------- GraphQL text
+
+_COMMENT = re.compile(r"#[^\n]*")
+_ARG = re.compile(r'([_A-Za-z]\w*)\s*:\s*(\$\w+|"(?:[^"\\]|\\.)*"|\{[^{}]*\}|[-\w.+:]+)')
+_TOKEN = re.compile(r"[_A-Za-z]\w*|[{}()]")
+
+
+_ERRORS: dict[str, tuple[str, str, str]] = {  # code -> (message, errorType, errorDescription)
+    "KT-CT-1111": ("Unauthorized.", "AUTHORIZATION", "The token is not recognised."),
+    "KT-CT-1112": ("'Authorization' header not provided.", "AUTHORIZATION", ""),
+    "KT-CT-1124": ("Signature of the JWT has expired.", "AUTHORIZATION", ""),
+    "KT-CT-1135": ("Invalid data.", "VALIDATION", "The refresh token is invalid or has expired."),
+    "KT-CT-1139": ("Authentication failed.", "VALIDATION", ""),
+    "KT-CT-1199": ("Too many requests.", "THROTTLING", ""),
+    "KT-CT-4123": ("Unauthorized.", "AUTHORIZATION", "No such account for this user."),
+    "KT-GB-4039": ("Unable to query telemetry.", "SERVICE_AVAILABILITY", ""),
+    "KT-GB-4040": (
+        "Invalid telemetry query.",
+        "VALIDATION",
+        "A range needs start, end and grouping.",
+    ),
+    "KT-GB-4041": ("Invalid telemetry query.", "VALIDATION", "The end must be after the start."),
+    "KT-GB-4042": ("Too many requests.", "THROTTLING", ""),
+    "KT-GB-4050": ("Smart meter not found.", "NOT_FOUND", ""),
+    "KT-GB-4051": ("The start of the range is too far in the past.", "VALIDATION", ""),
+    "SIM-LITERAL-SECRET": (
+        "octomon.sim refuses secrets and ids written into the query text: use variables.",
+        "VALIDATION",
+        "",
+    ),
+}
+
+
+class _GraphQLError(Exception):
+    """A Kraken-style GraphQL error (HTTP 200) on one top-level field; see ``_ERRORS``."""
+
+    def __init__(self, code: str) -> None:
+        self.message, self.error_type, description = _ERRORS[code]
+        super().__init__(self.message)
+        self.code, self.description = code, description or self.message
+
+
+class _Invalid(Exception):
+    """A schema validation failure: HTTP 400, nothing executed."""
+
+
+def _operation(query: str) -> str:
+    if re.search(r"\bobtainKrakenToken\b", query):
+        return "token"
+    if re.search(r"\bsmartMeterTelemetry\b", query):
+        return "telemetry"
+    if re.search(r"\baccount\s*\(", query):
+        return "account"
+    return "other"
+
+
+def _field(query: str, name: str) -> tuple[dict[str, str], list[str]]:
+    """The raw arguments and the top-level selected names of field ``name``."""
+    m = re.search(rf"\b{name}\b\s*", query)
+    if m is None:
+        raise _Invalid(f'Cannot query field "{name}".')
+    pos, args = m.end(), ""
+    if query.startswith("(", pos):
+        close = query.find(")", pos)
+        if close < 0:
+            raise _Invalid("Syntax Error: Expected Name, found <EOF>.")
+        args, pos = query[pos + 1 : close], close + 1
+    names: list[str] = []
+    depth = 0
+    for tok in _TOKEN.finditer(query, pos):
+        t = tok.group()
+        if t in ("{", "("):
+            depth += 1
+        elif t in ("}", ")"):
+            depth -= 1
+            if depth <= 0:
+                break
+        elif depth == 1:
+            names.append(t)
+        elif depth == 0:
+            break
+    return dict(_ARG.findall(args)), names
+
+
+def _value(raw: str | None, variables: dict[str, Any]) -> Any:
+    if raw is None or raw == "null":
+        return None
+    if raw.startswith("$"):
+        return variables.get(raw[1:])
+    if raw.startswith('"'):
+        return json.loads(raw)
+    if raw.startswith("{"):
+        return {k: _value(v, variables) for k, v in _ARG.findall(raw[1:-1])}
+    return raw
+
+
+def _datetime(name: str, value: Any) -> float:
+    try:
+        text = str(value).strip()
+        ts = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+    except (ValueError, IndexError):
+        raise _Invalid(
+            f'Variable "${name}" got invalid value {json.dumps(value)}; '
+            "DateTime cannot represent value."
+        ) from None
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+
+
+def _prune(obj: Any, names: set[str]) -> Any:
+    """Keep only fields named somewhere in the query (good enough for the account query)."""
+    if isinstance(obj, dict):
+        return {k: _prune(v, names) for k, v in obj.items() if k in names}
+    if isinstance(obj, list):
+        return [_prune(v, names) for v in obj]
+    return obj
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True, slots=True)
+class SimResponse:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def _json(status: int, payload: Any) -> SimResponse:
+    return SimResponse(status, json.dumps(payload, separators=(",", ":")).encode())
+
+
+def _html(status: int, title: str) -> SimResponse:
+    body = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>\n"
+    return SimResponse(status, body.encode(), "text/html")
+
+
+# --------------------------------------------------------------------------- the account
+
+
+class SimHomeMini:
+    """The simulated account, meter and Kraken back end; every request runs under ``lock``."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        account_number: str = DEFAULT_ACCOUNT,
+        device_id: str = DEFAULT_DEVICE_ID,
+        seed: int = 1,
+        clock: Callable[[], datetime] | None = None,
+        rate_limit_per_hour: int = 100,
+        record: bool = True,
+    ) -> None:
+        self.api_key, self.account_number, self.device_id = api_key, account_number, device_id
+        self.seed = seed
+        self.clock: Callable[[], datetime] = clock or _utc_now
+        self.rate_limit_per_hour = rate_limit_per_hour
+        self.record = record
+        self.lock = threading.RLock()
+        self.rate_limited = False
+        self.service_errors = 0
+        self.late_uploads = False
+        self.retention = DEFAULT_RETENTION
+        self.legacy_schema = False
+        self.no_device = False
+        self.calls: list[tuple[datetime, str]] = []
+        self.rate_limited_answers = 0
+        self.served: dict[datetime, dict[str, str | None]] = {}
+        digest = hashlib.sha256(f"{seed}:{device_id}".encode()).hexdigest().upper()
+        self.ihd_id = "-".join(digest[i : i + 2] for i in range(0, 16, 2))
+        self.cad_id = "-".join(digest[i : i + 2] for i in range(16, 32, 2))
+        self._model = _model(seed)
+        self._secret = hashlib.sha256(f"octomon.sim:{seed}:jwt".encode()).digest()
+        self._tokens: dict[str, int] = {}  # access token -> exp (Unix seconds)
+        self._refresh: dict[str, int] = {}  # refresh token -> expiry
+        self._issued = 0
+        self._window: deque[float] = deque()
+        self._fault_turn = 0
+        self._frozen_since: int | None = None
+        self._lost: list[tuple[int, int]] = []
+
+    # ---- the readings, as a pure function of (seed, ts) and the upload faults
+
+    def reading_at(self, ts: datetime) -> dict[str, str | None] | None:
+        """The API item for the 10-s step ``ts`` (all seven fields), or None for a gap/off-step."""
+        t = _seconds(ts)
+        if t % _STEP:
+            return None
+        day, i = divmod(int(t), _DAY)
+        data = self._model.day(day)
+        return data.item(i // _STEP) if data.present[i // _STEP] else None
+
+    def available_at(self, ts: datetime) -> datetime:
+        """When the reading of step ``ts`` becomes visible (depends on ``late_uploads``)."""
+        t = int(_seconds(ts)) // _STEP * _STEP
+        data = self._model.day(t // _DAY)
+        return datetime.fromtimestamp(t + self._latency(data, t), UTC)
+
+    def _latency(self, data: _DayData, t: int) -> int:
+        b = data.latency_byte[(t % _DAY) // _STEP]
+        if self.late_uploads and 600 <= t % 1200 < 720:
+            return 180 + b % 61
+        if b >= 253:  # "sometimes minutes"
+            return 60 + (b - 253) * 45
+        return 10 + b % 51
+
+    def _visible(self, start: float, end: float, now: float) -> Iterator[tuple[_DayData, int]]:
+        """(day, step index) of every reading in [start, end) the API shows at ``now``."""
+        t = math.ceil(start / _STEP) * _STEP
+        stop = min(end, now)
+        while t < stop:
+            day = t // _DAY
+            data, base = self._model.day(day), day * _DAY
+            last = min(_N, math.ceil((stop - base) / _STEP))
+            for i in range((t - base) // _STEP, last):
+                if not data.present[i]:
+                    continue
+                ts = base + i * _STEP
+                if ts + self._latency(data, ts) > now or self._hidden(ts):
+                    continue
+                yield data, i
+            t = base + _DAY
+
+    def _hidden(self, ts: int) -> bool:
+        if self._frozen_since is not None and ts >= self._frozen_since:
+            return True
+        return any(a <= ts < b for a, b in self._lost)
+
+    # ---- faults
+
+    def expire_tokens(self, refresh: bool = False) -> None:
+        """Expire every access token issued so far (and the refresh tokens if ``refresh``)."""
+        with self.lock:
+            now = int(_seconds(self.clock()))
+            self._tokens = {t: min(exp, now) for t, exp in self._tokens.items()}
+            if refresh:
+                self._refresh = {t: min(exp, now) for t, exp in self._refresh.items()}
+
+    def freeze(self, at: datetime | None = None) -> None:
+        """The Home Mini stops uploading: nothing with readAt >= ``at`` (default now) is served."""
+        with self.lock:
+            self._frozen_since = math.ceil(_seconds(at or self.clock()))
+
+    def unfreeze(self) -> None:
+        """Power-cycled: uploads resume from now; the frozen span stays missing."""
+        with self.lock:
+            if self._frozen_since is not None:
+                self._lost.append((self._frozen_since, math.ceil(_seconds(self.clock()))))
+                self._frozen_since = None
+
+    # ---- the request pipeline
+
+    def handle(self, method: str, path: str, authorization: str | None, body: bytes) -> SimResponse:
+        """Answer one HTTP request; transport-independent so benchmarks may call it directly."""
+        raw, query, variables = "", "", dict[str, Any]()
+        bad_request: str | None = None
+        if method != "POST" or path.split("?")[0].rstrip("/") != "/v1/graphql":
+            bad_request = "octomon.sim serves POST /v1/graphql/ only."
+        else:
+            try:
+                doc = json.loads(body or b"null")
+                raw = str(doc.get("query") or "")
+                query = _COMMENT.sub("", raw)
+                variables = doc.get("variables") or {}
+                if not query or not isinstance(variables, dict):
+                    bad_request = "Must provide query string."
+            except (ValueError, AttributeError):
+                bad_request = "Body is not valid JSON."
+        op = _operation(query) if bad_request is None else "other"
+        with self.lock:
+            now_dt = self.clock()
+            now = _seconds(now_dt)
+            if self.record:
+                self.calls.append((now_dt, op))
+            self._window.append(now)
+            while self._window and self._window[0] <= now - 3600:
+                self._window.popleft()
+            if self.service_errors > 0:
+                return self._service_fault(op)
+            if bad_request is not None:
+                return _json(400, {"errors": [self._invalid_error(bad_request)]})
+            field = _FIELD_OF.get(op, "")
+            if self.rate_limited or len(self._window) > self.rate_limit_per_hour:
+                self.rate_limited_answers += 1
+                code = "KT-GB-4042" if op == "telemetry" else "KT-CT-1199"
+                return self._error(field or None, _GraphQLError(code))
+            try:
+                self._check_literals(raw)
+                if op == "other":
+                    raise _Invalid(
+                        "octomon.sim knows obtainKrakenToken, account and smartMeterTelemetry only."
+                    )
+                args, selection = _field(query, field)
+                if op == "token":
+                    data: Any = self._token(args, selection, variables, int(now))
+                else:
+                    self._authorise(authorization, now)
+                    if op == "account":
+                        data = self._account(args, variables, set(_TOKEN.findall(query)))
+                    else:
+                        data = self._telemetry(args, selection, variables, now)
+            except _Invalid as err:
+                return _json(400, {"errors": [self._invalid_error(str(err))]})
+            except _GraphQLError as err:
+                return self._error(field, err)
+            return _json(200, {"data": {field: data}})
+
+    def _service_fault(self, op: str) -> SimResponse:
+        """The edge and the telemetry back end failing in turn, as they do for real."""
+        self.service_errors -= 1
+        self._fault_turn += 1
+        if self._fault_turn % 3 == 1:
+            return _html(502, "502 Bad Gateway")
+        if self._fault_turn % 3 == 2:
+            return _html(503, "503 Service Temporarily Unavailable")
+        if op != "telemetry":
+            return _html(504, "504 Gateway Time-out")
+        return self._error("smartMeterTelemetry", _GraphQLError("KT-GB-4039"))
+
+    @staticmethod
+    def _invalid_error(message: str) -> dict[str, Any]:
+        return {
+            "message": message,
+            "extensions": {
+                "errorType": "VALIDATION",
+                "errorCode": None,
+                "errorDescription": message,
+            },
+        }
+
+    @staticmethod
+    def _error(field: str | None, err: _GraphQLError) -> SimResponse:
+        error: dict[str, Any] = {
+            "message": err.message,
+            "extensions": {
+                "errorType": err.error_type,
+                "errorCode": err.code,
+                "errorDescription": err.description,
+                "errorClass": err.error_type,
+            },
+        }
+        if field:
+            error["path"] = [field]
+        return _json(200, {"errors": [error], "data": {field: None} if field else None})
+
+    def _check_literals(self, query: str) -> None:
+        folded = query.casefold()
+        secrets = [self.api_key, self.account_number, self.device_id, self.ihd_id, self.cad_id]
+        if any(s.casefold() in folded for s in secrets) or any(
+            t in query for t in itertools.chain(self._tokens, self._refresh)
+        ):
+            raise _GraphQLError("SIM-LITERAL-SECRET")
+
+    def _authorise(self, header: str | None, now: float) -> None:
+        if not header or not header.strip():
+            raise _GraphQLError("KT-CT-1112")
+        token = header.strip()
+        if token[:4].upper() == "JWT ":
+            token = token[4:].strip()
+        exp = self._tokens.get(token)
+        if exp is None:
+            raise _GraphQLError("KT-CT-1111")
+        if exp <= now:
+            raise _GraphQLError("KT-CT-1124")
+
+    def _token(
+        self, args: dict[str, str], selection: list[str], variables: dict[str, Any], now: int
+    ) -> dict[str, Any]:
+        given = _value(args.get("input"), variables)
+        if not isinstance(given, dict):
+            raise _Invalid(
+                'Argument "input" of required type "ObtainJSONWebTokenInput!" was not provided.'
+            )
+        if given.get("APIKey") is not None:
+            if not hmac.compare_digest(str(given["APIKey"]), self.api_key):
+                raise _GraphQLError("KT-CT-1139")
+            self._issued += 1
+            refresh = hashlib.sha256(self._secret + f"refresh:{self._issued}".encode()).hexdigest()
+            self._refresh[refresh] = now + _REFRESH_LIFETIME
+            grant = "API_KEY"
+        else:
+            refresh = str(given.get("refreshToken") or "")
+            if self._refresh.get(refresh, 0) <= now:
+                raise _GraphQLError("KT-CT-1135")
+            grant = "REFRESH_TOKEN"
+        self._issued += 1
+        payload = {
+            "sub": "kraken|account-user:5151",
+            "gty": grant,
+            "tokenUse": "access",
+            "iss": _ISSUER,
+            "iat": now,
+            "exp": now + _TOKEN_LIFETIME,
+            "origIat": now,
+            "jti": self._issued,
+        }
+        head = _b64(b'{"alg":"HS256","typ":"JWT"}') + "." + _b64(json.dumps(payload).encode())
+        token = head + "." + _b64(hmac.new(self._secret, head.encode(), "sha256").digest())
+        self._tokens = {t: e for t, e in self._tokens.items() if e > now - _REFRESH_LIFETIME}
+        self._tokens[token] = now + _TOKEN_LIFETIME
+        result = {
+            "token": token,
+            "refreshToken": refresh,
+            "refreshExpiresIn": self._refresh[refresh],
+            "payload": payload,
+        }
+        return {k: v for k, v in result.items() if k in selection} if selection else result
+
+    def _account(
+        self, args: dict[str, str], variables: dict[str, Any], names: set[str]
+    ) -> dict[str, Any]:
+        number = _value(args.get("accountNumber"), variables)
+        if not isinstance(number, str) or number.upper() != self.account_number.upper():
+            raise _GraphQLError("KT-CT-4123")
+        meter: dict[str, Any] = {
+            "serialNumber": "21E5151012",
+            "smartImportElectricityMeter": None,
+            "smartDevices": [],
+        }
+        if not self.no_device:
+            meter["smartImportElectricityMeter"] = {"deviceId": self.device_id}
+            meter["smartDevices"] = [
+                {"deviceId": self.ihd_id, "type": "IHD"},
+                {"deviceId": self.device_id, "type": "ESME"},
+                {"deviceId": self.cad_id, "type": "CAD"},
+            ]
+        account = {
+            "electricityAgreements": [{"meterPoint": {"mpan": "1900051510123", "meters": [meter]}}]
+        }
+        pruned: dict[str, Any] = _prune(account, names)
+        return pruned
+
+    def _telemetry(
+        self, args: dict[str, str], selection: list[str], variables: dict[str, Any], now: float
+    ) -> list[dict[str, str | None]]:
+        known = set(TELEMETRY_FIELDS) - (_NEW_FIELDS if self.legacy_schema else set())
+        if not selection:
+            raise _Invalid(
+                'Field "smartMeterTelemetry" of type "[SmartMeterTelemetryType]" '
+                "must have a selection of subfields."
+            )
+        for name in selection:
+            if name not in known and name != "__typename":
+                raise _Invalid(f'Cannot query field "{name}" on type "SmartMeterTelemetryType".')
+        device = _value(args.get("deviceId"), variables)
+        if not isinstance(device, str):
+            raise _Invalid('Variable "$deviceId" of required type "String!" was not provided.')
+        given = {k: _value(args.get(k), variables) for k in ("start", "end", "grouping")}
+        grouping = given["grouping"]
+        if grouping is not None and (not isinstance(grouping, str) or grouping not in GROUPINGS):
+            raise _Invalid(
+                f'Value {json.dumps(grouping)} does not exist in "TelemetryGrouping" enum.'
+            )
+        start = _datetime("start", given["start"]) if given["start"] is not None else None
+        end = _datetime("end", given["end"]) if given["end"] is not None else None
+        if self.no_device or device.upper() != self.device_id.upper():
+            raise _GraphQLError("KT-GB-4050")
+        oldest = now - self.retention.total_seconds()
+        if start is None and end is None and grouping is None:
+            found: list[tuple[_DayData, int]] = []
+            hour_end = now
+            while not found and hour_end > oldest:
+                found = list(self._visible(max(hour_end - 3600, oldest), hour_end, now))
+                hour_end -= 3600
+            rows = [self._ten_seconds(*found[-1], selection)] if found else []
+        elif start is None or end is None or grouping is None:
+            raise _GraphQLError("KT-GB-4040")
+        elif end <= start:
+            raise _GraphQLError("KT-GB-4041")
+        elif start < oldest:
+            raise _GraphQLError("KT-GB-4051")
+        elif grouping == "TEN_SECONDS":
+            rows = [self._ten_seconds(d, i, selection) for d, i in self._visible(start, end, now)]
+        else:
+            rows = self._grouped(self._visible(start, end, now), GROUPINGS[grouping], selection)
+        return rows
+
+    def _ten_seconds(self, data: _DayData, i: int, selection: list[str]) -> dict[str, str | None]:
+        full = data.item(i)
+        item = {k: full[k] for k in selection if k in full}
+        if self.record:
+            self.served[datetime.fromtimestamp(data.day * _DAY + i * _STEP, UTC)] = item
+        return item
+
+    @staticmethod
+    def _grouped(
+        readings: Iterator[tuple[_DayData, int]], size: int, selection: list[str]
+    ) -> list[dict[str, str | None]]:
+        groups: dict[int, list[int]] = {}  # bucket -> [count, demand sum, Wh sum, last register]
+        for data, i in readings:
+            g = groups.setdefault((data.day * _DAY + i * _STEP) // size * size, [0, 0, 0, 0])
+            g[0] += 1
+            g[1] += data.demand[i]
+            g[2] += data.delta[i]
+            g[3] = data.register[i]
+        rows = []
+        for bucket, (count, demand, wh, register) in groups.items():
+            mean = (Decimal(demand) / count).quantize(Decimal("0.1"))
+            full: dict[str, str | None] = {
+                "readAt": datetime.fromtimestamp(bucket, UTC).isoformat(),
+                "consumption": _fmt_wh(register),
+                "consumptionDelta": _fmt_wh(wh),
+                "demand": str(mean),
+                "costDelta": _fmt_cost(wh),
+                "costDeltaWithTax": _fmt_cost_tax(wh),
+                "export": "0.0",
+            }
+            rows.append({k: full[k] for k in selection if k in full})
+        return rows
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sim: SimHomeMini) -> None:
+        self.sim = sim
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a pooled client expects
+    disable_nagle_algorithm = True  # else small answers wait ~40 ms for a delayed ACK
+    timeout = 60
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: a per-request line on stderr would drown the demo and the test output."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        resp = self.server.sim.handle(
+            self.command, self.path, self.headers.get("Authorization"), body
+        )
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.end_headers()
+        self.wfile.write(resp.body)
+
+    do_POST = _answer
+    do_GET = _answer
+
+
+class SimServer:
+    """The sim on a loopback port (bound at construction, so ``url`` is known at once)."""
+
+    def __init__(
+        self, sim: SimHomeMini | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise ValueError("octomon.sim listens on loopback only")
+        self.sim = sim or SimHomeMini()
+        self._httpd = _HTTPServer(("127.0.0.1", port), self.sim)
+        self.port: int = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/graphql/"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SimServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), name="octomon-sim", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop kept-alive connections, so a stopped sim is really gone."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+        with self._httpd.connections_lock:
+            for conn in list(self._httpd.connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m octomon.sim``: serve until Ctrl-C or SIGTERM, exit 0."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m octomon.sim", description="Serve a simulated Octopus Home Mini on loopback."
+    )
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--seed", type=int, default=1, help="household seed (default 1)")
+    parser.add_argument("--rate-limit-per-hour", type=int, default=100)
+    parser.add_argument("--late-uploads", action="store_true", help="enable late upload bursts")
+    args = parser.parse_args(argv)
+    sim = SimHomeMini(seed=args.seed, rate_limit_per_hour=args.rate_limit_per_hour, record=False)
+    sim.late_uploads = args.late_uploads
+    try:
+        server = SimServer(sim, port=args.port)
+    except OSError as err:
+        print(
+            f"octomon.sim: cannot listen on 127.0.0.1:{args.port}: {err.strerror}", file=sys.stderr
+        )
+        return 1
+    signal.signal(signal.SIGTERM, _interrupt)
+    server.start()
+    print(
+        f"octomon.sim serving a simulated Home Mini at {server.url}\n"
+        f"OCTOPUS_API_URL={server.url}\nOCTOPUS_API_KEY={sim.api_key}\n"
+        f"OCTOPUS_ACCOUNT_NUMBER={sim.account_number}\nOCTOPUS_DEVICE_ID={sim.device_id}\n"
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    print("octomon.sim stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
