@@ -8,11 +8,12 @@ the same console, so nothing writes over it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import IO
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.file_proxy import FileProxy
@@ -198,8 +199,7 @@ class LivePanel:
             redirect_stdout=True,
             redirect_stderr=True,
         )
-        self._log_handler: logging.StreamHandler[IO[str]] | None = None
-        self._log_stream: IO[str] | None = None
+        self._logs: contextlib.AbstractContextManager[None] | None = None
 
     def _renderable(self) -> RenderableType:
         if self._status is None:
@@ -211,12 +211,8 @@ class LivePanel:
         self._live.refresh()
 
     def __enter__(self) -> LivePanel:
-        terminal = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
-                self._log_handler = handler
-                self._log_stream = handler.setStream(FileProxy(self.console, handler.stream))
-                break
+        self._logs = logs_above(self.console)
+        self._logs.__enter__()
         self._live.start()
         return self
 
@@ -226,10 +222,30 @@ class LivePanel:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._log_handler is not None and self._log_stream is not None:
-            proxy = self._log_handler.setStream(self._log_stream)
-            if proxy is not None:
-                proxy.flush()
-        self._log_handler = None
-        self._log_stream = None
-        self._live.stop()
+        try:
+            self._live.stop()
+        finally:
+            if self._logs is not None:
+                self._logs.__exit__(exc_type, exc, tb)
+                self._logs = None
+
+
+@contextlib.contextmanager
+def logs_above(console: Console) -> Iterator[None]:
+    """While a live display is up, print log lines through its console (above it).
+
+    The log handler holds the terminal's stream itself, so rich's own stdout/stderr
+    redirection would not catch it and its lines would be drawn across the display.
+    """
+    terminal = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
+            original = handler.setStream(FileProxy(console, handler.stream))
+            try:
+                yield
+            finally:
+                proxy = handler.setStream(original) if original is not None else None
+                if proxy is not None:
+                    proxy.flush()
+            return
+    yield
