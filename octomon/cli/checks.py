@@ -99,6 +99,8 @@ def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     result = octopus.check(settings)
     ui.console.print(f"[green]Octopus API ok[/green] — account {settings.octopus_account_number}")
     ui.console.print(f"device id: {result.device_id}")
+    if result.other_devices:
+        ui.console.print(f"other devices on the account: {', '.join(result.other_devices)}")
     if result.reading is None:
         ui.console.print("latest reading: none yet (is the Home Mini connected?)")
         return
@@ -113,7 +115,7 @@ def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
         "export": "kWh",
     }
     for name, value in r.fields().items():
-        ui.console.print(f"  {name}: {value:g} {units[name]}")
+        ui.console.print(f"  {name}: {value:.10g} {units[name]}")
 
 
 def test_influx(
