@@ -475,3 +475,41 @@ def test_the_environment_reaches_the_connection_test_and_is_pointed_out() -> Non
     assert used.octopus_api_url == "http://127.0.0.1:9/graphql/"  # honoured, as run would
     assert used.octopus_api_key == KEY  # the answer is what is being tested
     assert "OCTOPUS_API_KEY is also set in your environment, and wins over .env" in run.said
+
+
+@pytest.mark.integration
+def test_real_connection_tests_against_the_simulator_and_a_loopback_slack() -> None:
+    """The default connection tests: octopus.check over HTTP, slack.send_test to a webhook."""
+    from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, SimServer
+    from tests.helpers.slack_server import SlackWebhookServer
+
+    with SimServer() as sim, SlackWebhookServer() as slack:
+        hook = slack.webhook_url("s3cr3tPATHs3cr3t")
+        run = drive(
+            [
+                ("Octopus API key", "sk_live_wrong_wrong_wrong_0000" + ENTER),
+                ("Account number", DEFAULT_ACCOUNT + ENTER),
+                ("Test the Octopus API now?", "y"),
+                ("What now?", ENTER),  # Re-enter these answers
+                ("Octopus API key (Enter keeps sk_l…0000)", DEFAULT_API_KEY + ENTER),
+                ("Account number", ENTER),
+                ("Test the Octopus API now?", "y"),
+                ("Send readings to InfluxDB now?", DOWN + ENTER),
+                ("Send alerts to Slack?", "y"),
+                ("Slack webhook URL", hook + ENTER),
+                ("Send a test message now?", "y"),
+                ("Seconds between polls", ENTER),
+                ("Cache directory", ENTER),
+                ("Write .env?", ENTER),
+            ],
+            tests=ConnectionTests(),  # the real ones
+            environ={"OCTOPUS_API_URL": sim.url},
+        )
+        posts = slack.wait_for_posts(1)
+    assert run.code == 0, run.said
+    assert "Octopus: failed — " in run.said
+    assert re.search(r"Octopus: ok — device 00-11-22-33-44-55-66-77, latest reading \S+Z", run.said)
+    assert "Slack: ok — test message sent" in run.said
+    assert "octomon test message" in posts[0].body.decode()
+    assert "s3cr3tPATHs3cr3t" not in run.said and "s3cr3tPATHs3cr3t" not in run.screen
+    assert config.read_env_file(Path(".env"))["OCTOPUS_API_KEY"] == DEFAULT_API_KEY
