@@ -431,16 +431,27 @@ class OctopusClient:
     # --- requests ----------------------------------------------------------------------------
 
     def _call(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        """An authenticated request; an expired token is renewed once and retried once."""
+        """An authenticated request, retried once with a new token if its token is refused.
+
+        Expired (KT-CT-1124/1120): renew as usual. Refused by an auth code (a revoked or
+        garbled token): renew with the API key itself, so that only a key that is really
+        refused ends as ``AuthError`` -- never a daemon stopped by one bad token.
+        """
         token = self._ensure_token()
         try:
             return self._post(query, variables, auth=True, token=token)
         except TokenExpired:
             log.info("the Kraken token expired early; renewing it and retrying once")
-            self._token = None
-            self.token_expires_at = None
-            token = self._ensure_token()
-            return self._post(query, variables, auth=True, token=token)
+        except AuthError as exc:
+            log.warning(
+                "the Kraken token was refused (%s); obtaining a new one with the API key", exc
+            )
+            self.refresh_token = None
+            self.refresh_expires_at = None
+        self._token = None
+        self.token_expires_at = None
+        token = self._ensure_token()
+        return self._post(query, variables, auth=True, token=token)
 
     def _post(
         self,

@@ -316,13 +316,35 @@ def test_budget_exhausted_between_token_and_telemetry(clock: Clock) -> None:
 def test_auth_codes_on_telemetry_are_auth_errors(
     client: OctopusClient, code: str, message: str
 ) -> None:
-    add(token_body())
+    add(token_body(1))
+    add(error_body(code, message, "smartMeterTelemetry"))
+    add(token_body(2))
     add(error_body(code, message, "smartMeterTelemetry"))
     with pytest.raises(AuthError) as info:
         client.latest()
     assert "authentication failed" in info.value.message.lower()
     assert code in info.value.message
     assert info.value.hint is not None and "OCTOPUS_API_KEY" in info.value.hint
+    # One new token from the API key was tried before giving up; then no more requests.
+    assert [operation(i) for i in range(4)] == ["ObtainToken", "Latest", "ObtainToken", "Latest"]
+    assert sent(2)["variables"] == {"input": {"APIKey": KEY}}
+    assert len(responses.calls) == 4
+
+
+def test_a_refused_token_is_replaced_once_from_the_api_key(clock: Clock, budget: Budget) -> None:
+    c = make(
+        clock,
+        budget,
+        refresh_token="saved-refresh-token-0123456789",
+        refresh_expires_at=T0 + timedelta(days=3),
+    )
+    add(token_body(1))
+    add(error_body("KT-CT-1111", "Unauthorized.", "smartMeterTelemetry"))
+    add(token_body(2))
+    add(telemetry_body(T0))
+    assert c.latest() is not None
+    assert sent(0)["variables"]["input"].keys() == {"refreshToken"}
+    assert sent(2)["variables"] == {"input": {"APIKey": KEY}}  # not the refresh token again
 
 
 def test_bad_api_key_is_an_auth_error_without_the_key(client: OctopusClient) -> None:
@@ -712,3 +734,13 @@ def test_no_device_says_what_to_check(
 def test_configured_device_id_skips_discovery(client: OctopusClient) -> None:
     assert client.device() == DEVICE
     assert len(responses.calls) == 0
+
+
+def test_importing_the_client_does_not_import_requests() -> None:
+    """`octomon --help` and `status` may import this module: it must stay cheap."""
+    import subprocess
+    import sys
+
+    code = "import sys, octomon.octopus; print('requests' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
