@@ -278,6 +278,9 @@ class _Run:
                 raise
             except OctomonError as exc:
                 raise _Failed(_describe(exc)) from None
+            except OSError as exc:  # the shared call ledger could not be written
+                reason = exc.strerror or str(exc)
+                raise _Failed(f"cannot record API calls in state.json ({reason})") from None
 
     def served(self, start: datetime) -> bool:
         """Does the API accept a range starting at ``start``? (One small request.)"""
