@@ -154,7 +154,7 @@ class Wizard:
     # output
 
     def say(self, text: str, style: str | None = None) -> None:
-        self.console.print(Text(redact.scrub(text), style=style or ""), soft_wrap=True)
+        self.console.print(Text(redact.scrub(text), style=style or ""))
 
     def heading(self, text: str) -> None:
         self.console.print()
@@ -264,7 +264,10 @@ class Wizard:
         except ConfigError as exc:
             self.say(f"{label}: cannot test — " + "; ".join(exc.problems), "red")
             return False
-        self.say(f"Testing {label}…", "dim")
+        where = ""
+        if group == "octopus" and settings.octopus_api_url != config.DEFAULT_API_URL:
+            where = f" at {settings.octopus_api_url} (OCTOPUS_API_URL)"
+        self.say(f"Testing {label}{where}…", "dim")
         try:
             summary = run(settings)
         except OctomonError as exc:
@@ -349,8 +352,24 @@ class Wizard:
         self.heading("Polling and cache (4 of 4)")
         self.say("Each poll fetches 10-second readings, so 60 s loses nothing. Octopus")
         self.say("allows about 100 API calls an hour per account, shared with its app.")
-        self.ask_text("POLL_INTERVAL_SECONDS", "Seconds between polls", True)
+        first = True
+        while True:
+            self.ask_text("POLL_INTERVAL_SECONDS", "Seconds between polls", first)
+            first = False
+            over = [w for w in self.notes() if w.startswith("POLL_INTERVAL_SECONDS")]
+            if not over:
+                break
+            self.say(f"note: {over[0]}", "yellow")
+            if self.confirm("Keep this interval?", default=False):
+                break
         self.ask_text("CACHE_DIR", "Cache directory", True)
+
+    def notes(self) -> list[str]:
+        """What `verify-config` would warn about (or refuse) with these answers."""
+        try:
+            return list(self.settings(["all"]).warnings)
+        except ConfigError as exc:
+            return [f"verify-config will report: {p}" for p in exc.problems]
 
     def review(self, path: Path) -> bool:
         self.heading(f"To be written to {path}")
@@ -359,11 +378,7 @@ class Wizard:
             if name in self.answers:
                 shown = FIELDS[name].display(self.answers[name]) or "(not set)"
                 self.say(f"  {name:<{width}}  {shown}")
-        try:
-            notes = list(self.settings(["all"]).warnings)
-        except ConfigError as exc:
-            notes = [f"verify-config will report: {p}" for p in exc.problems]
-        for note in notes:
+        for note in self.notes():
             self.say(f"note: {note}", "yellow")
         return self.confirm(f"Write {path}?")
 
@@ -462,7 +477,8 @@ def configure(
     ] = False,
 ) -> None:
     """Ask for the settings (or take them as flags) and write .env, mode 0600."""
-    logs.setup(ui.early_log_level())
+    level = ui.early_log_level()
+    logs.setup("debug" if level == "debug" else "warning")  # INFO chatter is the daemon's
     given = {
         "OCTOPUS_API_KEY": octopus_api_key,
         "OCTOPUS_ACCOUNT_NUMBER": octopus_account_number,

@@ -474,6 +474,7 @@ def test_the_environment_reaches_the_connection_test_and_is_pointed_out() -> Non
     used = fake.seen["octopus"][0]
     assert used.octopus_api_url == "http://127.0.0.1:9/graphql/"  # honoured, as run would
     assert used.octopus_api_key == KEY  # the answer is what is being tested
+    assert "Testing Octopus at http://127.0.0.1:9/graphql/ (OCTOPUS_API_URL)…" in run.said
     assert "OCTOPUS_API_KEY is also set in your environment, and wins over .env" in run.said
 
 
@@ -513,3 +514,23 @@ def test_real_connection_tests_against_the_simulator_and_a_loopback_slack() -> N
     assert "octomon test message" in posts[0].body.decode()
     assert "s3cr3tPATHs3cr3t" not in run.said and "s3cr3tPATHs3cr3t" not in run.screen
     assert config.read_env_file(Path(".env"))["OCTOPUS_API_KEY"] == DEFAULT_API_KEY
+
+
+def test_an_interval_over_the_call_budget_is_pointed_out_and_can_be_changed() -> None:
+    run = drive(
+        [
+            ("Octopus API key", KEY + ENTER),
+            ("Account number", "A-1234ABCD" + ENTER),
+            ("Test the Octopus API now?", "n"),
+            ("Send readings to InfluxDB now?", DOWN + ENTER),
+            ("Send alerts to Slack?", "n"),
+            ("Seconds between polls", CLEAR + "30" + ENTER),
+            ("Keep this interval?", ENTER),  # default: no
+            ("Seconds between polls: 30", CLEAR + "90" + ENTER),
+            ("Cache directory", ENTER),
+            ("Write .env?", ENTER),
+        ]
+    )
+    assert run.code == 0, run.said
+    assert "note: POLL_INTERVAL_SECONDS=30 needs about 122 API calls an hour" in run.said
+    assert config.read_env_file(Path(".env"))["POLL_INTERVAL_SECONDS"] == "90"
