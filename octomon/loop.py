@@ -1,0 +1,247 @@
+"""The daemon around :meth:`Monitor.cycle`: real time, waits, health checks, the drain.
+
+The loop owns ``time.monotonic()`` and ``stop.wait()`` (never ``time.sleep``), so a
+SIGTERM or Ctrl-C, which only sets ``stop``, ends any wait at once. In cache mode it
+health-checks InfluxDB every ``HEALTH_CHECK_SECONDS`` (or later when InfluxDB asked
+with Retry-After), and once InfluxDB takes data again drains the backlog in bounded
+slices, running each poll cycle when it falls due in between: polling never stops.
+
+:func:`build_monitor` assembles a :class:`Monitor` from the settings; the CLI (``run``,
+``run --once``, ``run --demo``) and the in-process tests share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from octomon import fsutil
+from octomon.alerts import AlertPolicy
+from octomon.clock import Clock, utcnow
+from octomon.config import Settings
+from octomon.errors import ExitCode, OctomonError
+from octomon.monitor import (
+    AUTH,
+    BUDGET,
+    FAILED,
+    RATE_LIMITED,
+    STOPPED,
+    Alerts,
+    CycleResult,
+    Monitor,
+    StopAwareBudget,
+)
+from octomon.notify import SystemdNotifier
+from octomon.state import StateStore
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_PAUSE = 1.0  # seconds between catch-up windows (the budget still decides)
+MIN_RETRY = 1.0
+MAX_UNEXPECTED = 10  # unexpected errors in a row before the daemon gives up (exit 1)
+
+
+def build_monitor(
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    clock: Clock = utcnow,
+    alerter: Alerts | None = None,
+    policy: AlertPolicy | None = None,
+    max_calls_per_hour: int | None = None,
+) -> Monitor:
+    """A monitor wired to the real parts: Kraken client, cache, InfluxDB sink, Slack.
+
+    Creates ``CACHE_DIR`` (0700) if needed. The client's budget refuses new requests once
+    ``stop`` is set, so a signal ends a cycle after its current request.
+    """
+    from octomon.cache import Cache
+    from octomon.octopus import OctopusClient
+    from octomon.slack import Alerter
+    from octomon.sync import sync
+
+    cache_dir = Path(settings.cache_dir)
+    fsutil.ensure_private_dir(cache_dir)
+    store = StateStore(cache_dir)
+    state = store.load()
+    budget = StopAwareBudget(store, max_calls_per_hour or settings.octopus_max_calls_per_hour, stop)
+    assert settings.octopus_api_key and settings.octopus_account_number
+    client = OctopusClient(
+        api_key=settings.octopus_api_key,
+        account_number=settings.octopus_account_number,
+        api_url=settings.octopus_api_url,
+        budget=budget,
+        device_id=settings.octopus_device_id or state.device_id,
+        clock=clock,
+        refresh_token=state.refresh_token,
+        refresh_expires_at=state.refresh_expires_at,
+    )
+    cache = Cache(cache_dir, settings.cache_max_mb, clock)
+    sink = None
+    if not settings.local_mode:
+        from octomon.influx import InfluxSink
+
+        sink = InfluxSink.from_settings(settings)
+    if alerter is None:
+        alerter = Alerter(settings.slack_webhook_url)
+        log.info("%s", alerter.describe())
+    monitor = Monitor(
+        client=client,
+        cache=cache,
+        sink=sink,
+        store=store,
+        budget=budget,
+        policy=policy or AlertPolicy(),
+        alerter=alerter,
+        sync=sync,
+        poll_interval=settings.poll_interval_seconds,
+        health_check_seconds=settings.health_check_seconds,
+        cache_dir=cache_dir,
+        stop=stop,
+    )
+    monitor.device_id = settings.octopus_device_id or state.device_id
+    return monitor
+
+
+class Loop:
+    """Runs a monitor until ``stop`` is set; :meth:`run` returns the exit code."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        *,
+        stop: threading.Event,
+        notifier: SystemdNotifier | None = None,
+        on_update: Callable[[Monitor], None] | None = None,
+        log_cycles: bool = True,
+        clock: Clock = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.monitor = monitor
+        self.stop = stop
+        self.notifier = notifier
+        self.on_update = on_update
+        self.log_cycles = log_cycles
+        self.clock = clock
+        self.monotonic = monotonic
+        self.cycles = 0
+        self.last_error: OctomonError | None = None
+        self._unexpected = 0
+
+    def run(self) -> ExitCode:
+        m = self.monitor
+        m.start(self.clock())
+        if self.notifier is not None:
+            self.notifier.ready()
+        self._update()
+        code = ExitCode.OK
+        next_poll = self.monotonic()
+        next_health = self.monotonic()  # a backlog left from an earlier run: check at once
+        try:
+            while not self.stop.is_set():
+                if self.monotonic() >= next_poll:
+                    was_cache_mode = m.cache_mode
+                    began = self.monotonic()
+                    result = self._guarded(lambda: m.cycle(self.clock()))
+                    if result is None:
+                        if self._unexpected >= MAX_UNEXPECTED:
+                            code = ExitCode.FAILED
+                            break
+                        next_poll = began + m.poll_interval
+                        continue
+                    self.cycles += 1
+                    self._after_cycle(result)
+                    if result.outcome == AUTH:
+                        code = ExitCode.CONFIG
+                        break
+                    next_poll = began + self._delay(result)
+                    if m.cache_mode and not was_cache_mode:
+                        next_health = self.monotonic() + self._health_delay()
+                    continue
+                if m.draining:
+                    self._guarded(lambda: m.drain(self.clock()))
+                    if not m.draining and m.cache_mode:  # lost again
+                        next_health = self.monotonic() + self._health_delay()
+                    self._update()
+                    continue
+                if m.cache_mode and self.monotonic() >= next_health:
+                    self._guarded(lambda: m.health_check(self.clock()))
+                    next_health = self.monotonic() + self._health_delay()
+                    self._update()
+                    continue
+                wake = next_poll
+                if m.cache_mode and not m.draining:
+                    wake = min(wake, next_health)
+                self._wait(wake - self.monotonic())
+        finally:
+            if self.notifier is not None:
+                self.notifier.stopping()
+            m.close(self.clock())
+            self._update()
+        return code
+
+    # --- pieces ---------------------------------------------------------------------------
+
+    def _guarded(self, step: Callable[[], object]) -> CycleResult | None:
+        """Run a cycle or a sync step; a bug is logged with its traceback, not fatal."""
+        try:
+            out = step()
+        except OctomonError as exc:
+            self._unexpected += 1
+            log.error("%s", exc.message)
+            log.debug("details", exc_info=True)
+            return None
+        except Exception:  # the outermost loop: log, count, keep collecting
+            self._unexpected += 1
+            log.exception("unexpected error (%d in a row)", self._unexpected)
+            return None
+        self._unexpected = 0
+        return out if isinstance(out, CycleResult) else None
+
+    def _after_cycle(self, result: CycleResult) -> None:
+        if result.error is not None:
+            self.last_error = result.error
+        if self.notifier is not None:
+            self.notifier.watchdog()
+        if result.outcome != STOPPED:
+            level = logging.INFO if self.log_cycles else logging.DEBUG
+            if result.outcome in (FAILED, AUTH) or result.outcome == "store-failed":
+                level = logging.WARNING if self.log_cycles else logging.DEBUG
+            log.log(level, "%s", result.summary())
+        self._update()
+
+    def _delay(self, result: CycleResult) -> float:
+        """Seconds from this cycle's start to the next one."""
+        interval = float(self.monitor.poll_interval)
+        if result.outcome in (RATE_LIMITED, BUDGET):
+            return max(result.retry_in or interval, MIN_RETRY)
+        if result.ok and not result.caught_up:
+            return min(interval, CATCH_UP_PAUSE)  # filling a gap: the budget decides
+        return interval
+
+    def _health_delay(self) -> float:
+        retry_after = self.monitor.retry_after or 0.0
+        return max(float(self.monitor.health_check_seconds), retry_after)
+
+    def _wait(self, seconds: float) -> None:
+        """Wait interruptibly, telling systemd's watchdog we are alive meanwhile."""
+        interval = self.notifier.watchdog_interval if self.notifier is not None else None
+        end = self.monotonic() + max(0.0, seconds)
+        while not self.stop.is_set():
+            left = end - self.monotonic()
+            if left <= 0:
+                return
+            if self.stop.wait(min(left, interval) if interval else left):
+                return
+            if interval and self.notifier is not None:
+                self.notifier.watchdog()
+
+    def _update(self) -> None:
+        if self.on_update is not None:
+            try:
+                self.on_update(self.monitor)
+            except Exception:  # the panel must never stop data collection
+                log.debug("panel update failed", exc_info=True)

@@ -1,0 +1,759 @@
+"""The monitor's poll cycle (SPEC §4): one window of telemetry in, one durable store out.
+
+:meth:`Monitor.cycle` is pure with respect to time: it takes ``now`` and never sleeps or
+reads a clock of its own, so gap filling, staleness, backoff and alert throttling are
+tested by driving it with an injected clock. :mod:`octomon.loop` owns real time (the
+waits, the health-check schedule, signals) and builds a monitor from the settings.
+
+The cursor rule (SPEC §4.1): the cursor is the newest reading durably stored (written to
+InfluxDB, appended to the cache, or set aside as refused), or the end of a window older
+than 15 minutes whose readings were all stored (or that had none), whichever is later. It
+moves only after the store that justifies it, and it is saved to ``state.json`` then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from octomon.alerts import Alert, AlertPolicy
+from octomon.budget import Budget
+from octomon.errors import (
+    AuthError,
+    BudgetExhausted,
+    CacheError,
+    InfluxConfigError,
+    InfluxError,
+    InfluxRefused,
+    InfluxUnavailable,
+    OctomonError,
+    OctopusError,
+    RangeTooOld,
+    RateLimited,
+)
+from octomon.readings import Reading, format_time
+from octomon.state import State, StateStore
+from octomon.status import Status
+
+log = logging.getLogger(__name__)
+
+OVERLAP = timedelta(minutes=5)
+MAX_WINDOW = timedelta(hours=6)
+FIRST_LOOKBACK = timedelta(hours=1)
+SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is settled
+RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))  # KT-GB-4051 (SPEC §4.1)
+HEALTH_BATCH = 5000  # the health check writes the oldest cached batch
+DRAIN_SLICE = 20_000  # readings per drain slice between poll cycles
+LOCK_TIMEOUT = 1.0  # seconds the daemon waits for the cache lock before trying later
+SPARK_SPAN = timedelta(minutes=30)
+
+MODE_INFLUX = "influxdb"
+MODE_CACHE = "cache"
+MODE_LOCAL = "local"
+
+# CycleResult.outcome
+OK = "ok"  # fetched, and stored (or nothing new)
+FAILED = "failed"  # the fetch failed (counts towards "3 failed cycles in a row")
+STORE_FAILED = "store-failed"  # fetched, but the readings could not be stored anywhere
+RATE_LIMITED = "rate-limited"  # the API said too many requests, or a backoff runs
+BUDGET = "budget"  # the hourly call budget is used up: wait for a free slot
+AUTH = "auth"  # the API key was refused: fatal (exit 2)
+STOPPED = "stopped"  # a stop was requested before the cycle's first request
+
+
+class Interrupted(OctopusError):
+    """A stop was requested: no further request is sent in this cycle."""
+
+
+class StopAwareBudget(Budget):
+    """The call ledger, refusing new requests once ``stop`` is set (SPEC §4.7).
+
+    The client takes a budget slot before every request, so this is exactly "the cycle in
+    flight ends after its current request" without reaching into the client.
+    """
+
+    def __init__(self, store: StateStore | None, max_per_hour: int, stop: threading.Event) -> None:
+        super().__init__(store, max_per_hour)
+        self.stop = stop
+
+    def reserve(self, now: datetime) -> None:
+        if self.stop.is_set():
+            raise Interrupted("stopping: no further Octopus API requests")
+        super().reserve(now)
+
+
+# --- the parts the monitor ties together (structural, so tests can use small fakes) -----
+
+
+class Client(Protocol):
+    @property
+    def refresh_token(self) -> str | None: ...
+    @property
+    def refresh_expires_at(self) -> datetime | None: ...
+    def device(self) -> str: ...
+    def telemetry(
+        self, start: datetime, end: datetime, grouping: str = "TEN_SECONDS"
+    ) -> list[Reading]: ...
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    def write(self, readings: Sequence[Reading]) -> Any: ...
+    def close(self) -> None: ...
+
+
+class CacheLike(Protocol):
+    def append(self, readings: Sequence[Reading]) -> Any: ...
+    def is_empty(self) -> bool: ...
+    def status(self) -> Any: ...
+    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> Any: ...
+
+
+class Alerts(Protocol):
+    def emit(self, alerts: Sequence[Alert]) -> None: ...
+    def close(self, timeout: float = 3.0) -> None: ...
+
+
+SyncFn = Callable[..., Any]  # octomon.sync.sync
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one poll cycle did. ``outcome`` is one of the module's outcome constants."""
+
+    at: datetime
+    outcome: str
+    mode: str
+    window: tuple[datetime, datetime] | None = None
+    fetched: int = 0  # readings the API returned in the window
+    stored: int = 0  # newly stored (InfluxDB, cache, or set aside as refused)
+    skipped: int = 0  # already stored earlier in this run (the overlap)
+    rejected: int = 0  # refused by InfluxDB and set aside under rejected/
+    cursor: datetime | None = None
+    caught_up: bool = True  # the window reached ``now`` (False while filling a gap)
+    retry_in: float | None = None  # rate limit / budget: seconds until a call may be made
+    error: OctomonError | None = None
+    backlog: int = 0
+    calls_last_hour: int = 0
+    call_budget: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == OK
+
+    def summary(self) -> str:
+        """The one log line per cycle shown off a terminal (SPEC §4.8)."""
+        head = {
+            OK: f"stored {self.stored} readings",
+            FAILED: "fetch failed",
+            STORE_FAILED: "could not store the readings (the next cycle fetches them again)",
+            RATE_LIMITED: "rate limited",
+            BUDGET: "API budget used up",
+            AUTH: "API key refused",
+            STOPPED: "stopped",
+        }.get(self.outcome, self.outcome)
+        parts = [head]
+        if self.window is not None:
+            parts.append(f"window {format_time(self.window[0])}..{format_time(self.window[1])}")
+        parts += [
+            f"mode {self.mode}",
+            f"backlog {self.backlog}",
+            f"API calls {self.calls_last_hour}/{self.call_budget} in the last hour",
+        ]
+        if self.retry_in:
+            parts.append(f"next try in {self.retry_in:.0f} s")
+        if self.error is not None and self.outcome != OK:
+            parts.append(f"error: {self.error.message}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """What a health check or a drain slice did (for the loop's schedule and the logs)."""
+
+    synced: int = 0
+    left: int = 0
+    rejected: int = 0
+    acknowledged: bool = False  # InfluxDB took the batch: the cache can drain
+    done: bool = False  # the cache is empty: back to direct mode
+    retry_after: float | None = None  # InfluxDB asked for this wait (Retry-After)
+    error: OctomonError | None = None
+
+
+@dataclass
+class _Stored:
+    stored: list[Reading] = field(default_factory=list)
+    unstored: list[Reading] = field(default_factory=list)
+    rejected: int = 0
+    error: OctomonError | None = None
+
+
+class Monitor:
+    """One poll cycle and the store logic behind it.
+
+    ``sink`` is None in local mode. ``stop`` ends a cycle between requests (through a
+    :class:`StopAwareBudget` given to the client) and sends readings fetched while
+    stopping to the cache rather than to a possibly slow InfluxDB.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        cache: CacheLike,
+        sink: Sink | None,
+        store: StateStore,
+        budget: Budget,
+        policy: AlertPolicy,
+        alerter: Alerts,
+        sync: SyncFn,
+        poll_interval: int,
+        cache_dir: Path,
+        health_check_seconds: float = 30.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.sink = sink
+        self.store = store
+        self.budget = budget
+        self.policy = policy
+        self.alerter = alerter
+        self._sync = sync
+        self.poll_interval = poll_interval
+        self.health_check_seconds = health_check_seconds
+        self.cache_dir = Path(cache_dir)
+        self.stop = stop or threading.Event()
+
+        self.cursor: datetime | None = None
+        self.device_id: str | None = None
+        self.backlog = 0  # readings in the cache, kept up to date without rescanning it
+        self.status: Status | None = None
+        self.retry_after: float | None = None  # InfluxDB's Retry-After when it was lost
+        self._anchor: datetime | None = None  # first start: where the first window begins
+        self._seen: set[datetime] = set()  # read_ats stored in this run, within the overlap
+        self._cache_mode = False
+        self._draining = False
+        self._drained = 0
+        self._influx_down = False
+        self._cache_failing = False
+        self._range_episode = False
+        self._state_dirty = False
+        self._status_failing = False
+        self._saved_refresh: str | None = None
+        self._started = False
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        if self.sink is None:
+            return MODE_LOCAL
+        return MODE_CACHE if self._cache_mode else MODE_INFLUX
+
+    @property
+    def cache_mode(self) -> bool:
+        """InfluxDB is configured, and new readings queue in the cache behind a backlog."""
+        return self.sink is not None and self._cache_mode
+
+    @property
+    def draining(self) -> bool:
+        return self.cache_mode and self._draining
+
+    def start(self, now: datetime, *, announce: bool = True) -> None:
+        """Load the state, look at the cache, announce the start (once)."""
+        if self._started:
+            return
+        self._started = True
+        state = self.store.load()
+        self.cursor = state.cursor
+        self.device_id = state.device_id or self.device_id
+        self._saved_refresh = state.refresh_token
+        self.status = Status(
+            started_at=now,
+            poll_interval=self.poll_interval,
+            call_budget=self.budget.max_per_hour,
+            pid=os.getpid(),
+        )
+        self.backlog = self._cache_backlog()
+        if self.sink is None:
+            log.info(
+                "local mode (INFLUXDB_URL is not set): readings are kept in the cache; sync "
+                "them later with `octomon sync-cache` or export them with `octomon cache export`"
+            )
+        elif self.backlog > 0 or not self.cache.is_empty():
+            self._cache_mode = True
+            log.info(
+                "%d readings are waiting in the cache: new readings queue behind them "
+                "until they are synced",
+                self.backlog,
+            )
+        if self.cursor is not None:
+            log.info("resuming from %s", format_time(self.cursor))
+        if announce:
+            self._emit(self.policy.started(now, mode=self.mode, device_id=self.device_id))
+        self._refresh_status(now)
+        self.write_status()
+
+    def close(self, now: datetime, *, announce: bool = True, alert_timeout: float = 3.0) -> None:
+        """Save state, give the stop alert at most ``alert_timeout`` s, close the clients."""
+        self._save_state(force=True)
+        if self.status is not None:
+            self._refresh_status(now)
+            self.write_status()
+        if announce:
+            self._emit(self.policy.stopped(now, cached=self.backlog if self.sink else 0))
+        try:
+            self.alerter.close(alert_timeout)
+        finally:
+            closers: list[Callable[[], None]] = [self.client.close]
+            if self.sink is not None:
+                closers.append(self.sink.close)
+            for close in closers:
+                try:
+                    close()
+                except Exception:  # closing must never turn a clean stop into a crash
+                    log.debug("error while closing a client", exc_info=True)
+
+    # --- one poll cycle --------------------------------------------------------------------
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """``[cursor − 5 min, min(now, start + 6 h))``; the first start looks 1 h back."""
+        if self.cursor is not None:
+            start = self.cursor - OVERLAP
+        else:
+            if self._anchor is None:
+                self._anchor = now - FIRST_LOOKBACK
+            start = self._anchor
+        return start, min(now, start + MAX_WINDOW)
+
+    def cycle(self, now: datetime) -> CycleResult:
+        """One poll cycle: fetch one window, store it durably, move the cursor, report."""
+        if not self._started:
+            self.start(now)
+        self._emit(self.policy.due_repeats(now))
+        start, end = self.window(now)
+        if end <= start:  # the clock went backwards: nothing to ask for yet
+            return self._finish(now, OK, None)
+        try:
+            start, end, readings = self._fetch(start, end, now)
+        except Interrupted as exc:
+            return self._finish(now, STOPPED, (start, end), error=exc)
+        except AuthError as exc:
+            self._emit(self.policy.auth_failed(now, exc.message))
+            return self._finish(now, AUTH, (start, end), error=exc)
+        except RateLimited as exc:
+            since = self.budget.rate_limited_since() or now
+            self._emit(self.policy.rate_limited(now, since))
+            return self._finish(now, RATE_LIMITED, (start, end), error=exc, retry_in=exc.retry_in)
+        except BudgetExhausted as exc:
+            return self._finish(now, BUDGET, (start, end), error=exc, retry_in=exc.retry_in)
+        except OctopusError as exc:
+            self._emit(self.policy.octopus_failed(now, exc.message))
+            return self._finish(now, FAILED, (start, end), error=exc)
+        except OSError as exc:  # the call ledger could not be written: nothing was sent
+            err = CacheError(
+                f"cannot record the API call in {self.cache_dir}/state.json "
+                f"({exc.strerror or exc}); no request was sent",
+                "free some space in CACHE_DIR or fix its permissions",
+            )
+            self._emit(self.policy.cache_failed(now, err.message))
+            return self._finish(now, STORE_FAILED, (start, end), error=err)
+        self._emit(self.policy.octopus_ok(now))
+        caught_up = end >= now
+        if caught_up:  # a catch-up window is old by design: staleness is judged at "now"
+            newest = readings[-1].read_at if readings else None
+            self._emit(self.policy.telemetry(now, newest))
+
+        fresh = [r for r in readings if r.read_at not in self._seen]
+        outcome = self._store(fresh, now)
+        self._seen.update(r.read_at for r in outcome.stored)
+        self._advance(outcome, end, now)
+        self._forget_old()
+        self._show(readings, fresh)
+        return self._finish(
+            now,
+            STORE_FAILED if outcome.unstored else OK,
+            (start, end),
+            error=outcome.error,
+            fetched=len(readings),
+            stored=len(outcome.stored),
+            skipped=len(readings) - len(fresh),
+            rejected=outcome.rejected,
+            caught_up=caught_up,
+        )
+
+    def _fetch(
+        self, start: datetime, end: datetime, now: datetime
+    ) -> tuple[datetime, datetime, list[Reading]]:
+        """The window's readings, oldest first; KT-GB-4051 jumps the start forward."""
+        if self.device_id is None:
+            self.device_id = self.client.device()
+            self._state_dirty = True
+            self._save_state()
+        while True:
+            try:
+                readings = self.client.telemetry(start, end, "TEN_SECONDS")
+                break
+            except RangeTooOld:
+                jump = next((now - b for b in RETENTION_JUMPS if now - b > start + OVERLAP), None)
+                if jump is None:
+                    raise
+                self._lost_span(start, jump, now)
+                start, end = jump, min(now, jump + MAX_WINDOW)
+                # The cursor moves past the lost span: the next window starts at ``jump``.
+                self.cursor, self._anchor = jump + OVERLAP, None
+                self._state_dirty = True
+                self._save_state()
+        self._range_episode = False
+        return start, end, [r for r in readings if start <= r.read_at < end]
+
+    def _lost_span(self, start: datetime, jump: datetime, now: datetime) -> None:
+        log.warning(
+            "the Octopus API no longer serves %s..%s (KT-GB-4051): those readings are lost; "
+            "continuing from %s",
+            format_time(start),
+            format_time(jump),
+            format_time(jump),
+        )
+        if not self._range_episode:  # one alert per lost span, not per retry
+            self._range_episode = True
+            self._emit(self.policy.range_lost(now, start, jump))
+
+    # --- storing -----------------------------------------------------------------------------
+
+    def _store(self, readings: list[Reading], now: datetime) -> _Stored:
+        out = _Stored()
+        if not readings:
+            return out
+        if self.sink is None or self._cache_mode or self.stop.is_set():
+            # Local mode, a backlog to queue behind, or stopping (the cache is quick and
+            # durable; a slow InfluxDB must not hold up a clean stop).
+            self._append(readings, now, out)
+            return out
+        self._write(readings, now, out, split=True)
+        if out.stored and not self._cache_mode and self._influx_down:
+            self._influx_down = False
+            self._emit(self.policy.influx_restored(now))
+        out.stored.sort(key=lambda r: r.read_at)
+        return out
+
+    def _write(self, readings: list[Reading], now: datetime, out: _Stored, *, split: bool) -> None:
+        """One write request; on 400/413/422 each half is sent once more (SPEC §4.4)."""
+        assert self.sink is not None
+        try:
+            self.sink.write(readings)
+        except InfluxRefused as exc:
+            if split and len(readings) > 1:
+                mid = len(readings) // 2
+                self._write(readings[:mid], now, out, split=False)
+                self._write(readings[mid:], now, out, split=False)
+            elif split:
+                self._write(readings, now, out, split=False)
+            else:
+                self._set_aside(readings, exc, now, out)
+        except (InfluxUnavailable, InfluxConfigError) as exc:
+            self._lost(now, exc)
+            self._append(readings, now, out)
+        else:
+            out.stored.extend(readings)
+
+    def _set_aside(
+        self, readings: list[Reading], exc: InfluxRefused, now: datetime, out: _Stored
+    ) -> None:
+        try:
+            self.cache.write_rejected([r.to_json() for r in readings], exc.server_message, now)
+        except CacheError as err:
+            log.error("could not set aside %d refused readings: %s", len(readings), err.message)
+            out.unstored.extend(readings)
+            out.error = err
+            self._emit(self.policy.cache_failed(now, err.message))
+            return
+        out.stored.extend(readings)
+        out.rejected += len(readings)
+        out.error = exc
+        log.error(
+            "InfluxDB refused %d readings (HTTP %d: %s); they are kept under %s",
+            len(readings),
+            exc.status,
+            exc.server_message,
+            self.cache_dir / "rejected",
+        )
+        self._emit(self.policy.write_refused(now, len(readings), exc.server_message))
+
+    def _lost(self, now: datetime, exc: InfluxError) -> None:
+        """InfluxDB failed: cache mode from now on; one alert per state change."""
+        self._cache_mode = True
+        self._draining = False
+        self._influx_down = True
+        if isinstance(exc, InfluxConfigError):
+            self.retry_after = None
+            self._emit(self.policy.influx_config(now, exc.message, exc.cause))
+        else:
+            self.retry_after = exc.retry_after if isinstance(exc, InfluxUnavailable) else None
+            self._emit(self.policy.influx_lost(now, exc.message))
+
+    def _append(self, readings: list[Reading], now: datetime, out: _Stored) -> None:
+        try:
+            result = self.cache.append(readings)
+        except CacheError as exc:
+            out.unstored.extend(readings)
+            out.error = exc
+            if not self._cache_failing:
+                log.error("caching %d readings failed: %s", len(readings), exc.message)
+            self._cache_failing = True
+            self._emit(self.policy.cache_failed(now, exc.message))
+            return
+        out.stored.extend(readings)
+        self.backlog += int(getattr(result, "appended", len(readings)))
+        if self._cache_failing:
+            self._cache_failing = False
+            log.info("caching works again")
+            self._emit(self.policy.cache_ok(now))
+        files = int(getattr(result, "evicted_files", 0) or 0)
+        if files:
+            lost = int(getattr(result, "evicted_readings", 0) or 0)
+            self.backlog = max(0, self.backlog - lost)
+            self._emit(self.policy.cache_evicted(now, files, lost))
+
+    # --- the cursor and the state ----------------------------------------------------------
+
+    def _advance(self, outcome: _Stored, end: datetime, now: datetime) -> None:
+        stored = outcome.stored
+        candidates: list[datetime] = []
+        if outcome.unstored:
+            # Never move past a reading that could not be stored: the next window must
+            # still contain it.
+            oldest = min(r.read_at for r in outcome.unstored)
+            stored = [r for r in stored if r.read_at < oldest]
+        elif end <= now - SETTLE_AFTER:
+            candidates.append(end)  # an old window, all stored (or empty): settled
+        if stored:
+            candidates.append(max(r.read_at for r in stored))
+        if candidates and (self.cursor is None or max(candidates) > self.cursor):
+            self.cursor = max(candidates)
+            self._anchor = None
+            self._state_dirty = True
+        self._save_state()
+
+    def _forget_old(self) -> None:
+        """Keep only the read_ats that the next window can still contain (bounded memory)."""
+        if self.cursor is None or not self._seen:
+            return
+        horizon = self.cursor - OVERLAP
+        if min(self._seen) < horizon:
+            self._seen = {t for t in self._seen if t >= horizon}
+
+    def _save_state(self, *, force: bool = False) -> None:
+        """Persist cursor, device and refresh token; a failure is retried next cycle."""
+        token = self.client.refresh_token
+        if not (self._state_dirty or force) and token == self._saved_refresh:
+            return
+        cursor, device, expires = self.cursor, self.device_id, self.client.refresh_expires_at
+
+        def mutate(state: State) -> None:
+            if cursor is not None:
+                state.cursor = cursor
+            if device is not None:
+                state.device_id = device
+            if token is not None:
+                state.refresh_token = token
+                state.refresh_expires_at = expires
+
+        try:
+            self.store.update(mutate)
+        except OSError as exc:
+            log.error("could not save state.json (%s); retrying next cycle", exc.strerror or exc)
+            return
+        self._state_dirty = False
+        self._saved_refresh = token
+
+    # --- cache mode: the health check and the drain ----------------------------------------
+
+    def health_check(self, now: datetime) -> SyncStep:
+        """Write the oldest cached batch: the only proof that InfluxDB takes our data."""
+        if not self.cache_mode:
+            return SyncStep(done=True)
+        self._emit(self.policy.due_repeats(now))
+        step = self._sync_step(now, HEALTH_BATCH)
+        if step.acknowledged:
+            if step.synced:
+                log.info(
+                    "InfluxDB took the oldest cached batch: syncing the other %d readings",
+                    step.left,
+                )
+            if self._influx_down:
+                self._influx_down = False
+                self._emit(self.policy.influx_restored(now))
+            self._draining = True
+            self._drained = step.synced
+            if step.done:
+                self._finish_drain(now)
+        return step
+
+    def drain(self, now: datetime, max_readings: int = DRAIN_SLICE) -> SyncStep:
+        """One bounded slice of the backlog, oldest first, between poll cycles."""
+        if not self.draining:
+            return SyncStep(done=not self.cache_mode)
+        step = self._sync_step(now, max_readings)
+        self._drained += step.synced
+        if step.done:
+            self._finish_drain(now)
+        elif not step.acknowledged or step.synced + step.rejected == 0:
+            self._draining = False  # not taken, or no progress: back to health checks
+        return step
+
+    def _finish_drain(self, now: datetime) -> None:
+        count, self._drained = self._drained, 0
+        self._cache_mode = False
+        self._draining = False
+        self.backlog = 0
+        log.info("cache synced (%d readings): writing to InfluxDB directly again", count)
+        self._emit(self.policy.cache_synced(now, count))
+        self._refresh_status(now)
+        self.write_status()
+
+    def _sync_step(self, now: datetime, max_readings: int) -> SyncStep:
+        assert self.sink is not None
+        try:
+            result = self._sync(
+                self.cache,
+                self.sink,
+                max_readings=max_readings,
+                lock_timeout=LOCK_TIMEOUT,
+                now=lambda: now,
+            )
+        except CacheError as exc:  # CacheBusy: `sync-cache` holds the lock; try later
+            log.info("cache sync postponed: %s", exc.message)
+            return SyncStep(left=self.backlog, error=exc)
+        synced, left = int(result.synced), int(result.left)
+        rejected = int(result.rejected)
+        error = result.error if isinstance(result.error, OctomonError) else None
+        self.backlog = left
+        if rejected:
+            message = error.server_message if isinstance(error, InfluxRefused) else ""
+            self._emit(self.policy.write_refused(now, rejected, message))
+        if isinstance(error, (InfluxUnavailable, InfluxConfigError)):
+            self._lost(now, error)
+            step = SyncStep(synced, left, rejected, False, False, self.retry_after, error)
+        elif error is not None and not isinstance(error, InfluxRefused):
+            log.warning("cache sync stopped: %s", error.message)
+            step = SyncStep(synced, left, rejected, False, False, None, error)
+        else:
+            step = SyncStep(synced, left, rejected, True, left == 0, None, error)
+        self._refresh_status(now)
+        self.write_status()
+        return step
+
+    # --- status and alerts -----------------------------------------------------------------
+
+    def _finish(
+        self,
+        now: datetime,
+        outcome: str,
+        window: tuple[datetime, datetime] | None,
+        *,
+        error: OctomonError | None = None,
+        retry_in: float | None = None,
+        fetched: int = 0,
+        stored: int = 0,
+        skipped: int = 0,
+        rejected: int = 0,
+        caught_up: bool = True,
+    ) -> CycleResult:
+        self._save_state()
+        calls = self._calls(now)
+        status = self.status
+        if status is not None:
+            status.last_cycle_at = now
+            status.stored_this_session += stored
+            if outcome == OK:
+                status.last_good_cycle_at = now
+                status.last_error = error.message if error is not None else None
+            elif error is not None and outcome != STOPPED:
+                status.last_error = error.message
+        self._refresh_status(now, calls)
+        self.write_status()
+        return CycleResult(
+            at=now,
+            outcome=outcome,
+            mode=self.mode,
+            window=window,
+            fetched=fetched,
+            stored=stored,
+            skipped=skipped,
+            rejected=rejected,
+            cursor=self.cursor,
+            caught_up=caught_up,
+            retry_in=retry_in,
+            error=error,
+            backlog=self.backlog,
+            calls_last_hour=calls,
+            call_budget=self.budget.max_per_hour,
+        )
+
+    def _show(self, readings: list[Reading], fresh: list[Reading]) -> None:
+        """Feed the panel: the newest reading and the last 30 minutes of demand."""
+        status = self.status
+        if status is None or not readings:
+            return
+        newest = readings[-1]
+        if status.last_reading_at is None or newest.read_at >= status.last_reading_at:
+            status.last_reading_at = newest.read_at
+            status.last_demand_kw = newest.demand
+        cutoff = newest.read_at - SPARK_SPAN
+        points = [(r.read_at, r.demand) for r in fresh if r.read_at >= cutoff]
+        kept = [(at, kw) for at, kw in points if kw is not None]
+        if kept:
+            status.demand_history.extend(kept[:-1])
+            status.record_demand(*kept[-1])  # sorts and trims to the last 30 minutes
+
+    def _calls(self, now: datetime) -> int:
+        try:
+            return self.budget.calls_last_hour(now)
+        except OSError:
+            return self.status.calls_last_hour if self.status else 0
+
+    def _refresh_status(self, now: datetime, calls: int | None = None) -> None:
+        status = self.status
+        if status is None:
+            return
+        status.mode = self.mode
+        status.cache_backlog = self.backlog
+        status.calls_last_hour = self._calls(now) if calls is None else calls
+
+    def write_status(self) -> None:
+        """Rewrite ``status.json``; a failure is logged once and retried next time."""
+        if self.status is None:
+            return
+        try:
+            self.status.write(self.cache_dir)
+        except OSError as exc:
+            if not self._status_failing:
+                log.error("could not write status.json (%s); retrying", exc.strerror or exc)
+            self._status_failing = True
+            return
+        self._status_failing = False
+
+    def _emit(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
+            return
+        if self.status is not None:
+            self.status.last_alert = alerts[-1].title
+        self.alerter.emit(alerts)
+
+    def _cache_backlog(self) -> int:
+        try:
+            return int(self.cache.status().readings)
+        except CacheError as exc:
+            log.warning("could not read the cache's status: %s", exc.message)
+            return 0
