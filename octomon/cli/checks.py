@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from octomon import redact
 from octomon.cli import ui
 from octomon.config import Settings
 from octomon.errors import ExitCode, OctomonError
@@ -50,23 +52,35 @@ def verify_config(
 def run_online_checks(settings: Settings) -> int:
     """Run the connection tests that apply; print a line each; return how many failed."""
     failed = 0
-    checks: list[tuple[str, Callable[[], str]]] = [("Octopus", lambda: _octopus_line(settings))]
-    if settings.influxdb_url:
-        checks.append(("InfluxDB", lambda: _influx_line(settings, False)))
-    else:
-        ui.console.print("InfluxDB: [dim]not configured (local mode)[/dim]")
-    if settings.slack_webhook_url:
-        checks.append(("Slack", lambda: _slack_line(settings)))
-    else:
-        ui.console.print("Slack: [dim]not configured (alerts go to the log)[/dim]")
-    for label, check in checks:
+    checks: list[tuple[str, Callable[[], str] | str]] = [
+        ("Octopus", lambda: _octopus_line(settings)),
+        (
+            "InfluxDB",
+            (lambda: _influx_line(settings, False))
+            if settings.influxdb_url
+            else "not configured (local mode)",
+        ),
+        (
+            "Slack",
+            (lambda: _slack_line(settings))
+            if settings.slack_webhook_url
+            else "not configured (alerts go to the log)",
+        ),
+    ]
+    for label, check in checks:  # in this order, a line each
+        if isinstance(check, str):
+            ui.console.print(f"{label}: [dim]{escape(check)}[/dim]")
+            continue
         try:
-            ui.console.print(f"{label}: [green]ok[/green] — {check()}", soft_wrap=True)
+            ui.console.print(f"{label}: [green]ok[/green] — {escape(check())}", soft_wrap=True)
         except OctomonError as exc:
             failed += 1
             ui.log.debug("%s check failed", label, exc_info=True)
             hint = f" — {exc.hint}" if exc.hint else ""
-            ui.console.print(f"{label}: [red]failed[/red] — {exc.message}{hint}", markup=True)
+            ui.console.print(
+                f"{label}: [red]failed[/red] — {escape(redact.scrub(exc.message + hint))}",
+                soft_wrap=True,
+            )
     return failed
 
 
