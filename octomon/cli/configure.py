@@ -63,6 +63,15 @@ def _shown(name: str, raw: str) -> str:
     return f.display(raw) if f.secret else raw
 
 
+def register_secret(name: str, value: str) -> None:
+    """From now on ``redact.scrub`` masks this value wherever it shows up."""
+    kind = FIELDS[name].secret if name in FIELDS else ""
+    if kind == "url":
+        redact.register_url(value)
+    elif kind:
+        redact.register(value)
+
+
 def check_given(
     values: Mapping[str, str], where: Callable[[str], str]
 ) -> tuple[dict[str, str], list[str]]:
@@ -150,6 +159,8 @@ class Wizard:
 
     def __post_init__(self) -> None:
         self.existing = self.env.values()
+        for name, value in [*self.existing.items(), *self.preset.items()]:
+            register_secret(name, value)
 
     # output
 
@@ -197,6 +208,7 @@ class Wizard:
             f"{label}{hint}:", validate=self.validator(name, keep)
         ).unsafe_ask()
         self.answers[name] = keep if (answer == "" and keep) else normalise(name, answer)
+        register_secret(name, self.answers[name])
 
     def ask_text(self, name: str, label: str, use_preset: bool, suggestion: str = "") -> None:
         import questionary
@@ -492,10 +504,7 @@ def configure(
     }
     flags = {name: value for name, value in given.items() if value is not None}
     for name, value in flags.items():
-        if FIELDS[name].secret == "url":
-            redact.register_url(value)
-        elif FIELDS[name].secret:
-            redact.register(value)
+        register_secret(name, value)
 
     path = env_file or ui.global_env_file(ctx) or Path(".env")
     try:
