@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 
 OCTOPUS_FAILURES = 3
@@ -105,6 +105,8 @@ def duration(td: timedelta) -> str:
 
 def when(dt: datetime) -> str:
     """``2026-11-27 14:00:10 UTC``."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

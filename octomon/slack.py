@@ -130,7 +130,7 @@ def build_payload(alert: Alert, host: str) -> dict[str, Any]:
         fallback += f": {_clean(alert.text)}"
     details = {"host": host, "component": alert.component, **alert.fields}
     field_items = [
-        {"type": "mrkdwn", "text": _cut(f"*{_escape(k)}*\n{_escape(v)}", FIELD_TEXT_MAX)}
+        {"type": "mrkdwn", "text": _cut(f"*{_escape(str(k))}*\n{_escape(str(v))}", FIELD_TEXT_MAX)}
         for k, v in details.items()
     ]
     blocks: list[dict[str, Any]] = [
@@ -229,7 +229,11 @@ class SlackNotifier:
         self._session: Any = None
 
     def send(self, alert: Alert) -> SendResult:
-        return self.post(build_payload(alert, self.host))
+        try:
+            payload = build_payload(alert, self.host)
+        except Exception as exc:  # a malformed alert must not take the sender down
+            return SendResult(False, f"cannot build the message ({type(exc).__name__})", None)
+        return self.post(payload)
 
     def post(self, payload: dict[str, Any]) -> SendResult:
         """Post once; on 429 wait ``Retry-After`` (capped) and post once more."""

@@ -320,6 +320,39 @@ def test_sender_survives_failures_and_logs_the_host_only(
 
 
 @pytest.mark.integration
+def test_sender_outlives_an_exception(
+    server: SlackWebhookServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    alerter = Alerter(server.webhook_url(SECRET), min_interval=0.0)
+    assert alerter.notifier is not None
+    real_send = alerter.notifier.send
+    calls = []
+
+    def flaky_send(a: Alert) -> SendResult:
+        calls.append(a.title)
+        if len(calls) == 1:
+            raise RuntimeError(f"boom {SECRET}")
+        return real_send(a)
+
+    monkeypatch.setattr(alerter.notifier, "send", flaky_send)
+    with caplog.at_level(logging.WARNING):
+        alerter.emit([alert("first"), alert("second")])
+        assert alerter.close(timeout=3)
+    assert calls == ["first", "second"] and len(server.posts) == 1
+    assert (alerter.sent, alerter.failed) == (1, 1)
+    assert "Slack sender error via http://127.0.0.1/…: RuntimeError" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_a_malformed_alert_is_a_result_not_an_exception() -> None:
+    bad = Alert(Level.INFO, "t", "x", "c", {"n": 3}, NOW, "k")  # type: ignore[dict-item]
+    assert build_payload(bad, "h")["blocks"][2]["fields"][2]["text"] == "*n*\n3"
+    broken = Alert(Level.INFO, "t", "x", "c", {}, "not a time", "k")  # type: ignore[arg-type]
+    result = SlackNotifier(f"http://127.0.0.1:{free_port()}/s/{SECRET}").send(broken)
+    assert result == SendResult(False, "cannot build the message (AttributeError)", None)
+
+
+@pytest.mark.integration
 def test_slack_down_entirely_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     alerter = Alerter(f"http://127.0.0.1:{free_port()}/services/T/B/{SECRET}", min_interval=0)
     with caplog.at_level(logging.WARNING):
