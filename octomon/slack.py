@@ -403,26 +403,30 @@ class Alerter:
                 continue
             self._queue.put_nowait(alert)
 
-    def close(self, timeout: float = 3.0) -> bool:
+    def close(self, timeout: float = 3.0) -> None:
         """Give queued messages at most ``timeout`` seconds, then return (SPEC §4.7).
 
-        True when the sender finished; False when it was abandoned (a daemon thread, it
-        dies with the process) — either way every alert is already in the log.
+        The sender stops itself at the deadline; one stuck in a post that began before
+        ``close`` is abandoned (a daemon thread: it dies with the process). Either way
+        every alert is already in the log.
         """
         if self._closed:
-            return self._thread is None or not self._thread.is_alive()
+            return
         self._closed = True
         if self._thread is None or self.notifier is None:
-            return True
+            return
         self._deadline = time.monotonic() + timeout
         self.notifier.deadline = self._deadline
         self._queue.put_nowait(_STOP)
         self._wake.set()
-        self._thread.join(timeout + _GRACE)  # the sender stops itself at the deadline
+        self._thread.join(timeout + _GRACE)
         if self._thread.is_alive():
             log.warning("Slack sender did not stop within %g s; its alerts are in the log", timeout)
-            return False
-        return True
+
+    @property
+    def sender_alive(self) -> bool:
+        """Whether the background sender is still running (after close: abandoned)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _sleep(self, seconds: float) -> None:
         """Wait, but no later than the close deadline (close() wakes us)."""

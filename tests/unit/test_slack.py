@@ -273,7 +273,8 @@ def test_close_cuts_a_post_started_after_it_to_the_deadline(server: SlackWebhook
     alerter.emit([alert()])
     server.wait_for_posts(1)  # 429: the sender now waits 0.5 s, then retries into a hang
     started = time.monotonic()
-    assert alerter.close(timeout=1.5)  # the retry's 30 s timeout was cut to the deadline
+    alerter.close(timeout=1.5)  # the retry's 30 s timeout was cut to the deadline
+    assert not alerter.sender_alive
     assert 1.0 <= time.monotonic() - started < 2
     assert server.requests_started == 2 and alerter.failed == 1
 
@@ -283,7 +284,8 @@ def test_close_gives_queued_alerts_their_chance(server: SlackWebhookServer) -> N
     alerter = Alerter(server.webhook_url(SECRET), min_interval=0.1)
     alerter.emit(AlertPolicy().stopped(NOW, cached=0))
     started = time.monotonic()
-    assert alerter.close(timeout=3)
+    alerter.close(timeout=3)
+    assert not alerter.sender_alive
     assert time.monotonic() - started < 1
     (post,) = server.posts
     assert post.json["blocks"][0]["text"]["text"] == ":information_source: octomon stopped"
@@ -296,7 +298,8 @@ def test_close_cuts_a_long_retry_after_short(server: SlackWebhookServer) -> None
     alerter.emit([alert()])
     server.wait_for_posts(1)
     started = time.monotonic()
-    assert alerter.close(timeout=1)  # finished, not abandoned
+    alerter.close(timeout=1)  # finished, not abandoned
+    assert not alerter.sender_alive
     assert time.monotonic() - started < 1.5
     assert len(server.posts) == 1  # the 10 s wait was cut, so no retry after the deadline
     assert alerter.failed == 1
@@ -337,7 +340,8 @@ def test_sender_outlives_an_exception(
     monkeypatch.setattr(alerter.notifier, "send", flaky_send)
     with caplog.at_level(logging.WARNING):
         alerter.emit([alert("first"), alert("second")])
-        assert alerter.close(timeout=3)
+        alerter.close(timeout=3)
+    assert not alerter.sender_alive
     assert calls == ["first", "second"] and len(server.posts) == 1
     assert (alerter.sent, alerter.failed) == (1, 1)
     assert "Slack sender error via http://127.0.0.1/…: RuntimeError" in caplog.text
@@ -383,6 +387,7 @@ def test_queue_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     assert alerter.dropped >= 14
     assert "Slack queue full" in caplog.text
     started = time.monotonic()
-    assert alerter.close(timeout=0.5)
+    alerter.close(timeout=0.5)
+    assert not alerter.sender_alive
     assert time.monotonic() - started < 1
     assert "Slack (http://127.0.0.1/…)" in alerter.describe()
