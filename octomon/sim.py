@@ -622,6 +622,11 @@ class SimHomeMini:
             return True
         return any(a <= ts < b for a, b in self._lost)
 
+    def issued_secrets(self) -> list[str]:
+        """Every access and refresh token still known (secret-leak tests search for them)."""
+        with self.lock:
+            return [*self._tokens, *self._refresh]
+
     # ---- faults
 
     def expire_tokens(self, refresh: bool = False) -> None:
