@@ -15,7 +15,9 @@ Rules that matter:
 * The daemon's cursor is never touched: history written here is history, not progress.
 * Storing follows SPEC §4.4: InfluxDB directly, or the cache in local mode, while the cache
   holds readings (they queue behind it), or from the moment InfluxDB is lost or refuses
-  the credentials. Re-running is harmless (one point per series and timestamp).
+  the credentials; a batch InfluxDB refuses (400/413/422) is split in halves, each sent
+  once more, and what is still refused is set aside under ``rejected/``. Re-running is
+  harmless (one point per series and timestamp).
 * KT-GB-4051 (the start is too old): the oldest start the API still serves is searched
   for (the daemon's jumps, now - 24 h then now - 6 h, then halving the gap to 15 minutes),
   and the span before it is reported as missing.
@@ -35,6 +37,7 @@ from octomon.errors import (
     BudgetExhausted,
     CacheError,
     InfluxConfigError,
+    InfluxRefused,
     InfluxUnavailable,
     OctomonError,
     OctopusUnavailable,
@@ -75,6 +78,8 @@ class ReadingCache(Protocol):
     def append(self, readings: Sequence[Reading]) -> object: ...
 
     def is_empty(self) -> bool: ...
+
+    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> object: ...
 
 
 # --- the plan ---------------------------------------------------------------------------
@@ -167,11 +172,13 @@ class BackfillResult:
     not_done: list[Span] = field(default_factory=list)  # not fetched: error or interrupted
     cache_reason: str | None = None  # why readings went to the cache
     interrupted: bool = False
+    rejected: int = 0  # refused by InfluxDB (400/413/422), set aside under rejected/
+    rejected_message: str | None = None  # the first refusal's status and server message
 
     @property
     def complete(self) -> bool:
         """Exit 0: everything asked for was fetched and stored."""
-        return self.error is None and not self.missing and not self.not_done
+        return self.error is None and not self.missing and not self.not_done and not self.rejected
 
 
 class _Stop(Exception):
@@ -186,6 +193,14 @@ class _Failed(Exception):
 
 def _describe(exc: OctomonError) -> str:
     return f"{exc.message} — {exc.hint}" if exc.hint else exc.message
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OctomonError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
 
 
 def _never_stop() -> Wait:
@@ -322,17 +337,51 @@ class _Run:
         if not readings:
             return
         if self.result.cache_reason is None and self.sink is not None:
-            try:
-                self.sink.write(readings)
-                self.result.stored += len(readings)
-                return
-            except (InfluxUnavailable, InfluxConfigError) as exc:
-                self.to_cache(f"InfluxDB: {_describe(exc)}")
+            self.write(readings, split=True)
+        else:
+            self.append(readings)
+
+    def write(self, readings: list[Reading], *, split: bool) -> None:
+        """One write; on 400/413/422 each half is sent once more (SPEC §4.4), as live data."""
+        assert self.sink is not None
+        if self.result.cache_reason is not None:  # InfluxDB was lost meanwhile
+            self.append(readings)
+            return
+        try:
+            self.sink.write(readings)
+        except InfluxRefused as exc:
+            if split and len(readings) > 1:
+                mid = len(readings) // 2
+                self.write(readings[:mid], split=False)
+                self.write(readings[mid:], split=False)
+            elif split:
+                self.write(readings, split=False)
+            else:
+                self.set_aside(readings, exc)
+        except (InfluxUnavailable, InfluxConfigError) as exc:
+            self.to_cache(f"InfluxDB: {_describe(exc)}")
+            self.append(readings)
+        else:
+            self.result.stored += len(readings)
+
+    def set_aside(self, readings: list[Reading], exc: InfluxRefused) -> None:
+        try:
+            self.cache.write_rejected(
+                [r.to_json() for r in readings], exc.server_message, self.clock()
+            )
+        except (CacheError, OSError) as err:
+            raise _Failed(
+                f"could not set aside readings InfluxDB refused: {_reason(err)}"
+            ) from None
+        self.result.rejected += len(readings)
+        if self.result.rejected_message is None:
+            self.result.rejected_message = f"HTTP {exc.status}: {exc.server_message}"
+
+    def append(self, readings: list[Reading]) -> None:
         try:
             self.cache.append(readings)
         except (CacheError, OSError) as exc:
-            reason = exc.message if isinstance(exc, CacheError) else exc.strerror or str(exc)
-            raise _Failed(f"could not store readings in the cache: {reason}") from None
+            raise _Failed(f"could not store readings in the cache: {_reason(exc)}") from None
         self.result.stored += len(readings)
         self.result.cached += len(readings)
 
