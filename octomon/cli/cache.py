@@ -1,12 +1,32 @@
-"""`octomon sync-cache` and `octomon cache status|export`. (Being built: issue 4.)"""
+"""`octomon sync-cache` and `octomon cache status|export`: parse, call the core, render."""
 
 from __future__ import annotations
+
+import enum
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
 from octomon.cli import ui
+from octomon.errors import ExitCode, InfluxRefused
+from octomon.readings import FIELDS, format_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from octomon.cache import Cache, CacheStatus
+    from octomon.influx import InfluxSink
+    from octomon.readings import Reading
+    from octomon.sync import SyncResult
 
 cache_app = typer.Typer(help="Inspect and export the local cache.", no_args_is_help=True)
+
+CSV_HEADER = ("read_at", "device_id", *FIELDS)
+LOCK_WAIT = 30.0  # seconds sync-cache waits for the cache lock (SPEC §1)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,16 +36,214 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cache_app, name="cache")
 
 
+# --- sync-cache ---------------------------------------------------------------------------
+
+
 def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
-    """Push all cached readings to InfluxDB, oldest first."""
-    ui.fail("not built yet")
+    """Push all cached readings to InfluxDB, oldest first (safe to run while `run` runs)."""
+    settings = ui.load_settings(ctx, env_file, ["influx", "cache"], require=["INFLUXDB_URL"])
+    from octomon.cache import Cache
+    from octomon.influx import InfluxSink
+    from octomon.sync import sync
+
+    cache = Cache(settings.cache_dir, settings.cache_max_mb)
+    if cache.is_empty():
+        ui.console.print(f"nothing to sync: the cache in {settings.cache_dir} is empty")
+        return
+    sink = InfluxSink.from_settings(settings)
+    try:
+        if ui.is_terminal():
+            result = _sync_with_bar(cache, sink)
+        else:
+            printer = _PlainProgress(sys.stdout)
+            result = sync(cache, sink, lock_timeout=LOCK_WAIT, progress=printer)
+    finally:
+        sink.close()
+    _report(result, settings.cache_dir)
 
 
-def status(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
+def _sync_with_bar(cache: Cache, sink: InfluxSink) -> SyncResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from octomon.sync import sync
+
+    total = cache.status().readings
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=ui.console, transient=False) as bar:
+        task = bar.add_task("syncing", total=total or None)
+        return sync(
+            cache,
+            sink,
+            lock_timeout=LOCK_WAIT,
+            progress=lambda n: bar.advance(task, n),
+        )
+
+
+class _PlainProgress:
+    """Not on a terminal: one line every few seconds, never a bar."""
+
+    def __init__(self, out: TextIO, every: float = 5.0) -> None:
+        self.out = out
+        self.every = every
+        self.done = 0
+        self.last = time.monotonic()
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(f"synced {self.done:,} readings so far", file=self.out, flush=True)
+
+
+def _report(result: SyncResult, cache_dir: Path) -> None:
+    error = result.error
+    line = f"synced {result.synced:,} readings to InfluxDB"
+    if result.files_done:
+        line += f" ({result.files_done} day file{'s' if result.files_done != 1 else ''} done)"
+    ui.console.print(line)
+    if result.quarantined:
+        ui.console.print(
+            f"{result.quarantined:,} unreadable line(s) moved to {cache_dir / 'quarantine'}"
+        )
+    if result.rejected:
+        ui.warn(
+            f"InfluxDB refused {result.rejected:,} readings; they are set aside in "
+            f"{cache_dir / 'rejected'}"
+            + (f" ({error.server_message})" if isinstance(error, InfluxRefused) else "")
+        )
+    if error is not None and not isinstance(error, InfluxRefused):
+        ui.fail(f"{result.left:,} readings left in the cache: {error.message}", error.hint)
+    if result.rejected:
+        raise typer.Exit(int(ExitCode.FAILED))
+    if result.left:
+        ui.console.print(
+            f"{result.left:,} readings arrived in the cache while syncing; "
+            "they go with the next sync"
+        )
+
+
+# --- cache status ---------------------------------------------------------------------------
+
+
+def status(
+    ctx: typer.Context,
+    env_file: ui.EnvFileOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (files, readings, …).")
+    ] = False,
+) -> None:
     """Show what is waiting in the cache."""
-    ui.fail("not built yet")
+    settings = ui.load_settings(ctx, env_file, ["cache"])
+    from octomon.cache import Cache
+
+    st = Cache(settings.cache_dir).status()
+    if as_json:
+        typer.echo(json.dumps(st.to_json_obj()))
+        return
+    _status_table(st, settings.cache_dir)
 
 
-def export(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
-    """Write cached readings to stdout or a file."""
-    ui.fail("not built yet")
+def _status_table(st: CacheStatus, cache_dir: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"cache {cache_dir}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("readings waiting", f"{st.readings:,}")
+    table.add_row("day files", f"{st.files:,}")
+    table.add_row("size", _size(st.bytes))
+    table.add_row("oldest", format_time(st.oldest) if st.oldest else "–")
+    table.add_row("newest", format_time(st.newest) if st.newest else "–")
+    table.add_row("quarantined lines", f"{st.quarantined:,}")
+    table.add_row("rejected readings", f"{st.rejected:,}")
+    ui.console.print(table)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+# --- cache export ---------------------------------------------------------------------------
+
+
+class ExportFormat(str, enum.Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+    line_protocol = "line-protocol"
+
+
+def export(
+    ctx: typer.Context,
+    env_file: ui.EnvFileOption = None,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl, csv or line-protocol.")
+    ] = ExportFormat.jsonl,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Write cached readings to stdout or a file (oldest day first)."""
+    settings = ui.load_settings(ctx, env_file, ["cache"])
+    from octomon.cache import Cache
+
+    cache = Cache(settings.cache_dir)
+    bad = 0
+
+    def skipped(source: str, offset: int, reason: str) -> None:
+        nonlocal bad
+        bad += 1
+        ui.log.debug("export: skipped line at %s:%d (%s)", source, offset, reason)
+
+    readings = cache.iter_readings(on_bad=skipped)
+    if output is None:
+        count = _write(readings, fmt, sys.stdout)
+        sys.stdout.flush()
+    else:
+        tmp = output.with_name(f".{output.name}.partial")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                count = _write(readings, fmt, out)
+            tmp.replace(output)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            ui.fail(f"cannot write {output}: {exc.strerror or exc}", "check --output")
+    where = "stdout" if output is None else str(output)
+    note = f" ({bad} unreadable line(s) skipped)" if bad else ""
+    ui.err_console.print(f"exported {count:,} readings to {where}{note}", markup=False)
+
+
+def _write(readings: Iterable[Reading], fmt: ExportFormat, out: TextIO) -> int:
+    count = 0
+    if fmt is ExportFormat.csv:
+        import csv
+
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        for r in readings:
+            writer.writerow(_csv_row(r))
+            count += 1
+        return count
+    for r in readings:
+        out.write((r.to_json() if fmt is ExportFormat.jsonl else r.to_line_protocol()) + "\n")
+        count += 1
+    return count
+
+
+def _csv_row(r: Reading) -> list[str]:
+    row = [format_time(r.read_at), r.device_id]
+    for name in FIELDS:
+        value = getattr(r, name)
+        row.append("" if value is None else repr(float(value)))
+    return row

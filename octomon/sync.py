@@ -1,0 +1,442 @@
+"""Cache → InfluxDB, oldest first: shared by `octomon run` and `octomon sync-cache`.
+
+Streamed: a file is read in batches of up to 5,000 lines, so memory stays flat whatever
+the backlog. The next batch is read and converted while the previous one is on the wire
+(one request in flight, answers handled in order). A file is deleted only once every line
+of it was acknowledged (or set aside as refused, or quarantined as unreadable), and only
+if it did not change meanwhile; a sync that stops leaves it whole, and this process
+remembers how far it got (offset + CRC of what it sent), so the next slice goes on from
+there instead of resending.
+
+Lines that octomon's writer produced (``cache.index``, CRC verified) take a fast path
+that turns the canonical layout into line protocol with a few whole-block byte
+operations: the numbers are copied as written, which is Python's ``repr`` of the float
+(the writer emits ``json.dumps(float)``), exactly what ``Reading.to_line_protocol``
+writes. Every other line is parsed in full (``Reading.from_obj``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import islice
+
+from octomon.cache import Cache, Snapshot, count_lines, parse_line, split_lines
+from octomon.clock import Clock, utcnow
+from octomon.errors import (
+    CacheBusy,
+    CacheError,
+    InfluxConfigError,
+    InfluxRefused,
+    InfluxUnavailable,
+    OctomonError,
+)
+from octomon.influx import InfluxSink
+from octomon.readings import MEASUREMENT, SOURCE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncResult:
+    synced: int = 0  # acknowledged by InfluxDB
+    rejected: int = 0  # refused twice, set aside under rejected/
+    left: int = 0  # lines still waiting in the cache
+    error: OctomonError | None = None  # why it stopped (or the last refusal)
+    files_done: int = 0  # day files fully delivered and deleted
+    quarantined: int = 0  # unreadable lines moved to quarantine/
+
+
+# --- the fast path: canonical lines → line protocol -----------------------------------------
+
+# After ``translate`` (quotes dropped, ':' → '='), a canonical line reads
+#   {read_at=2026-11-27T14=00=10Z,device_id=DEV,consumption_delta=0.0005,…,consumption=5038.4}
+# so [0:20] names the day, [20:40] the time of day, and [30:-1] is almost the line protocol.
+_TABLE = bytes.maketrans(b":", b"=")
+_HEAD = MEASUREMENT.encode() + b","
+_SOURCE = b",source=" + SOURCE.encode() + b" "
+_DAY_RE = re.compile(rb"\{read_at=(\d{4}-\d\d-\d\d)T")
+_TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)Z,device_id=")
+_EPOCH = date(1970, 1, 1)
+
+
+class _Days(dict[bytes, int]):
+    def __missing__(self, key: bytes) -> int:
+        m = _DAY_RE.fullmatch(key)
+        if m is None:
+            raise ValueError("not a canonical line")
+        value = self[key] = (date.fromisoformat(m.group(1).decode()) - _EPOCH).days * 86400
+        return value
+
+
+class _Times(dict[bytes, int]):
+    def __missing__(self, key: bytes) -> int:
+        m = _TOD_RE.fullmatch(key)
+        if m is None:
+            raise ValueError("not a canonical line")
+        h, mi, s = (int(x) for x in m.groups())
+        value = self[key] = h * 3600 + mi * 60 + s
+        return value
+
+
+_DAYS = _Days()
+_TIMES = _Times()
+
+
+def fast_lines(raw: bytes) -> bytes | None:
+    """Canonical lines (each ending in newline) → line protocol; None if not canonical.
+
+    Only for bytes octomon's writer produced (see ``cache.fast_eligible``).
+    """
+    t = raw.translate(_TABLE, b'"')
+    lines = t.split(b"\n")
+    if lines.pop():
+        return None  # the block must end with a newline
+    if not lines:
+        return b""
+    days, times = _DAYS, _TIMES
+    first = lines[0]
+    comma = first.find(b",", 40)
+    if comma < 0 or first[29:40] != b",device_id=":
+        return None
+    tag = first[30:comma] + b","
+    t2 = t.replace(tag, first[30:comma] + _SOURCE)
+    try:
+        if len(t2) - len(t) == len(lines) * (len(_SOURCE) - 1):  # one device: the usual case
+            lines = t2.split(b"\n")
+            lines.pop()
+            out = [b"%b%b %d" % (_HEAD, x[30:-1], days[x[:20]] + times[x[20:40]]) for x in lines]
+        else:
+            out = []
+            for x in lines:
+                i = x.index(b",", 40)
+                out.append(
+                    b"%b%b%b%b %d"
+                    % (_HEAD, x[30:i], _SOURCE, x[i + 1 : -1], days[x[:20]] + times[x[20:40]])
+                )
+    except (ValueError, KeyError):
+        return None
+    return b"\n".join(out)
+
+
+def slow_line(raw: bytes) -> bytes:
+    """One line of any layout → line protocol (ValueError if it is not a reading)."""
+    return parse_line(raw).to_line_protocol().encode()
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    snap: Snapshot
+    start: int
+    raw: bytes  # the source bytes [start, start + len(raw))
+    body: bytes  # line protocol
+    count: int  # readings in body
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.raw)
+
+    def readings_lines(self) -> list[bytes]:
+        """The source lines that are readings (for halves and rejected/)."""
+        out = []
+        for line in split_lines(self.raw):
+            if line.strip():
+                try:
+                    parse_line(line)
+                except ValueError:
+                    continue
+                out.append(line)
+        return out
+
+
+def _convert(
+    raw: bytes, start: int, trusted: int
+) -> tuple[bytes, int, list[tuple[int, bytes, str]]]:
+    """Source bytes → (line protocol, readings, bad lines as (offset, line, reason))."""
+    fast_end = max(0, min(len(raw), trusted - start))
+    parts: list[bytes] = []
+    count = 0
+    if fast_end:
+        fast = fast_lines(raw[:fast_end])
+        if fast is None:  # a surprise in trusted bytes: parse them like any others
+            fast_end = 0
+        elif fast:
+            parts.append(fast)
+            count = raw.count(b"\n", 0, fast_end)
+    bad: list[tuple[int, bytes, str]] = []
+    offset = start + fast_end
+    for line in split_lines(raw[fast_end:]):
+        here = offset
+        offset += len(line)
+        if not line.strip():
+            continue
+        try:
+            parts.append(slow_line(line))
+            count += 1
+        except ValueError as exc:
+            bad.append((here, line, str(exc) or "unreadable"))
+    return b"\n".join(parts), count, bad
+
+
+# --- per-process progress within a file ------------------------------------------------------
+
+_PROGRESS: dict[tuple[str, str], tuple[int, int]] = {}  # (dir, name) -> (acked, CRC [0, acked))
+_PROGRESS_LOCK = threading.Lock()
+
+
+def _key(cache: Cache, name: str) -> tuple[str, str]:
+    return (str(cache.directory.absolute()), name)
+
+
+@dataclass
+class _File:
+    snap: Snapshot
+    acked: int
+    crc: int
+    read_all: bool = False
+    pending: int = 0  # batches read but not yet answered
+    finished: bool = False
+
+
+@dataclass
+class _Run:
+    cache: Cache
+    sink: InfluxSink
+    batch_size: int
+    max_readings: int | None
+    lock_timeout: float
+    progress: Callable[[int], None] | None
+    now: Clock
+    result: SyncResult = field(default_factory=SyncResult)
+    read: int = 0  # lines read (the max_readings bound)
+    stopped: bool = False
+    files: list[_File] = field(default_factory=list)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def batches(self, names: list[str]) -> Iterator[_Batch]:
+        for i, name in enumerate(names):
+            if self.stopped or self.budget() <= 0:
+                return
+            key = _key(self.cache, name)
+            with _PROGRESS_LOCK:
+                resume = _PROGRESS.get(key)
+            try:
+                snap = self.cache.open_snapshot(
+                    name, self.lock_timeout, (resume[0],) if resume else ()
+                )
+            except CacheBusy as exc:
+                if i == 0:
+                    raise
+                self.stop(exc)
+                return
+            if snap is None:
+                continue
+            start, crc = 0, 0
+            if resume is not None and snap.crcs.get(resume[0]) == resume[1]:
+                start, crc = resume
+            state = _File(snap, start, crc)
+            self.files.append(state)
+            yield from self.file_batches(state)
+
+    def file_batches(self, state: _File) -> Iterator[_Batch]:
+        snap = state.snap
+        pos = state.acked
+        snap.handle.seek(pos)
+        while pos < snap.size and not self.stopped:
+            n = min(self.batch_size, self.budget())
+            if n <= 0:
+                return
+            raw = b"".join(islice(snap.handle, n))
+            if not raw:
+                break
+            if len(raw) > snap.size - pos:
+                raw = raw[: snap.size - pos]  # bytes appended after the snapshot wait
+            self.read += raw.count(b"\n") + (not raw.endswith(b"\n"))
+            body, count, bad = _convert(raw, pos, snap.trusted)
+            if bad:
+                try:
+                    self.result.quarantined += self.cache.quarantine(snap.name, bad, self.now())
+                except CacheError as exc:
+                    self.stop(exc)
+                    return
+            pos += len(raw)
+            if pos >= snap.size:
+                state.read_all = True
+            state.pending += 1
+            yield _Batch(snap, pos - len(raw), raw, body, count)
+        if pos >= snap.size:
+            state.read_all = True
+
+    def budget(self) -> int:
+        if self.max_readings is None:
+            return self.batch_size
+        return self.max_readings - self.read
+
+    def stop(self, error: OctomonError) -> None:
+        self.stopped = True
+        if self.result.error is None or isinstance(self.result.error, InfluxRefused):
+            self.result.error = error
+
+    # --- answers -------------------------------------------------------------------------
+
+    def answered(self, batch: _Batch, future: Future[None] | None) -> None:
+        """Handle one batch's answer, in order; ``stopped`` is set on a lasting failure."""
+        state = next(f for f in self.files if f.snap is batch.snap)
+        state.pending -= 1
+        try:
+            if future is not None:
+                future.result()
+            self.result.synced += batch.count
+            if self.progress and batch.count:
+                self.progress(batch.count)
+        except InfluxRefused as exc:
+            if not self.split(batch, exc):
+                return
+        except (InfluxUnavailable, InfluxConfigError) as exc:
+            self.stop(exc)
+            return
+        state.acked = batch.end
+        state.crc = zlib.crc32(batch.raw, state.crc)
+        if state.read_all and state.pending == 0 and state.acked >= state.snap.size:
+            self.finish(state)
+
+    def split(self, batch: _Batch, exc: InfluxRefused) -> bool:
+        """Halves sent once more; a half refused again goes to rejected/ (SPEC §4.4)."""
+        lines = batch.readings_lines()
+        mid = max(1, len(lines) // 2)
+        for half in (lines[:mid], lines[mid:]):
+            if not half:
+                continue
+            body = b"\n".join(slow_line(x) for x in half)
+            try:
+                self.sink.write_lines(body, len(half))
+            except InfluxRefused as again:
+                message = f"HTTP {again.status}: {again.server_message}"
+                try:
+                    path = self.cache.write_rejected(half, message, self.now())
+                except CacheError as err:
+                    self.stop(err)
+                    return False
+                log.error(
+                    "InfluxDB refused %d cached readings (%s); set aside in %s",
+                    len(half),
+                    message,
+                    path,
+                )
+                self.result.rejected += len(half)
+                if self.result.error is None or isinstance(self.result.error, InfluxRefused):
+                    self.result.error = again
+            except (InfluxUnavailable, InfluxConfigError) as lost:
+                self.stop(lost)
+                return False
+            else:
+                self.result.synced += len(half)
+            if self.progress:
+                self.progress(len(half))
+        return True
+
+    def finish(self, state: _File) -> None:
+        state.finished = True
+        try:
+            removed = self.cache.remove_if_unchanged(state.snap, state.crc, self.lock_timeout)
+        except CacheError as exc:
+            self.stop(exc)
+            removed = False
+        if removed:
+            self.result.files_done += 1
+            with _PROGRESS_LOCK:
+                _PROGRESS.pop(_key(self.cache, state.snap.name), None)
+        else:
+            state.finished = False  # changed meanwhile (or gone): remember how far we got
+
+    def remember(self) -> None:
+        """Keep how far each unfinished file got, for this process's next slice."""
+        with _PROGRESS_LOCK:
+            for state in self.files:
+                if not state.finished and state.acked > 0:
+                    _PROGRESS[_key(self.cache, state.snap.name)] = (state.acked, state.crc)
+
+    def count_left(self) -> int:
+        done = {f.snap.name: f for f in self.files}
+        left = 0
+        for path in self.cache.files():
+            try:
+                with open(path, "rb") as handle:
+                    size = path.stat().st_size
+                    state = done.get(path.name)
+                    start = state.acked if state is not None and state.acked <= size else 0
+                    left += count_lines(handle, start, size)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                continue
+        return left
+
+
+def sync(
+    cache: Cache,
+    sink: InfluxSink,
+    *,
+    batch_size: int = 5000,
+    max_readings: int | None = None,
+    lock_timeout: float = 30.0,
+    progress: Callable[[int], None] | None = None,
+    now: Clock = utcnow,
+) -> SyncResult:
+    """Send the cache to InfluxDB, oldest first; see the module docstring.
+
+    Stops at the first unavailable or configuration error (``result.error``; the file is
+    left whole). ``max_readings`` bounds the lines read in this call. Raises
+    :class:`CacheBusy` if the cache lock cannot be had within ``lock_timeout`` at the
+    start; later it stops with that error instead.
+    """
+    run = _Run(
+        cache, sink, max(1, min(batch_size, 5000)), max_readings, lock_timeout, progress, now
+    )
+    names = [p.name for p in cache.files()]
+    if not names:
+        return run.result
+    executor: ThreadPoolExecutor | None = None
+    inflight: tuple[_Batch, Future[None] | None] | None = None
+    try:
+        for batch in run.batches(names):
+            if inflight is not None:
+                run.answered(*inflight)
+                inflight = None
+                if run.stopped:
+                    break
+            if batch.count == 0:
+                inflight = (batch, None)
+                continue
+            if executor is None:
+                executor = ThreadPoolExecutor(1, thread_name_prefix="octomon-sync")
+            inflight = (batch, executor.submit(sink.write_lines, batch.body, batch.count))
+        if inflight is not None:
+            batch, inflight = inflight[0], inflight  # an answer that came is an answer
+            run.answered(*inflight)
+            inflight = None
+    finally:
+        if inflight is not None and inflight[1] is not None:
+            with contextlib.suppress(Exception):  # its answer no longer matters
+                inflight[1].result()  # but let the request end before we return
+        if executor is not None:
+            executor.shutdown(wait=True)
+        run.remember()
+        for state in run.files:
+            state.snap.close()
+    run.result.left = run.count_left()
+    return run.result
+
+
+__all__ = ["SyncResult", "fast_lines", "slow_line", "sync"]
