@@ -32,6 +32,7 @@ from octomon.cli.configure import API_ACCESS_URL, ConnectionTests, run_wizard
 from octomon.config import Settings
 from octomon.envfile import EnvFile
 from octomon.errors import AuthError, InfluxUnavailable
+from tests.helpers.services import VictoriaMetrics, free_port
 
 KEY = "sk_live_abcdefghijklmnopqrstuvwx1234"
 KEY2 = "sk_live_zyxwvutsrqponmlkjihgfedc9876"
@@ -534,3 +535,41 @@ def test_an_interval_over_the_call_budget_is_pointed_out_and_can_be_changed() ->
     assert run.code == 0, run.said
     assert "note: POLL_INTERVAL_SECONDS=30 needs about 122 API calls an hour" in run.said
     assert config.read_env_file(Path(".env"))["POLL_INTERVAL_SECONDS"] == "90"
+
+
+@pytest.mark.integration
+def test_real_influxdb_test_fails_on_a_dead_port_then_passes_on_victoria_metrics(
+    victoria: VictoriaMetrics,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    run = drive(
+        [
+            ("Octopus API key", KEY + ENTER),
+            ("Account number", "A-1234ABCD" + ENTER),
+            ("Test the Octopus API now?", "n"),
+            ("Send readings to InfluxDB now?", ENTER),
+            ("InfluxDB URL", CLEAR + dead + ENTER),
+            ("InfluxDB token", TOKEN + ENTER),
+            ("Organisation", "home" + ENTER),
+            ("Bucket", ENTER),
+            ("Test InfluxDB now?", "y"),
+            ("What now?", ENTER),  # Re-enter these answers
+            ("Send readings to InfluxDB now?", ENTER),  # asked again: local mode is a way out
+            ("InfluxDB URL", CLEAR + victoria.url + ENTER),
+            ("InfluxDB token (Enter keeps infl…CRET)", ENTER),
+            ("Organisation", ENTER),
+            ("Bucket", ENTER),
+            ("Test InfluxDB now?", "y"),
+            ("Send alerts to Slack?", "n"),
+            ("Seconds between polls", ENTER),
+            ("Cache directory", ENTER),
+            ("Write .env?", ENTER),
+        ],
+        tests=ConnectionTests(),
+    )
+    assert run.code == 0, run.said
+    assert f"InfluxDB: failed — cannot reach InfluxDB at {dead}" in run.said
+    assert "InfluxDB: ok — reachable" in run.said
+    values = config.read_env_file(Path(".env"))
+    assert values["INFLUXDB_URL"] == victoria.url and values["INFLUXDB_TOKEN"] == TOKEN
+    assert TOKEN not in run.said and TOKEN not in run.screen
