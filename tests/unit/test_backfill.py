@@ -17,13 +17,15 @@ import pytest
 from octomon.backfill import (
     BackfillProgress,
     BackfillResult,
+    Sink,
     plan,
     remember_device,
     run_backfill,
     windows,
 )
 from octomon.budget import Budget
-from octomon.errors import InfluxConfigError, InfluxUnavailable
+from octomon.cache import Cache
+from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
 from octomon.octopus import OctopusClient
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
@@ -53,10 +55,14 @@ class MemoryCache:
 
     def __init__(self, holding: int = 0) -> None:
         self.readings: list[Reading] = []
+        self.rejected: list[tuple[list[str], str]] = []
         self.holding = holding
 
     def append(self, readings: Sequence[Reading]) -> None:
         self.readings.extend(readings)
+
+    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> None:
+        self.rejected.append((list(lines), message))
 
     def is_empty(self) -> bool:
         return self.holding == 0 and not self.readings
@@ -107,7 +113,7 @@ def _run(
     until: datetime,
     *,
     budget: Budget | None = None,
-    sink: FlakySink | None = None,
+    sink: Sink | None = None,
     cache: MemoryCache | None = None,
     events: list[BackfillProgress] | None = None,
 ) -> tuple[BackfillResult, MemoryCache]:
@@ -135,6 +141,17 @@ def _telemetry_calls(sim: SimHomeMini) -> list[datetime]:
 
 def _served_in(sim: SimHomeMini, lo: datetime, hi: datetime) -> set[datetime]:
     return {ts for ts in sim.served if lo <= ts < hi}
+
+
+def _served_in_window(sim: SimHomeMini, clock: Clock, lo: datetime, hi: datetime) -> set[datetime]:
+    """What the simulator will serve for [lo, hi) at the clock's time (nothing recorded)."""
+    out = set()
+    at = lo
+    while at < hi:
+        if sim.reading_at(at) is not None and sim.available_at(at) <= clock():
+            out.add(at)
+        at += timedelta(seconds=10)
+    return out
 
 
 # --- the plan ---------------------------------------------------------------------------
@@ -199,6 +216,35 @@ def test_everything_served_is_stored_with_few_calls(sim: SimHomeMini, clock: Clo
 
 
 @pytest.mark.integration
+def test_local_mode_into_the_real_cache(sim: SimHomeMini, clock: Clock, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", 1024, clock)
+    budget = Budget(StateStore(tmp_path / "cache"), 75)
+    client = _client(sim, budget, clock)
+    since = NOW - 20 * H  # across midnight: two day files
+    result = run_backfill(plan(since, NOW, budget, NOW), client, None, cache, wait=clock.wait)
+    client.close()
+    assert result.complete and result.evicted == 0
+    cached = list(cache.iter_readings())
+    assert len(cached) == result.cached == len(_served_in(sim, since, NOW))
+    for reading in cached:
+        assert reading == Reading.from_api(sim.served[reading.read_at], sim.device_id)
+    assert [p.name for p in cache.files()] == ["cache_2026-11-26.jsonl", "cache_2026-11-27.jsonl"]
+
+
+@pytest.mark.integration
+def test_a_cache_over_its_cap_is_reported(sim: SimHomeMini, clock: Clock, tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", 0.3, clock)  # 300 kB: less than a day of readings
+    budget = Budget(None, 75)
+    client = _client(sim, budget, clock)
+    since = NOW - 36 * H
+    result = run_backfill(plan(since, NOW, budget, NOW), client, None, cache, wait=clock.wait)
+    client.close()
+    assert result.evicted > 0 and not result.complete
+    kept = sum(1 for _ in cache.iter_readings())
+    assert kept + result.evicted == result.cached  # every reading is accounted for
+
+
+@pytest.mark.integration
 def test_budget_exhausted_waits_for_the_next_slot(sim: SimHomeMini, clock: Clock) -> None:
     budget = Budget(None, 3)
     events: list[BackfillProgress] = []
@@ -211,7 +257,7 @@ def test_budget_exhausted_waits_for_the_next_slot(sim: SimHomeMini, clock: Clock
     for at in calls:  # never more than 3 in any rolling hour
         assert sum(1 for c in calls if at - H < c <= at) <= 3
     waiting = [e for e in events if e.kind == "waiting"]
-    assert waiting and all("budget used up" in e.message for e in waiting)
+    assert waiting and all("is used up" in e.message for e in waiting)
     assert sum(clock.waits) >= 3600
     assert sim.rate_limited_answers == 0
 
@@ -320,6 +366,37 @@ def test_lost_influx_switches_to_the_cache(sim: SimHomeMini, clock: Clock) -> No
     assert [e.kind for e in events].count("cache") == 1
 
 
+class PickySink:
+    """Refuses (HTTP 400) any batch that holds the reading at ``bad``."""
+
+    def __init__(self, bad: datetime) -> None:
+        self.bad = bad
+        self.written: list[Reading] = []
+        self.refusals = 0
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        if any(r.read_at == self.bad for r in readings):
+            self.refusals += 1
+            raise InfluxRefused("InfluxDB refused the data (HTTP 400)", 400, "invalid field")
+        self.written.extend(readings)
+
+
+@pytest.mark.integration
+def test_refused_data_is_split_and_set_aside(sim: SimHomeMini, clock: Clock) -> None:
+    served = sorted(_served_in_window(sim, clock, NOW - 6 * H, NOW))
+    bad = served[100]
+    sink = PickySink(bad)
+    result, cache = _run(sim, clock, NOW - 6 * H, NOW, sink=sink)
+    assert sink.refusals == 2  # the window, then its first half
+    assert not result.complete and result.error is None
+    ((lines, message),) = cache.rejected
+    rejected = {Reading.from_obj(json.loads(line)).read_at for line in lines}
+    assert bad in rejected and len(rejected) == len(served) // 2 == result.rejected
+    assert {r.read_at for r in sink.written} | rejected == set(served)  # nothing dropped
+    assert result.rejected_message == "HTTP 400: invalid field" and message == "invalid field"
+    assert result.cached == 0 and cache.readings == []
+
+
 @pytest.mark.integration
 def test_bad_influx_credentials_keep_readings_in_the_cache(sim: SimHomeMini, clock: Clock) -> None:
     sink = FlakySink(0, InfluxConfigError("InfluxDB refused the token (401)", "token", 401))
@@ -362,3 +439,74 @@ def test_shares_the_ledger_and_leaves_the_cursor(
     assert store.load().device_id == sim.device_id
     remember_device(store, "something-else")
     assert store.load().device_id == sim.device_id
+
+
+# --- the command's argument checks (nothing is fetched) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2026-11-26", datetime(2026, 11, 26, tzinfo=timezone.utc)),
+        ("2026-11-26T12:30", datetime(2026, 11, 26, 12, 30, tzinfo=timezone.utc)),
+        ("2026-11-26T12:30:00Z", datetime(2026, 11, 26, 12, 30, tzinfo=timezone.utc)),
+        ("2026-11-26T12:30:00+01:00", datetime(2026, 11, 26, 11, 30, tzinfo=timezone.utc)),
+        (" 2026-06-01T00:00:00-04:00 ", datetime(2026, 6, 1, 4, 0, tzinfo=timezone.utc)),
+    ],
+)
+def test_dates_are_iso_8601_in_utc(raw: str, expected: datetime) -> None:
+    from octomon.cli.backfill import parse_date
+
+    assert parse_date("--since", raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--since", "yesterday"],
+            "error: --since 'yesterday' is not an ISO 8601 date or time — use ISO 8601",
+        ),
+        (["--since", "2026-13-01"], "error: --since '2026-13-01' is not an ISO 8601 date"),
+        (
+            ["--since", "2026-11-20", "--until", "2026-11-19T23:00"],
+            "error: --since (2026-11-20T00:00:00Z) must be before --until (2026-11-19T23:00:00Z)",
+        ),
+        (["--since", "2999-01-01"], "error: --since (2999-01-01T00:00:00Z) must be before now"),
+    ],
+)
+def test_bad_dates_are_one_line_exit_2(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from octomon.cli import app
+
+    result = CliRunner().invoke(app, ["backfill", *args])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert "Traceback" not in result.output
+
+
+def test_settings_are_all_validated_exit_2() -> None:
+    from typer.testing import CliRunner
+
+    from octomon.cli import app
+
+    result = CliRunner().invoke(app, ["backfill", "--since", "2026-11-26"])
+    assert result.exit_code == 2
+    assert "OCTOPUS_API_KEY is required" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.integration
+def test_a_ledger_that_cannot_be_written_stops_the_run(sim: SimHomeMini, clock: Clock) -> None:
+    import errno
+
+    class FullDisk(Budget):
+        def reserve(self, now: datetime) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    result, cache = _run(sim, clock, NOW - 6 * H, NOW, budget=FullDisk(None, 75))
+    assert result.error == "cannot record API calls in state.json (No space left on device)"
+    assert result.not_done == [(NOW - 6 * H, NOW)] and cache.readings == []
+    assert sim.calls == []  # no request goes out unrecorded

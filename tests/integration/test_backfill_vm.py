@@ -1,0 +1,176 @@
+"""`octomon backfill` end to end: the simulator over real HTTP into a real VictoriaMetrics."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from typer.testing import CliRunner
+
+from octomon.cli import app
+from octomon.readings import FIELDS, Reading
+from octomon.sim import SimHomeMini, SimServer
+from tests.helpers.services import VictoriaMetrics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimHomeMini]:
+    home = SimHomeMini()
+    with SimServer(home) as server:
+        monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
+        monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
+        monkeypatch.setenv("OCTOPUS_API_URL", server.url)
+        yield home
+
+
+@pytest.fixture
+def influx(victoria: VictoriaMetrics, monkeypatch: pytest.MonkeyPatch) -> VictoriaMetrics:
+    monkeypatch.setenv("INFLUXDB_URL", victoria.url)
+    monkeypatch.setenv("INFLUXDB_TOKEN", "backfill-test-token")
+    monkeypatch.setenv("INFLUXDB_ORG", "home")
+    monkeypatch.setenv("INFLUXDB_BUCKET", "octopus_energy")
+    return victoria
+
+
+def _backfill(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["backfill", *args])
+    return result.exit_code, result.output
+
+
+def _expected(sim: SimHomeMini, lo: datetime, hi: datetime) -> dict[str, dict[int, float]]:
+    """{field: {unix s: value}} of every reading the simulator served in [lo, hi)."""
+    out: dict[str, dict[int, float]] = {f: {} for f in FIELDS}
+    for ts, item in sim.served.items():
+        if not lo <= ts < hi:
+            continue
+        reading = Reading.from_api(item, sim.device_id)
+        assert reading is not None
+        for name, value in reading.fields().items():
+            out[name][int(ts.timestamp())] = value
+    return out
+
+
+def _check_stored(vm: VictoriaMetrics, expected: dict[str, dict[int, float]]) -> None:
+    for name, values in expected.items():
+        if not values:
+            continue
+        got = vm.export(name, wait_for=len(values))
+        assert set(got) == set(values), f"{name}: timestamps differ"
+        for ts, value in values.items():
+            assert set(got[ts]) == {value}, f"{name} at {ts}: {got[ts]} != {value}"
+
+
+def test_yesterday_and_today_exactly_within_the_call_budget(
+    sim: SimHomeMini, influx: VictoriaMetrics
+) -> None:
+    now = datetime.now(timezone.utc)
+    yesterday = (now - timedelta(days=1)).date()
+    since = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=timezone.utc)
+    code, out = _backfill("--since", yesterday.isoformat())
+    assert code == 0, out
+    until = datetime.now(timezone.utc)
+    hours = (until - since).total_seconds() / 3600
+    calls = len(sim.calls)
+    assert calls <= math.ceil(hours / 6) + 2, f"{calls} calls for {hours:.1f} h"
+    assert re.search(r"about \d+ API calls", out)
+    assert "stored " in out and "in InfluxDB" in out
+
+    expected = _expected(sim, since, until)
+    assert len(expected["demand"]) > 24 * 360 * 0.9  # a day and more of 10-s readings
+    _check_stored(influx, expected)
+    tags = influx.series("demand")
+    assert {t.get("device_id") for t in tags} == {sim.device_id}
+    assert {t.get("source") for t in tags} == {"octopus_home_mini"}
+
+    # Again: harmless. Same distinct timestamps, same values (VictoriaMetrics keeps both
+    # copies of a point; InfluxDB keeps one).
+    served_before = dict(sim.served)
+    code, out = _backfill("--since", yesterday.isoformat(), "--until", until.isoformat())
+    assert code == 0, out
+    assert all(sim.served[ts] == item for ts, item in served_before.items())
+    _check_stored(influx, expected)
+
+
+def test_history_the_api_no_longer_serves_is_reported(
+    sim: SimHomeMini, influx: VictoriaMetrics
+) -> None:
+    sim.retention = timedelta(hours=30)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    since = now - timedelta(days=2)
+    code, out = _backfill("--since", since.isoformat())
+    assert code == 1, out
+    found = re.search(r"missing \(no longer served by the Octopus API\): (\S+) → (\S+)", out)
+    assert found, out
+    assert found.group(1) == since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    gap_end = datetime.fromisoformat(found.group(2).replace("Z", "+00:00"))
+    boundary = now - timedelta(hours=30)
+    assert boundary <= gap_end <= boundary + timedelta(minutes=16)
+    assert "error: backfill incomplete: part of the range is no longer served" in out
+    until = datetime.now(timezone.utc)
+    _check_stored(influx, _expected(sim, gap_end, until))  # the rest is all there
+
+
+def test_local_mode_keeps_readings_in_the_cache(sim: SimHomeMini, tmp_path: object) -> None:
+    from octomon.cache import Cache
+    from octomon.config import load
+
+    now = datetime.now(timezone.utc)
+    since = now - timedelta(hours=3)
+    code, out = _backfill("--since", since.isoformat())
+    assert code == 0, out
+    assert "local mode" in out
+    settings = load(groups=["cache"])
+    status = Cache(settings.cache_dir, settings.cache_max_mb).status()
+    assert status.readings == len(_expected(sim, since, now)["demand"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_waiting_for_the_budget_stops_cleanly(sim: SimHomeMini) -> None:
+    """A subprocess (real signals): the budget runs out, it waits and says so; SIGINT stops
+    it at once with what was stored and the exact command for the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    day = (datetime.now(timezone.utc) - timedelta(days=2)).date()
+    env = dict(os.environ, OCTOPUS_MAX_CALLS_PER_HOUR="3", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "octomon", "backfill", "--since", day.isoformat()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("waiting "):
+                break
+        assert any(line.startswith("waiting ") for line in lines), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest
+    assert proc.returncode == 1, out
+    assert len(sim.calls) == 3  # token, discovery, one window: the budget
+    assert "the API call budget (3 an hour" in out
+    assert "stored " in out
+    assert re.search(rf"not fetched: {day.isoformat()}T06:00:00Z → \S+", out), out
+    assert "error: backfill incomplete: interrupted — `octomon backfill --since " in out
+    assert "Traceback" not in out
