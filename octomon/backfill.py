@@ -174,11 +174,12 @@ class BackfillResult:
     interrupted: bool = False
     rejected: int = 0  # refused by InfluxDB (400/413/422), set aside under rejected/
     rejected_message: str | None = None  # the first refusal's status and server message
+    evicted: int = 0  # cached readings dropped because the cache went over CACHE_MAX_MB
 
     @property
     def complete(self) -> bool:
         """Exit 0: everything asked for was fetched and stored."""
-        return self.error is None and not self.missing and not self.not_done and not self.rejected
+        return not (self.error or self.missing or self.not_done or self.rejected or self.evicted)
 
 
 class _Stop(Exception):
@@ -279,8 +280,8 @@ class _Run:
             except BudgetExhausted as exc:
                 self.pause(
                     exc.retry_in,
-                    f"API call budget used up ({self.client.budget.max_per_hour} an hour, "
-                    "shared with the daemon): waiting for the next free slot",
+                    f"the API call budget ({self.client.budget.max_per_hour} an hour, shared "
+                    "with a running daemon) is used up: waiting for the next free slot",
                 )
             except RateLimited as exc:
                 self.pause(exc.retry_in, exc.message)
@@ -379,11 +380,14 @@ class _Run:
 
     def append(self, readings: list[Reading]) -> None:
         try:
-            self.cache.append(readings)
+            appended = self.cache.append(readings)
         except (CacheError, OSError) as exc:
             raise _Failed(f"could not store readings in the cache: {_reason(exc)}") from None
         self.result.stored += len(readings)
         self.result.cached += len(readings)
+        evicted = getattr(appended, "evicted_readings", 0)
+        if isinstance(evicted, int) and evicted > 0:  # over CACHE_MAX_MB: oldest days dropped
+            self.result.evicted += evicted
 
     def to_cache(self, reason: str) -> None:
         if self.result.cache_reason is None:
