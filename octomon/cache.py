@@ -90,7 +90,7 @@ class Snapshot:
     name: str
     handle: BinaryIO
     size: int  # only whole appends: taken while holding the lock
-    ino: int
+    identity: tuple[int, int, int, int]  # device, inode, size, mtime (ns)
     trusted: int  # bytes [0, trusted) are octomon's canonical lines (CRC verified)
     crcs: dict[int, int]  # CRC-32 of [0, offset) for the offsets asked for
 
@@ -207,9 +207,14 @@ class Cache:
     def lock(self, timeout: float | None = None) -> Iterator[None]:
         """The cache lock (cross-process ``flock``); CacheBusy after ``timeout`` seconds."""
         timeout = self.lock_timeout if timeout is None else timeout
-        self._ensure_dir()
+        path = self.directory / LOCK_NAME
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         try:
-            fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileNotFoundError:
+                self._ensure_dir()
+                fd = os.open(path, flags, 0o600)
         except OSError as exc:
             raise self._error("open the cache lock", exc) from None
         try:
@@ -316,6 +321,10 @@ class Cache:
             if created:
                 fsync_dir(self.directory)
             evicted, lost = self._evict({name for _, _, name in touched}, index)
+            present = {p.name for p in self.files()}
+            for name in [n for n in index if n not in present]:
+                del index[name]
+                changed = True
             if changed or evicted:
                 self._write_index(index)
         if evicted:
@@ -416,33 +425,27 @@ class Cache:
             handle.close()
             raise self._error(f"read {name}", exc) from None
         trusted = claim[0] if claim is not None and crcs.get(claim[0]) == claim[1] else 0
-        return Snapshot(name, handle, st.st_size, st.st_ino, trusted, crcs)
+        return Snapshot(name, handle, st.st_size, _identity(st), trusted, crcs)
 
-    def remove_if_unchanged(
-        self, snap: Snapshot, crc: int, lock_timeout: float | None = None
-    ) -> bool:
-        """Delete a fully acknowledged file, unless it changed since ``snap`` was taken."""
+    def remove_if_unchanged(self, snap: Snapshot, lock_timeout: float | None = None) -> bool:
+        """Delete a fully acknowledged file, unless it changed since ``snap`` was taken.
+
+        Same device, inode, size and modification time as at the snapshot (the inode
+        cannot have been reused: ``snap`` holds it open).
+        """
         with self.lock(lock_timeout):
             path = self.directory / snap.name
             try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                return False
-            if st.st_ino != snap.ino or st.st_size != snap.size:
-                return False
-            try:
-                with open(path, "rb") as f:
-                    if crcs_of(f, [snap.size]).get(snap.size) != crc:
-                        return False
+                if _identity(os.stat(path)) != snap.identity:
+                    return False
                 path.unlink()
             except FileNotFoundError:
                 return False
             except OSError as exc:
                 raise self._error(f"delete {snap.name}", exc) from None
-            index = self._read_index()
-            if index.pop(snap.name, None) is not None:
-                self._write_index(index)
-            fsync_dir(self.directory)
+            # No fsync of the directory, no index update: a deletion lost in a crash only
+            # means resending readings (harmless), and stale index entries are pruned by
+            # the next append.
             return True
 
     def quarantine(
@@ -618,6 +621,10 @@ class Cache:
                 "free disk space, or lower CACHE_MAX_MB",
             )
         return CacheError(f"could not {what} in {self.directory}: {reason}", "check CACHE_DIR")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _item(line: bytes) -> bytes:

@@ -179,6 +179,54 @@ def _safe_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path.rstrip('/')}"
 
 
+_WRITE_HEADERS = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@dataclass
+class _Exchange:
+    method: str
+    path: str
+    body: bytes | None
+    headers: dict[str, str]
+    reused: bool = False
+
+
+def _stale(exc: BaseException) -> bool:
+    """The failure of a reused keep-alive connection that the server had closed."""
+    return isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+
+
+class PendingWrite:
+    """A write request on the wire; :meth:`result` reads and classifies the answer."""
+
+    def __init__(self, sink: InfluxSink, exchange: _Exchange, count: int) -> None:
+        self._sink = sink
+        self._exchange: _Exchange | None = exchange
+        self.count = count
+
+    def result(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is None:
+            raise RuntimeError("the answer of this write was already read")
+        sink = self._sink
+        try:
+            answer = sink._finish(exchange)
+        finally:
+            sink._lock.release()
+        error = classify(answer, sink.where, bucket=sink.bucket, org=sink.org)
+        if error is not None:
+            log.debug("write of %d points failed: %s", self.count, error.message)
+            raise error
+        log.debug("wrote %d points", self.count)
+
+    def abandon(self) -> None:
+        """Give up on the answer (the connection is closed); the data may have been taken."""
+        if self._exchange is not None:
+            self._exchange = None
+            self._sink._drop()
+            self._sink._lock.release()
+
+
 class InfluxSink:
     """Synchronous writes of line protocol (second precision) to ``/api/v2/write``.
 
@@ -228,17 +276,23 @@ class InfluxSink:
 
     def write_lines(self, body: str | bytes, count: int) -> None:
         """Post pre-built line protocol (second precision) holding ``count`` points."""
+        if body:
+            self.send(body, count).result()
+
+    def send(self, body: str | bytes, count: int) -> PendingWrite:
+        """Send a write and return before its answer is read (see :class:`PendingWrite`).
+
+        The sink is held until ``result()`` (or ``abandon()``) is called: a sync prepares
+        its next batch meanwhile, while the server digests this one.
+        """
         data = body.encode("utf-8") if isinstance(body, str) else body
-        if not data:
-            return
-        answer = self._request(
-            "POST", self._write_path, data, {"Content-Type": "text/plain; charset=utf-8"}
-        )
-        error = classify(answer, self.where, bucket=self.bucket, org=self.org)
-        if error is not None:
-            log.debug("write of %d points failed: %s", count, error.message)
-            raise error
-        log.debug("wrote %d points", count)
+        self._lock.acquire()
+        try:
+            exchange = self._start("POST", self._write_path, data, _WRITE_HEADERS, True)
+        except BaseException:
+            self._lock.release()
+            raise
+        return PendingWrite(self, exchange, count)
 
     # --- checks ----------------------------------------------------------------------
 
@@ -320,42 +374,70 @@ class InfluxSink:
         *,
         auth: bool = True,
     ) -> Answer:
+        with self._lock:
+            return self._finish(self._start(method, path, body, headers, auth))
+
+    def _start(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: bool
+    ) -> _Exchange:
+        """Send a request (the lock is held); a closed keep-alive connection is renewed."""
         all_headers = {"User-Agent": f"octomon/{__version__}", **headers}
         if auth:
             all_headers.update(self._auth)
-        with self._lock:
-            for attempt in (1, 2):
-                reused = self._conn is not None
-                if self._conn is None:
-                    self._conn = self._connect()
-                conn = self._conn
-                try:
-                    conn.request(method, path, body=body, headers=all_headers)
-                    response = conn.getresponse()
-                    data = response.read(_MAX_BODY) if response.status >= 300 else response.read()
-                    if response.status >= 300 and not response.isclosed():
-                        self._drop()  # an unread rest of a long error body: start afresh
-                    elif response.will_close:
-                        self._drop()
-                    return Answer(
-                        response.status,
-                        response.reason,
-                        {k.lower(): v for k, v in response.getheaders()},
-                        data,
-                    )
-                except (OSError, http.client.HTTPException) as exc:
-                    self._drop()
-                    stale = isinstance(
-                        exc,
-                        http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError,
-                    )
-                    if attempt == 1 and reused and stale:
-                        log.debug("connection to InfluxDB was closed by the server; reconnecting")
-                        continue
-                    error = _unreachable(exc, self.where)
-                    log.debug("%s %s failed: %s", method, self.where, error.message)
-                    raise error from None
+        exchange = _Exchange(method, path, body, all_headers)
+        for attempt in (1, 2):
+            exchange.reused = self._conn is not None
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                self._conn.request(method, path, body=body, headers=all_headers)
+                return exchange
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                if attempt == 1 and exchange.reused and _stale(exc):
+                    continue
+                raise self._failed(exc, method) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finish(self, exchange: _Exchange) -> Answer:
+        """Read the answer of the request in flight (the lock is held)."""
+        for attempt in (1, 2):
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise http.client.RemoteDisconnected("connection lost")
+                response = conn.getresponse()
+                error_answer = response.status >= 300
+                data = response.read(_MAX_BODY) if error_answer else response.read()
+                if (error_answer and not response.isclosed()) or response.will_close:
+                    self._drop()  # an unread rest of an error body, or the server says so
+                return Answer(
+                    response.status,
+                    response.reason,
+                    {k.lower(): v for k, v in response.getheaders()},
+                    data,
+                )
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                if attempt == 1 and exchange.reused and _stale(exc):
+                    log.debug("InfluxDB had closed the idle connection; sending again")
+                    exchange.reused = False
+                    self._conn = self._connect()
+                    try:
+                        self._conn.request(
+                            exchange.method, exchange.path, exchange.body, exchange.headers
+                        )
+                    except (OSError, http.client.HTTPException) as again:
+                        self._drop()
+                        raise self._failed(again, exchange.method) from None
+                    continue
+                raise self._failed(exc, exchange.method) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, exc: BaseException, method: str) -> InfluxError:
+        error = _unreachable(exc, self.where)
+        log.debug("%s %s failed: %s", method, self.where, error.message)
+        return error
 
     def _drop(self) -> None:
         if self._conn is not None:

@@ -17,18 +17,17 @@ writes. Every other line is parsed in full (``Reading.from_obj``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 import re
 import threading
-import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
+from operator import add, itemgetter
 
-from octomon.cache import Cache, Snapshot, count_lines, parse_line, split_lines
+from octomon.cache import Cache, Snapshot, count_lines, crcs_of, parse_line, split_lines
 from octomon.clock import Clock, utcnow
 from octomon.errors import (
     CacheBusy,
@@ -38,7 +37,7 @@ from octomon.errors import (
     InfluxUnavailable,
     OctomonError,
 )
-from octomon.influx import InfluxSink
+from octomon.influx import MAX_BATCH, InfluxSink, PendingWrite
 from octomon.readings import MEASUREMENT, SOURCE
 
 log = logging.getLogger(__name__)
@@ -58,21 +57,25 @@ class SyncResult:
 
 # After ``translate`` (quotes dropped, ':' → '='), a canonical line reads
 #   {read_at=2026-11-27T14=00=10Z,device_id=DEV,consumption_delta=0.0005,…,consumption=5038.4}
-# so [0:20] names the day, [20:40] the time of day, and [30:-1] is almost the line protocol.
+# [9:19] is the day, [20:28] the time of day, and after ``device_id=DEV,`` come the fields
+# exactly as line protocol wants them. Everything below runs in C (map, join, translate):
+# a Python loop per line would cost more than the whole of it.
 _TABLE = bytes.maketrans(b":", b"=")
 _HEAD = MEASUREMENT.encode() + b","
 _SOURCE = b",source=" + SOURCE.encode() + b" "
-_DAY_RE = re.compile(rb"\{read_at=(\d{4}-\d\d-\d\d)T")
-_TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)Z,device_id=")
+_DAY = itemgetter(slice(9, 19))
+_TOD = itemgetter(slice(20, 28))
+_DAY_RE = re.compile(rb"\d{4}-\d\d-\d\d")
+_TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)")
 _EPOCH = date(1970, 1, 1)
+_SPACED = b" %d".__mod__
 
 
 class _Days(dict[bytes, int]):
     def __missing__(self, key: bytes) -> int:
-        m = _DAY_RE.fullmatch(key)
-        if m is None:
+        if _DAY_RE.fullmatch(key) is None:
             raise ValueError("not a canonical line")
-        value = self[key] = (date.fromisoformat(m.group(1).decode()) - _EPOCH).days * 86400
+        value = self[key] = (date.fromisoformat(key.decode()) - _EPOCH).days * 86400
         return value
 
 
@@ -91,39 +94,39 @@ _TIMES = _Times()
 
 
 def fast_lines(raw: bytes) -> bytes | None:
-    """Canonical lines (each ending in newline) → line protocol; None if not canonical.
+    """Canonical lines (each ending in a newline) → line protocol; None if not canonical.
 
-    Only for bytes octomon's writer produced (see ``cache.fast_eligible``).
+    Only for bytes octomon's writer produced (``cache.fast_eligible``, ``cache.index``).
     """
     t = raw.translate(_TABLE, b'"')
     lines = t.split(b"\n")
-    if lines.pop():
-        return None  # the block must end with a newline
-    if not lines:
-        return b""
-    days, times = _DAYS, _TIMES
+    if lines.pop() or not lines:
+        return None if lines else b""
     first = lines[0]
     comma = first.find(b",", 40)
-    if comma < 0 or first[29:40] != b",device_id=":
+    if comma < 0 or first[29:40] != b",device_id=" or first[:9] != b"{read_at=":
         return None
-    tag = first[30:comma] + b","
-    t2 = t.replace(tag, first[30:comma] + _SOURCE)
     try:
-        if len(t2) - len(t) == len(lines) * (len(_SOURCE) - 1):  # one device: the usual case
-            lines = t2.split(b"\n")
-            lines.pop()
-            out = [b"%b%b %d" % (_HEAD, x[30:-1], days[x[:20]] + times[x[20:40]]) for x in lines]
-        else:
-            out = []
-            for x in lines:
-                i = x.index(b",", 40)
-                out.append(
-                    b"%b%b%b%b %d"
-                    % (_HEAD, x[30:i], _SOURCE, x[i + 1 : -1], days[x[:20]] + times[x[20:40]])
-                )
+        epochs = map(
+            _SPACED,
+            map(
+                add,
+                map(_DAYS.__getitem__, map(_DAY, lines)),
+                map(_TIMES.__getitem__, map(_TOD, lines)),
+            ),
+        )
+        device = first[29 : comma + 1]  # ,device_id=DEV,
+        if t.count(device) == len(lines):  # one device (the usual case): a shared prefix
+            sep = b"\n" + _HEAD + first[30:comma] + _SOURCE
+            fields = map(itemgetter(slice(comma + 1, -1)), lines)
+            return sep[1:] + sep.join(map(bytes.__add__, fields, epochs))
+        out = []
+        for x, epoch in zip(lines, epochs):
+            i = x.index(b",", 40)
+            out.append(b"%b%b%b%b%b" % (_HEAD, x[30:i], _SOURCE, x[i + 1 : -1], epoch))
+        return b"\n".join(out)
     except (ValueError, KeyError):
         return None
-    return b"\n".join(out)
 
 
 def slow_line(raw: bytes) -> bytes:
@@ -136,7 +139,7 @@ def slow_line(raw: bytes) -> bytes:
 
 @dataclass
 class _Batch:
-    snap: Snapshot
+    state: _File
     start: int
     raw: bytes  # the source bytes [start, start + len(raw))
     body: bytes  # line protocol
@@ -167,7 +170,7 @@ def _convert(
     parts: list[bytes] = []
     count = 0
     if fast_end:
-        fast = fast_lines(raw[:fast_end])
+        fast = fast_lines(raw[:fast_end] if fast_end < len(raw) else raw)
         if fast is None:  # a surprise in trusted bytes: parse them like any others
             fast_end = 0
         elif fast:
@@ -175,7 +178,7 @@ def _convert(
             count = raw.count(b"\n", 0, fast_end)
     bad: list[tuple[int, bytes, str]] = []
     offset = start + fast_end
-    for line in split_lines(raw[fast_end:]):
+    for line in split_lines(raw[fast_end:]) if fast_end < len(raw) else ():
         here = offset
         offset += len(line)
         if not line.strip():
@@ -201,8 +204,7 @@ def _key(cache: Cache, name: str) -> tuple[str, str]:
 @dataclass
 class _File:
     snap: Snapshot
-    acked: int
-    crc: int
+    acked: int  # bytes [0, acked) are delivered (or set aside)
     read_all: bool = False
     pending: int = 0  # batches read but not yet answered
     finished: bool = False
@@ -242,10 +244,10 @@ class _Run:
                 return
             if snap is None:
                 continue
-            start, crc = 0, 0
+            start = 0
             if resume is not None and snap.crcs.get(resume[0]) == resume[1]:
-                start, crc = resume
-            state = _File(snap, start, crc)
+                start = resume[0]
+            state = _File(snap, start)
             self.files.append(state)
             yield from self.file_batches(state)
 
@@ -262,8 +264,8 @@ class _Run:
                 break
             if len(raw) > snap.size - pos:
                 raw = raw[: snap.size - pos]  # bytes appended after the snapshot wait
-            self.read += raw.count(b"\n") + (not raw.endswith(b"\n"))
             body, count, bad = _convert(raw, pos, snap.trusted)
+            self.read += count + len(bad)
             if bad:
                 try:
                     self.result.quarantined += self.cache.quarantine(snap.name, bad, self.now())
@@ -271,12 +273,10 @@ class _Run:
                     self.stop(exc)
                     return
             pos += len(raw)
-            if pos >= snap.size:
-                state.read_all = True
+            state.read_all = pos >= snap.size
             state.pending += 1
-            yield _Batch(snap, pos - len(raw), raw, body, count)
-        if pos >= snap.size:
-            state.read_all = True
+            yield _Batch(state, pos - len(raw), raw, body, count)
+        state.read_all = pos >= snap.size
 
     def budget(self) -> int:
         if self.max_readings is None:
@@ -290,13 +290,13 @@ class _Run:
 
     # --- answers -------------------------------------------------------------------------
 
-    def answered(self, batch: _Batch, future: Future[None] | None) -> None:
+    def answered(self, batch: _Batch, pending: PendingWrite | None) -> None:
         """Handle one batch's answer, in order; ``stopped`` is set on a lasting failure."""
-        state = next(f for f in self.files if f.snap is batch.snap)
+        state = batch.state
         state.pending -= 1
         try:
-            if future is not None:
-                future.result()
+            if pending is not None:
+                pending.result()
             self.result.synced += batch.count
             if self.progress and batch.count:
                 self.progress(batch.count)
@@ -307,12 +307,14 @@ class _Run:
             self.stop(exc)
             return
         state.acked = batch.end
-        state.crc = zlib.crc32(batch.raw, state.crc)
         if state.read_all and state.pending == 0 and state.acked >= state.snap.size:
             self.finish(state)
 
     def split(self, batch: _Batch, exc: InfluxRefused) -> bool:
         """Halves sent once more; a half refused again goes to rejected/ (SPEC §4.4)."""
+        log.warning(
+            "InfluxDB refused a batch of %d readings (%s): splitting it", batch.count, exc.message
+        )
         lines = batch.readings_lines()
         mid = max(1, len(lines) // 2)
         for half in (lines[:mid], lines[mid:]):
@@ -347,38 +349,40 @@ class _Run:
         return True
 
     def finish(self, state: _File) -> None:
-        state.finished = True
         try:
-            removed = self.cache.remove_if_unchanged(state.snap, state.crc, self.lock_timeout)
+            removed = self.cache.remove_if_unchanged(state.snap, self.lock_timeout)
         except CacheError as exc:
             self.stop(exc)
-            removed = False
+            return
         if removed:
+            state.finished = True
             self.result.files_done += 1
             with _PROGRESS_LOCK:
                 _PROGRESS.pop(_key(self.cache, state.snap.name), None)
-        else:
-            state.finished = False  # changed meanwhile (or gone): remember how far we got
 
     def remember(self) -> None:
-        """Keep how far each unfinished file got, for this process's next slice."""
-        with _PROGRESS_LOCK:
-            for state in self.files:
-                if not state.finished and state.acked > 0:
-                    _PROGRESS[_key(self.cache, state.snap.name)] = (state.acked, state.crc)
+        """Keep how far each unfinished file got (offset + CRC), for the next slice."""
+        for state in self.files:
+            if state.finished or state.acked <= 0:
+                continue
+            try:
+                crc = crcs_of(state.snap.handle, [state.acked]).get(state.acked)
+            except OSError:
+                continue
+            if crc is not None:
+                with _PROGRESS_LOCK:
+                    _PROGRESS[_key(self.cache, state.snap.name)] = (state.acked, crc)
 
     def count_left(self) -> int:
-        done = {f.snap.name: f for f in self.files}
+        states = {f.snap.name: f for f in self.files}
         left = 0
         for path in self.cache.files():
             try:
                 with open(path, "rb") as handle:
-                    size = path.stat().st_size
-                    state = done.get(path.name)
+                    size = os.fstat(handle.fileno()).st_size
+                    state = states.get(path.name)
                     start = state.acked if state is not None and state.acked <= size else 0
                     left += count_lines(handle, start, size)
-            except FileNotFoundError:
-                continue
             except OSError:
                 continue
         return left
@@ -399,39 +403,38 @@ def sync(
     Stops at the first unavailable or configuration error (``result.error``; the file is
     left whole). ``max_readings`` bounds the lines read in this call. Raises
     :class:`CacheBusy` if the cache lock cannot be had within ``lock_timeout`` at the
-    start; later it stops with that error instead.
+    start; later it stops with that error instead. A batch refused twice is set aside
+    (``result.rejected``, ``result.error`` = that refusal) and the sync goes on.
     """
-    run = _Run(
-        cache, sink, max(1, min(batch_size, 5000)), max_readings, lock_timeout, progress, now
-    )
+    size = max(1, min(batch_size, MAX_BATCH))
+    run = _Run(cache, sink, size, max_readings, lock_timeout, progress, now)
     names = [p.name for p in cache.files()]
     if not names:
         return run.result
-    executor: ThreadPoolExecutor | None = None
-    inflight: tuple[_Batch, Future[None] | None] | None = None
+    inflight: tuple[_Batch, PendingWrite | None] | None = None
     try:
         for batch in run.batches(names):
+            # The previous batch's answer is read only now: the server digested it while
+            # this one was read and converted.
             if inflight is not None:
-                run.answered(*inflight)
-                inflight = None
+                previous, inflight = inflight, None
+                run.answered(*previous)
                 if run.stopped:
                     break
             if batch.count == 0:
                 inflight = (batch, None)
                 continue
-            if executor is None:
-                executor = ThreadPoolExecutor(1, thread_name_prefix="octomon-sync")
-            inflight = (batch, executor.submit(sink.write_lines, batch.body, batch.count))
+            try:
+                inflight = (batch, sink.send(batch.body, batch.count))
+            except (InfluxUnavailable, InfluxConfigError) as exc:
+                run.stop(exc)
+                break
         if inflight is not None:
-            batch, inflight = inflight[0], inflight  # an answer that came is an answer
-            run.answered(*inflight)
-            inflight = None
+            previous, inflight = inflight, None
+            run.answered(*previous)  # an answer that came is an answer
     finally:
         if inflight is not None and inflight[1] is not None:
-            with contextlib.suppress(Exception):  # its answer no longer matters
-                inflight[1].result()  # but let the request end before we return
-        if executor is not None:
-            executor.shutdown(wait=True)
+            inflight[1].abandon()
         run.remember()
         for state in run.files:
             state.snap.close()

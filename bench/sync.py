@@ -1,0 +1,249 @@
+"""SPEC §7: `octomon sync-cache` of 500,000 cached readings vs posting line protocol raw.
+
+Both sides are whole processes, start-up included, against the same local
+VictoriaMetrics (started here, on a free loopback port, in a temp dir):
+
+* raw: a minimal Python script posts a pre-built line-protocol file over one
+  ``http.client`` connection, 5,000 lines per request;
+* octomon: ``octomon sync-cache`` on a cache written by octomon's own writer
+  (``Cache.append``), restored before every run.
+
+Runs alternate (raw, octomon, raw, …), three each; the medians give the ratio
+(target >= 0.7) and the peak RSS of `sync-cache` (target < 100 MB). Also times
+``octomon cache status --json`` on the full cache. Exits 1 when a target is missed.
+
+Usage: python bench/sync.py [--readings N] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from octomon.cache import Cache  # noqa: E402
+from octomon.readings import Reading  # noqa: E402
+
+TARGET_RATIO = 0.7
+TARGET_RSS_MB = 100.0
+DEVICE = "00-00-00-00-00-00-00-01"
+
+RAW_POSTER = r"""
+import http.client, sys
+from itertools import islice
+from urllib.parse import urlsplit
+url = urlsplit(sys.argv[1])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+headers = {"Content-Type": "text/plain; charset=utf-8", "Authorization": "Token bench"}
+with open(sys.argv[2], "rb") as f:
+    while True:
+        body = b"".join(islice(f, 5000))
+        if not body:
+            break
+        conn.request("POST", "/api/v2/write?org=bench&bucket=bench&precision=s", body, headers)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 204:
+            sys.exit(f"HTTP {r.status}")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def readings(n: int) -> list[Reading]:
+    """Deterministic, realistic-looking 10-second readings (some tiny, e-notation, values)."""
+    rng = random.Random(20261127)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    register = 5038.4145
+    out = []
+    for i in range(n):
+        watts = rng.choice((rng.randint(5, 60), rng.randint(80, 600), rng.randint(600, 3200)))
+        wh = round(watts / 360, 4)
+        register = round(register + wh / 1000, 4)
+        out.append(
+            Reading(
+                start + timedelta(seconds=10 * i),
+                DEVICE,
+                consumption_delta=wh / 1000,
+                demand=watts / 1000,
+                cost_delta=round(wh * 0.2450 / 100, 6) / 100,
+                consumption=register,
+            )
+        )
+    return out
+
+
+def start_vm(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("victoria-metrics")
+    if binary is None:
+        sys.exit("victoria-metrics is not installed (apt-get install victoria-metrics)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={tmp / 'vm'}",
+            "-retentionPeriod=100y",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):
+                return proc, url
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("VictoriaMetrics did not start")
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """(seconds, stdout) of one child process; fails loudly."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return elapsed, proc.stdout.decode()
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS MB) using wait4 for this child's own rusage."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    err = proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {err[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def generate(master: Path, lp: Path, n: int) -> None:
+    data = readings(n)
+    cache = Cache(master)
+    for i in range(0, len(data), 50_000):
+        cache.append(data[i : i + 50_000])
+    with open(lp, "w") as f:
+        for r in data:
+            f.write(r.to_line_protocol() + "\n")
+
+
+def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--generate":
+        generate(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    octomon = str(Path(sys.executable).with_name("octomon"))
+
+    with tempfile.TemporaryDirectory(prefix="octomon-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        print(f"writing {args.readings:,} readings with octomon's cache writer …", flush=True)
+        t0 = time.perf_counter()
+        master = tmp / "cache-master"
+        lp = tmp / "raw.lp"
+        # In a child process, so that this one stays small: a forked child's peak RSS
+        # (wait4) starts from its parent's.
+        subprocess.run(
+            [sys.executable, __file__, "--generate", str(master), str(lp), str(args.readings)],
+            check=True,
+        )
+        cache = Cache(master)
+        files = len(cache.files())
+        size = sum(p.stat().st_size for p in cache.files())
+        print(
+            f"  {files} day files, {size / 2**20:.1f} MB of cache, "
+            f"{lp.stat().st_size / 2**20:.1f} MB of line protocol "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+
+        status_times = []
+        for _ in range(3):
+            env = {**os.environ, "CACHE_DIR": str(master)}
+            elapsed, out = timed([octomon, "cache", "status", "--json"], env)
+            status_times.append(elapsed)
+        shown = json.loads(out)
+        assert shown["readings"] == args.readings, shown
+
+        vm, url = start_vm(tmp)
+        try:
+            raw_script = tmp / "raw_post.py"
+            raw_script.write_text(RAW_POSTER)
+            raw_times: list[float] = []
+            sync_times: list[float] = []
+            rss: list[float] = []
+            for run in range(args.runs):
+                elapsed, _ = run_measured([sys.executable, str(raw_script), url, str(lp)])
+                raw_times.append(elapsed)
+                work = tmp / f"cache-{run}"
+                shutil.copytree(master, work)
+                env = {
+                    **{k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")},
+                    "CACHE_DIR": str(work),
+                    "INFLUXDB_URL": url,
+                    "INFLUXDB_TOKEN": "bench-token",
+                    "INFLUXDB_ORG": "bench",
+                    "INFLUXDB_BUCKET": "bench",
+                    "LOG_LEVEL": "warning",
+                }
+                elapsed, peak = run_measured([octomon, "sync-cache"], env)
+                sync_times.append(elapsed)
+                rss.append(peak)
+                left = Cache(work).status()
+                if left.readings or left.files:
+                    sys.exit(f"sync-cache left {left.readings} readings in {left.files} files")
+                shutil.rmtree(work)
+                print(
+                    f"  run {run + 1}: raw {raw_times[-1]:.2f} s, "
+                    f"sync-cache {sync_times[-1]:.2f} s ({peak:.0f} MB)",
+                    flush=True,
+                )
+        finally:
+            vm.terminate()
+            vm.wait(10)
+
+    raw_med = statistics.median(raw_times)
+    sync_med = statistics.median(sync_times)
+    ratio = raw_med / sync_med
+    peak_rss = max(rss)
+    n = args.readings
+    print(f"raw line protocol : {raw_med:.2f} s  ({n / raw_med:,.0f} readings/s)")
+    print(f"octomon sync-cache: {sync_med:.2f} s  ({n / sync_med:,.0f} readings/s)")
+    print(f"ratio (throughput of sync-cache / raw): {ratio:.2f}  (target >= {TARGET_RATIO})")
+    print(f"peak RSS of sync-cache: {peak_rss:.0f} MB  (target < {TARGET_RSS_MB:.0f} MB)")
+    print(f"cache status --json on {n:,} readings: {statistics.median(status_times):.2f} s")
+    ok = ratio >= TARGET_RATIO and peak_rss < TARGET_RSS_MB
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

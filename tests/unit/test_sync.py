@@ -1,0 +1,302 @@
+"""cache → sink: the fast path against the full parse, and the sync rules on a fake sink."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from octomon.cache import Cache, fast_eligible, parse_line
+from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
+from octomon.readings import FIELDS, Reading
+from octomon.sync import _convert, fast_lines, slow_line, sync
+
+T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
+DEV = "00-11-22-33-44-55-66-77"
+
+
+def reading(i: int, dev: str = DEV, **kw: float) -> Reading:
+    values = {
+        "consumption_delta": 0.0005,
+        "demand": 0.2,
+        "cost_delta": 0.0001,
+        "consumption": 5038.4145 + i / 10000,
+    }
+    values.update(kw)
+    return Reading(T0 + timedelta(seconds=10 * i), dev, **values)
+
+
+def slow(raw: bytes) -> bytes:
+    return b"\n".join(slow_line(x) for x in raw.splitlines())
+
+
+# --- the fast path is the full parse, textually -------------------------------------------
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+devices = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters='",:=\\'),
+    min_size=1,
+    max_size=30,
+)
+times = st.datetimes(
+    min_value=datetime(1970, 1, 1),
+    max_value=datetime(2200, 12, 31),
+    timezones=st.just(timezone.utc),
+).map(lambda d: d.replace(microsecond=0))
+
+
+@st.composite
+def readings_(draw: st.DrawFn) -> Reading:
+    present = draw(st.lists(st.sampled_from(FIELDS), min_size=1, unique=True))
+    values = {name: draw(finite) for name in present}
+    return Reading(draw(times), draw(devices), **values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(readings_(), min_size=1, max_size=20))
+def test_fast_path_equals_full_parse_for_any_canonical_lines(rs: list[Reading]) -> None:
+    assert all(fast_eligible(r) for r in rs)
+    raw = "".join(r.to_json() + "\n" for r in rs).encode()
+    expected = "\n".join(r.to_line_protocol() for r in rs).encode()
+    assert fast_lines(raw) == expected
+    assert slow(raw) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(readings_(), min_size=1, max_size=5), st.data())
+def test_anything_else_is_parsed_in_full(rs: list[Reading], data: st.DataObject) -> None:
+    """Mangled lines never come out of the fast path differently from the full parse."""
+    lines = [r.to_json() for r in rs]
+    i = data.draw(st.integers(0, len(lines) - 1))
+    line = lines[i]
+    pos = data.draw(st.integers(0, len(line)))
+    junk = data.draw(st.sampled_from(['"', "1", " ", "x", "\\", ",", "}", "e", ".", "-", ""]))
+    cut = data.draw(st.integers(0, 2))
+    lines[i] = line[:pos] + junk + line[pos + cut :]
+    raw = "".join(x + "\n" for x in lines).encode()
+    body, count, bad = _convert(raw, 0, 0)  # untrusted: the full parse, line by line
+    good = []
+    for x in lines:
+        try:
+            good.append(parse_line(x.encode()).to_line_protocol())
+        except ValueError:
+            continue
+    assert body == "\n".join(good).encode()
+    assert count == len(good) and count + len(bad) == len(lines) - sum(not x.strip() for x in lines)
+
+
+def test_fast_path_examples() -> None:
+    rs = [reading(0), reading(1, cost_delta=1.5e-05), reading(2, dev="other", export=-0.0)]
+    raw = "".join(r.to_json() + "\n" for r in rs).encode()
+    out = fast_lines(raw)
+    assert out is not None
+    assert out.splitlines()[0] == (
+        b"energy_consumption,device_id=00-11-22-33-44-55-66-77,source=octopus_home_mini "
+        b"consumption_delta=0.0005,demand=0.2,cost_delta=0.0001,consumption=5038.4145 1795788000"
+    )
+    assert b"cost_delta=1.5e-05" in out.splitlines()[1]
+    assert out == slow(raw)
+    assert fast_lines(b"") == b""
+    assert fast_lines(raw[:-1]) is None  # not ending in a newline
+    assert fast_lines(b"garbage\n") is None
+
+
+def test_convert_mixes_trusted_and_untrusted_bytes() -> None:
+    head = "".join(reading(i).to_json() + "\n" for i in range(3)).encode()
+    tail = b'\n{"read_at":"2026-11-27T14:00:30Z","device_id":"d","demand":"0.5"}\nxx\n{"read_at'
+    body, count, bad = _convert(head + tail, 1000, 1000 + len(head))
+    assert count == 4
+    assert (
+        body.splitlines()[-1]
+        == b"energy_consumption,device_id=d,source=octopus_home_mini demand=0.5 1795788030"
+    )
+    assert [(o, reason.split(" ")[0]) for o, _, reason in bad] == [
+        (1000 + len(head) + len(tail) - 12, "not"),
+        (1000 + len(head) + len(tail) - 9, "not"),
+    ]
+
+
+# --- sync on a fake sink --------------------------------------------------------------------
+
+
+class FakePending:
+    def __init__(self, sink: FakeSink, body: bytes, count: int) -> None:
+        self.sink, self.body, self.count = sink, body, count
+
+    def result(self) -> None:
+        self.sink.deliver(self.body)
+
+    def abandon(self) -> None:
+        pass
+
+
+class FakeSink:
+    """Records accepted line protocol; ``answer`` decides each request's fate."""
+
+    def __init__(self, answer: Callable[[bytes], Exception | None] | None = None) -> None:
+        self.answer = answer or (lambda body: None)
+        self.lines: list[bytes] = []
+        self.requests = 0
+
+    def deliver(self, body: bytes) -> None:
+        self.requests += 1
+        error = self.answer(body)
+        if error is not None:
+            raise error
+        self.lines.extend(body.splitlines())
+
+    def send(self, body: bytes, count: int) -> FakePending:
+        return FakePending(self, body, count)
+
+    def write_lines(self, body: bytes | str, count: int) -> None:
+        self.deliver(body.encode() if isinstance(body, str) else body)
+
+    def stamps(self) -> list[int]:
+        return [int(x.rsplit(b" ", 1)[1]) for x in self.lines]
+
+
+def fill(tmp: Path, n: int, start: int = 0) -> Cache:
+    cache = Cache(tmp)
+    cache.append([reading(i) for i in range(start, start + n)])
+    return cache
+
+
+def test_sync_delivers_oldest_first_and_deletes_what_was_acknowledged(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.append([reading(9000 + i) for i in range(3)])  # next day first, on purpose
+    cache.append([reading(i) for i in range(3)])
+    sink = FakeSink()
+    seen: list[int] = []
+    result = sync(cache, sink, batch_size=2, progress=seen.append)  # type: ignore[arg-type]
+    assert result.synced == 6 and result.left == 0 and result.error is None
+    assert result.files_done == 2 and cache.files() == []
+    assert sink.stamps() == sorted(sink.stamps())  # oldest day first
+    assert sum(seen) == 6
+    assert sink.requests == 4  # batches of 2, per file
+
+
+def test_unavailable_stops_and_leaves_the_file_whole(tmp_path: Path) -> None:
+    cache = fill(tmp_path, 10)
+    before = cache.files()[0].read_bytes()
+    calls = {"n": 0}
+
+    def answer(body: bytes) -> Exception | None:
+        calls["n"] += 1
+        return InfluxUnavailable("down", retry_after=7.0) if calls["n"] == 2 else None
+
+    result = sync(cache, FakeSink(answer), batch_size=4)  # type: ignore[arg-type]
+    assert isinstance(result.error, InfluxUnavailable) and result.error.retry_after == 7.0
+    assert result.synced == 4 and result.left == 6
+    assert cache.files()[0].read_bytes() == before
+    # The next sync (same process) goes on after what was acknowledged: no resend.
+    sink = FakeSink()
+    result = sync(cache, sink, batch_size=4)  # type: ignore[arg-type]
+    assert result.synced == 6 and result.left == 0 and len(sink.lines) == 6
+
+
+def test_config_error_stops_too(tmp_path: Path) -> None:
+    cache = fill(tmp_path, 3)
+    result = sync(cache, FakeSink(lambda b: InfluxConfigError("no", cause="token", status=401)))  # type: ignore[arg-type]
+    assert isinstance(result.error, InfluxConfigError) and result.synced == 0 and result.left == 3
+
+
+def test_max_readings_slices_resume_without_resending(tmp_path: Path) -> None:
+    cache = fill(tmp_path, 25)
+    sink = FakeSink()
+    lefts = []
+    while True:
+        result = sync(cache, sink, batch_size=5, max_readings=7)  # type: ignore[arg-type]
+        lefts.append(result.left)
+        if result.left == 0:
+            break
+    assert len(sink.lines) == 25 and len(set(sink.stamps())) == 25
+    assert lefts == [18, 11, 4, 0]
+
+
+def test_progress_is_forgotten_when_the_file_changed(tmp_path: Path) -> None:
+    cache = fill(tmp_path, 10)
+    sink = FakeSink()
+    sync(cache, sink, batch_size=5, max_readings=5)  # type: ignore[arg-type]
+    path = cache.files()[0]
+    path.write_bytes(path.read_bytes().replace(b'"demand":0.2', b'"demand":0.3', 1))  # edited
+    sync(cache, sink, batch_size=5)  # type: ignore[arg-type]
+    assert len(sink.lines) == 15  # everything sent again: the first half changed
+
+
+def test_refused_batch_split_once_then_set_aside(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    rs = [reading(i) for i in range(8)]
+    rs[5] = reading(5, demand=666.0)
+    cache.append(rs)
+
+    def answer(body: bytes) -> Exception | None:
+        if b"demand=666.0" in body:
+            return InfluxRefused("refused", 400, "unable to parse: invalid boolean")
+        return None
+
+    sink = FakeSink(answer)
+    result = sync(cache, sink, batch_size=8)  # type: ignore[arg-type]
+    # 8 refused → halves of 4: the first half goes, the second is refused again.
+    assert result.synced == 4 and result.rejected == 4 and result.left == 0
+    assert isinstance(result.error, InfluxRefused)
+    assert sink.requests == 3
+    rejected = list((tmp_path / "rejected").glob("rejected_*.jsonl"))
+    assert len(rejected) == 1
+    assert rejected[0].read_text().splitlines() == [r.to_json() for r in rs[4:]]
+    assert "invalid boolean" in rejected[0].with_suffix(".txt").read_text()
+    assert cache.files() == [] and cache.status().rejected == 4
+
+
+def test_bad_lines_are_quarantined_and_never_block(tmp_path: Path) -> None:
+    cache = fill(tmp_path, 3)
+    path = cache.files()[0]
+    good = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(
+        good[0] + b"\x00\x00garbage\n" + good[1] + good[2] + b'{"read_at":"2026-11-27T14:0'
+    )
+    sink = FakeSink()
+    result = sync(cache, sink)  # type: ignore[arg-type]
+    assert result.synced == 3 and result.quarantined == 2 and result.left == 0
+    assert cache.files() == []
+    records = [
+        json.loads(x) for x in (tmp_path / "quarantine" / path.name).read_text().splitlines()
+    ]
+    assert [r["line"] for r in records] == ["\x00\x00garbage", '{"read_at":"2026-11-27T14:0']
+    assert cache.status().quarantined == 2
+
+
+def test_lines_appended_during_a_sync_are_not_deleted(tmp_path: Path) -> None:
+    cache = fill(tmp_path, 4)
+    appended = []
+
+    def answer(body: bytes) -> Exception | None:
+        if not appended:  # another process appends while the batch is on the wire
+            appended.append(cache.append([reading(100)]))
+        return None
+
+    sink = FakeSink(answer)
+    result = sync(cache, sink)  # type: ignore[arg-type]
+    assert result.synced == 4 and result.files_done == 0 and result.left == 1
+    result = sync(cache, sink)  # type: ignore[arg-type]
+    assert result.synced == 1 and result.files_done == 1 and result.left == 0
+    assert len(set(sink.stamps())) == 5
+
+
+def test_nothing_to_do(tmp_path: Path) -> None:
+    result = sync(Cache(tmp_path / "none"), FakeSink())  # type: ignore[arg-type]
+    assert (result.synced, result.left, result.error, result.files_done) == (0, 0, None, 0)
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("value", [1e-05, 1.5e16, -0.25, 0.1 + 0.2, 5e-324, 1.7976931348623157e308])
+def test_awkward_floats_round_trip(value: float) -> None:
+    r = reading(0, demand=value)
+    raw = (r.to_json() + "\n").encode()
+    assert fast_lines(raw) == r.to_line_protocol().encode() == slow(raw)
+    assert math.isfinite(value)
