@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from octomon import config
 from octomon.cli import app
-from octomon.cli.configure import API_ACCESS_URL, ConnectionTests, run_wizard
+from octomon.cli.wizard import API_ACCESS_URL, ConnectionTests, run_wizard
 from octomon.config import Settings
 from octomon.envfile import EnvFile
 from octomon.errors import AuthError, InfluxUnavailable

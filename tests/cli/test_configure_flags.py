@@ -192,3 +192,13 @@ def test_help_does_not_import_questionary(args: list[str]) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False False"
+
+
+def test_every_question_has_its_flag_in_the_same_order() -> None:
+    from octomon.cli.configure import FLAGS
+    from octomon.cli.wizard import QUESTIONS
+
+    assert tuple(FLAGS) == QUESTIONS
+    help_text = invoke("configure", "--help").output
+    for flag in FLAGS.values():
+        assert flag in help_text
