@@ -103,7 +103,9 @@ class InfluxEmulator:
         return self.behaviour.token
 
     def start(self) -> InfluxEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
