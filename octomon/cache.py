@@ -273,7 +273,7 @@ class Cache:
         if not readings:
             return AppendResult(0)
         days: dict[str, list[Reading]] = {}
-        for r in readings:
+        for r in map(_floats, readings):
             day = r.read_at.astimezone(timezone.utc).strftime("%Y-%m-%d")
             days.setdefault(day, []).append(r)
         with self.lock():
@@ -621,6 +621,15 @@ class Cache:
                 "free disk space, or lower CACHE_MAX_MB",
             )
         return CacheError(f"could not {what} in {self.directory}: {reason}", "check CACHE_DIR")
+
+
+def _floats(r: Reading) -> Reading:
+    """The cache holds numbers as JSON floats (SPEC §4.5), even if given ints."""
+    values = [getattr(r, name) for name in FIELDS]
+    if all(v is None or type(v) is float for v in values):
+        return r
+    floats = [None if v is None else float(v) for v in values]
+    return Reading(r.read_at, r.device_id, *floats)
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -254,3 +254,13 @@ def test_is_empty_is_cheap_and_ignores_empty_files(tmp_path: Path) -> None:
     assert cache.is_empty()
     cache.append([reading(0)])
     assert not cache.is_empty()
+
+
+def test_numbers_are_written_as_json_floats(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.append([Reading(T0, DEV, demand=1, consumption=5038)])  # type: ignore[arg-type]
+    (line,) = lines(cache.files()[0])
+    assert line.endswith('"demand":1.0,"consumption":5038.0}')
+    snap = cache.open_snapshot(cache.files()[0].name)
+    assert snap is not None and snap.trusted == snap.size  # and it takes the fast path
+    snap.close()
