@@ -7,7 +7,7 @@ renders it, and ``octomon status`` reads it back.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,8 @@ class Status:
         return now - self.last_good_cycle_at <= limit
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("demand_history")
+        # Not asdict(): it would deep-copy the demand history, every cycle.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "demand_history"}
         for key in _TIMES:
             value = getattr(self, key)
             data[key] = format_time(value) if value is not None else None
