@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 CATCH_UP_PAUSE = 1.0  # seconds between catch-up windows (the budget still decides)
 MIN_RETRY = 1.0
 MAX_UNEXPECTED = 10  # unexpected errors in a row before the daemon gives up (exit 1)
+CACHE_LOCK_TIMEOUT = 5.0  # an append waits this long for `sync-cache`, then fails (refetched)
 
 
 def build_monitor(
@@ -79,7 +80,7 @@ def build_monitor(
         refresh_token=state.refresh_token,
         refresh_expires_at=state.refresh_expires_at,
     )
-    cache = Cache(cache_dir, settings.cache_max_mb, clock)
+    cache = Cache(cache_dir, settings.cache_max_mb, clock, lock_timeout=CACHE_LOCK_TIMEOUT)
     sink = None
     if not settings.local_mode:
         from octomon.influx import InfluxSink
@@ -87,7 +88,6 @@ def build_monitor(
         sink = InfluxSink.from_settings(settings)
     if alerter is None:
         alerter = Alerter(settings.slack_webhook_url)
-        log.info("%s", alerter.describe())
     monitor = Monitor(
         client=client,
         cache=cache,

@@ -49,7 +49,7 @@ FIRST_LOOKBACK = timedelta(hours=1)
 SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is settled
 RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))  # KT-GB-4051 (SPEC §4.1)
 HEALTH_BATCH = 5000  # the health check writes the oldest cached batch
-DRAIN_SLICE = 20_000  # readings per drain slice between poll cycles
+DRAIN_SLICE = 10_000  # readings per drain slice between poll cycles (two requests)
 LOCK_TIMEOUT = 1.0  # seconds the daemon waits for the cache lock before trying later
 SPARK_SPAN = timedelta(minutes=30)
 
@@ -276,7 +276,7 @@ class Monitor:
         self._started = True
         state = self.store.load()
         self.cursor = state.cursor
-        self.device_id = state.device_id or self.device_id
+        self.device_id = self.device_id or state.device_id  # OCTOPUS_DEVICE_ID wins
         self._saved_refresh = state.refresh_token
         self.status = Status(
             started_at=now,
@@ -285,12 +285,8 @@ class Monitor:
             pid=os.getpid(),
         )
         self.backlog = self._cache_backlog()
-        if self.sink is None:
-            log.info(
-                "local mode (INFLUXDB_URL is not set): readings are kept in the cache; sync "
-                "them later with `octomon sync-cache` or export them with `octomon cache export`"
-            )
-        elif self.backlog > 0 or not self.cache.is_empty():
+        # (Local mode and log-only alerts are said once at start by the settings' warnings.)
+        if self.sink is not None and (self.backlog > 0 or not self.cache.is_empty()):
             self._cache_mode = True
             log.info(
                 "%d readings are waiting in the cache: new readings queue behind them "
@@ -464,6 +460,7 @@ class Monitor:
         except (InfluxUnavailable, InfluxConfigError) as exc:
             self._lost(now, exc)
             self._append(readings, now, out)
+            out.error = out.error or exc
         else:
             out.stored.extend(readings)
 
@@ -519,7 +516,8 @@ class Monitor:
             self._cache_failing = False
             log.info("caching works again")
             self._emit(self.policy.cache_ok(now))
-        files = int(getattr(result, "evicted_files", 0) or 0)
+        evicted = getattr(result, "evicted_files", None) or []
+        files = len(evicted) if isinstance(evicted, (list, tuple)) else int(evicted)
         if files:
             lost = int(getattr(result, "evicted_readings", 0) or 0)
             self.backlog = max(0, self.backlog - lost)
@@ -639,6 +637,8 @@ class Monitor:
         rejected = int(result.rejected)
         error = result.error if isinstance(result.error, OctomonError) else None
         self.backlog = left
+        if self.status is not None and error is not None:
+            self.status.last_error = error.message
         if rejected:
             message = error.server_message if isinstance(error, InfluxRefused) else ""
             self._emit(self.policy.write_refused(now, rejected, message))
