@@ -165,12 +165,12 @@ class Loop:
                     self._guarded(lambda: m.drain(self.clock()))
                     if not m.draining and m.cache_mode:  # lost again
                         next_health = self.monotonic() + self._health_delay()
-                    self._update()
+                    self._alive()
                     continue
                 if m.cache_mode and self.monotonic() >= next_health:
                     self._guarded(lambda: m.health_check(self.clock()))
                     next_health = self.monotonic() + self._health_delay()
-                    self._update()
+                    self._alive()
                     continue
                 wake = next_poll
                 if m.cache_mode and not m.draining:
@@ -238,6 +238,12 @@ class Loop:
                 return
             if interval and self.notifier is not None:
                 self.notifier.watchdog()
+
+    def _alive(self) -> None:
+        """After a sync step: a long drain must not look like a hang to the watchdog."""
+        if self.notifier is not None:
+            self.notifier.watchdog()
+        self._update()
 
     def _update(self) -> None:
         if self.on_update is not None:

@@ -584,7 +584,7 @@ class Monitor:
         self._emit(self.policy.due_repeats(now))
         step = self._sync_step(now, HEALTH_BATCH)
         if step.acknowledged:
-            if step.synced:
+            if step.synced and step.left:
                 log.info(
                     "InfluxDB took the oldest cached batch: syncing the other %d readings",
                     step.left,

@@ -58,8 +58,7 @@ def run(
 ) -> None:
     """Run the monitor daemon: poll the Home Mini, store to InfluxDB (or the cache), alert.
 
-    Stops cleanly on SIGTERM or Ctrl-C (exit 0). Exit 2 on a bad configuration or a
-    refused API key, 1 on a fatal error.
+    Stops cleanly on SIGTERM or Ctrl-C (exit 0). Exit 2: bad configuration or key refused.
     """
     if demo:
         code = _demo(once)

@@ -213,3 +213,32 @@ def test_first_start_stores_the_last_hour(rig: Rig) -> None:
     assert result.window == (T0 - timedelta(hours=1), T0)
     assert result.stored > 300
     assert_everything_served_is_cached(rig)
+
+
+@pytest.mark.integration
+def test_a_full_disk_moves_nothing_alerts_once_and_loses_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import octomon.cache
+
+    rig.cycles(2)
+    cursor = rig.monitor.cursor
+    real_write = octomon.cache._write_all
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(octomon.cache, "_write_all", full)
+    failed = rig.cycles(10)  # ten minutes of a full disk
+    assert {r.outcome for r in failed} == {"store-failed"}
+    assert rig.monitor.cursor == cursor == StateStore(rig.cache_dir).load().cursor
+    assert len(rig.alerts.keyed("cache_write")) == 1
+    assert "no space left on device" in str(failed[-1].error)
+    monkeypatch.setattr(octomon.cache, "_write_all", real_write)
+    back = rig.cycle()
+    assert back.outcome == OK and back.stored >= 60  # the same span, fetched again
+    rig.cycles(6)
+    assert len(rig.alerts.keyed("cache_write", recovery=True)) == 1
+    assert_everything_served_is_cached(rig)
