@@ -17,10 +17,10 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from octomon.alerts import Alert, AlertPolicy
 from octomon.budget import Budget
@@ -28,10 +28,6 @@ from octomon.errors import (
     AuthError,
     BudgetExhausted,
     CacheError,
-    InfluxConfigError,
-    InfluxError,
-    InfluxRefused,
-    InfluxUnavailable,
     OctomonError,
     OctopusError,
     RangeTooOld,
@@ -40,6 +36,7 @@ from octomon.errors import (
 from octomon.readings import Reading, format_time
 from octomon.state import State, StateStore
 from octomon.status import Status
+from octomon.writer import DRAIN_SLICE, CacheLike, Sink, Stored, SyncFn, SyncStep, Writer
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +45,7 @@ MAX_WINDOW = timedelta(hours=6)
 FIRST_LOOKBACK = timedelta(hours=1)
 SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is settled
 RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))  # KT-GB-4051 (SPEC §4.1)
-HEALTH_BATCH = 5000  # the health check writes the oldest cached batch
-DRAIN_SLICE = 10_000  # readings per drain slice between poll cycles (two requests)
-LOCK_TIMEOUT = 1.0  # seconds the daemon waits for the cache lock before trying later
 SPARK_SPAN = timedelta(minutes=30)
-
-MODE_INFLUX = "influxdb"
-MODE_CACHE = "cache"
-MODE_LOCAL = "local"
 
 # CycleResult.outcome
 OK = "ok"  # fetched, and stored (or nothing new)
@@ -103,24 +93,9 @@ class Client(Protocol):
     def close(self) -> None: ...
 
 
-class Sink(Protocol):
-    def write(self, readings: Sequence[Reading]) -> Any: ...
-    def close(self) -> None: ...
-
-
-class CacheLike(Protocol):
-    def append(self, readings: Sequence[Reading]) -> Any: ...
-    def is_empty(self) -> bool: ...
-    def status(self) -> Any: ...
-    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> Any: ...
-
-
 class Alerts(Protocol):
     def emit(self, alerts: Sequence[Alert]) -> None: ...
     def close(self, timeout: float = 3.0) -> None: ...
-
-
-SyncFn = Callable[..., Any]  # octomon.sync.sync
 
 
 # --- results ---------------------------------------------------------------------------
@@ -176,29 +151,8 @@ class CycleResult:
         return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class SyncStep:
-    """What a health check or a drain slice did (for the loop's schedule and the logs)."""
-
-    synced: int = 0
-    left: int = 0
-    rejected: int = 0
-    acknowledged: bool = False  # InfluxDB took the batch: the cache can drain
-    done: bool = False  # the cache is empty: back to direct mode
-    retry_after: float | None = None  # InfluxDB asked for this wait (Retry-After)
-    error: OctomonError | None = None
-
-
-@dataclass
-class _Stored:
-    stored: list[Reading] = field(default_factory=list)
-    unstored: list[Reading] = field(default_factory=list)
-    rejected: int = 0
-    error: OctomonError | None = None
-
-
 class Monitor:
-    """One poll cycle and the store logic behind it.
+    """One poll cycle; where its readings go is the :class:`~octomon.writer.Writer`'s.
 
     ``sink`` is None in local mode. ``stop`` ends a cycle between requests (through a
     :class:`StopAwareBudget` given to the client) and sends readings fetched while
@@ -222,30 +176,29 @@ class Monitor:
         stop: threading.Event | None = None,
     ) -> None:
         self.client = client
-        self.cache = cache
-        self.sink = sink
         self.store = store
         self.budget = budget
         self.policy = policy
         self.alerter = alerter
-        self._sync = sync
         self.poll_interval = poll_interval
         self.health_check_seconds = health_check_seconds
         self.cache_dir = Path(cache_dir)
         self.stop = stop or threading.Event()
+        self.writer = Writer(
+            cache=cache,
+            sink=sink,
+            sync=sync,
+            policy=policy,
+            emit=self._emit,
+            cache_dir=self.cache_dir,
+            stop=self.stop,
+        )
 
         self.cursor: datetime | None = None
         self.device_id: str | None = None
-        self.backlog = 0  # readings in the cache, kept up to date without rescanning it
         self.status: Status | None = None
-        self.retry_after: float | None = None  # InfluxDB's Retry-After when it was lost
         self._anchor: datetime | None = None  # first start: where the first window begins
         self._seen: set[datetime] = set()  # read_ats stored in this run, within the overlap
-        self._cache_mode = False
-        self._draining = False
-        self._drained = 0
-        self._influx_down = False
-        self._cache_failing = False
         self._range_episode = False
         self._state_dirty = False
         self._status_failing = False
@@ -256,18 +209,27 @@ class Monitor:
 
     @property
     def mode(self) -> str:
-        if self.sink is None:
-            return MODE_LOCAL
-        return MODE_CACHE if self._cache_mode else MODE_INFLUX
+        """``influxdb``, ``cache`` or ``local``."""
+        return self.writer.mode
 
     @property
     def cache_mode(self) -> bool:
         """InfluxDB is configured, and new readings queue in the cache behind a backlog."""
-        return self.sink is not None and self._cache_mode
+        return self.writer.cache_mode
 
     @property
     def draining(self) -> bool:
-        return self.cache_mode and self._draining
+        return self.writer.draining
+
+    @property
+    def backlog(self) -> int:
+        """Readings waiting in the cache."""
+        return self.writer.backlog
+
+    @property
+    def retry_after(self) -> float | None:
+        """InfluxDB's Retry-After when it was lost (the loop's health-check schedule)."""
+        return self.writer.retry_after
 
     def start(self, now: datetime, *, announce: bool = True) -> None:
         """Load the state, look at the cache, announce the start (once)."""
@@ -284,15 +246,8 @@ class Monitor:
             call_budget=self.budget.max_per_hour,
             pid=os.getpid(),
         )
-        self.backlog = self._cache_backlog()
         # (Local mode and log-only alerts are said once at start by the settings' warnings.)
-        if self.sink is not None and (self.backlog > 0 or not self.cache.is_empty()):
-            self._cache_mode = True
-            log.info(
-                "%d readings are waiting in the cache: new readings queue behind them "
-                "until they are synced",
-                self.backlog,
-            )
+        self.writer.open()
         if self.cursor is not None:
             log.info("resuming from %s", format_time(self.cursor))
         if announce:
@@ -307,13 +262,14 @@ class Monitor:
             self._refresh_status(now)
             self.write_status()
         if announce:
-            self._emit(self.policy.stopped(now, cached=self.backlog if self.sink else 0))
+            cached = self.backlog if self.writer.sink is not None else 0
+            self._emit(self.policy.stopped(now, cached=cached))
         try:
             self.alerter.close(alert_timeout)
         finally:
             closers: list[Callable[[], None]] = [self.client.close]
-            if self.sink is not None:
-                closers.append(self.sink.close)
+            if self.writer.sink is not None:
+                closers.append(self.writer.sink.close)
             for close in closers:
                 try:
                     close()
@@ -371,7 +327,7 @@ class Monitor:
             self._emit(self.policy.telemetry(now, newest))
 
         fresh = [r for r in readings if r.read_at not in self._seen]
-        outcome = self._store(fresh, now)
+        outcome = self.writer.store(fresh, now)
         self._seen.update(r.read_at for r in outcome.stored)
         self._advance(outcome, end, now)
         self._forget_old()
@@ -425,107 +381,9 @@ class Monitor:
             self._range_episode = True
             self._emit(self.policy.range_lost(now, start, jump))
 
-    # --- storing -----------------------------------------------------------------------------
-
-    def _store(self, readings: list[Reading], now: datetime) -> _Stored:
-        out = _Stored()
-        if not readings:
-            return out
-        if self.sink is None or self._cache_mode or self.stop.is_set():
-            # Local mode, a backlog to queue behind, or stopping (the cache is quick and
-            # durable; a slow InfluxDB must not hold up a clean stop).
-            self._append(readings, now, out)
-            return out
-        self._write(readings, now, out, split=True)
-        if out.stored and not self._cache_mode and self._influx_down:
-            self._influx_down = False
-            self._emit(self.policy.influx_restored(now))
-        out.stored.sort(key=lambda r: r.read_at)
-        return out
-
-    def _write(self, readings: list[Reading], now: datetime, out: _Stored, *, split: bool) -> None:
-        """One write request; on 400/413/422 each half is sent once more (SPEC §4.4)."""
-        assert self.sink is not None
-        try:
-            self.sink.write(readings)
-        except InfluxRefused as exc:
-            if split and len(readings) > 1:
-                mid = len(readings) // 2
-                self._write(readings[:mid], now, out, split=False)
-                self._write(readings[mid:], now, out, split=False)
-            elif split:
-                self._write(readings, now, out, split=False)
-            else:
-                self._set_aside(readings, exc, now, out)
-        except (InfluxUnavailable, InfluxConfigError) as exc:
-            self._lost(now, exc)
-            self._append(readings, now, out)
-            out.error = out.error or exc
-        else:
-            out.stored.extend(readings)
-
-    def _set_aside(
-        self, readings: list[Reading], exc: InfluxRefused, now: datetime, out: _Stored
-    ) -> None:
-        try:
-            self.cache.write_rejected([r.to_json() for r in readings], exc.server_message, now)
-        except CacheError as err:
-            log.error("could not set aside %d refused readings: %s", len(readings), err.message)
-            out.unstored.extend(readings)
-            out.error = err
-            self._emit(self.policy.cache_failed(now, err.message))
-            return
-        out.stored.extend(readings)
-        out.rejected += len(readings)
-        out.error = exc
-        log.error(
-            "InfluxDB refused %d readings (HTTP %d: %s); they are kept under %s",
-            len(readings),
-            exc.status,
-            exc.server_message,
-            self.cache_dir / "rejected",
-        )
-        self._emit(self.policy.write_refused(now, len(readings), exc.server_message))
-
-    def _lost(self, now: datetime, exc: InfluxError) -> None:
-        """InfluxDB failed: cache mode from now on; one alert per state change."""
-        self._cache_mode = True
-        self._draining = False
-        self._influx_down = True
-        if isinstance(exc, InfluxConfigError):
-            self.retry_after = None
-            self._emit(self.policy.influx_config(now, exc.message, exc.cause))
-        else:
-            self.retry_after = exc.retry_after if isinstance(exc, InfluxUnavailable) else None
-            self._emit(self.policy.influx_lost(now, exc.message))
-
-    def _append(self, readings: list[Reading], now: datetime, out: _Stored) -> None:
-        try:
-            result = self.cache.append(readings)
-        except CacheError as exc:
-            out.unstored.extend(readings)
-            out.error = exc
-            if not self._cache_failing:
-                log.error("caching %d readings failed: %s", len(readings), exc.message)
-            self._cache_failing = True
-            self._emit(self.policy.cache_failed(now, exc.message))
-            return
-        out.stored.extend(readings)
-        self.backlog += int(getattr(result, "appended", len(readings)))
-        if self._cache_failing:
-            self._cache_failing = False
-            log.info("caching works again")
-            self._emit(self.policy.cache_ok(now))
-        evicted = getattr(result, "evicted_files", None) or []
-        files = len(evicted) if isinstance(evicted, (list, tuple)) else int(evicted)
-        if files:
-            lost = int(getattr(result, "evicted_readings", 0) or 0)
-            self.backlog = max(0, self.backlog - lost)
-            self._emit(self.policy.cache_evicted(now, files, lost))
-
     # --- the cursor and the state ----------------------------------------------------------
 
-    def _advance(self, outcome: _Stored, end: datetime, now: datetime) -> None:
+    def _advance(self, outcome: Stored, end: datetime, now: datetime) -> None:
         stored = outcome.stored
         candidates: list[datetime] = []
         if outcome.unstored:
@@ -582,74 +440,17 @@ class Monitor:
         if not self.cache_mode:
             return SyncStep(done=True)
         self._emit(self.policy.due_repeats(now))
-        step = self._sync_step(now, HEALTH_BATCH)
-        if step.acknowledged:
-            if step.synced and step.left:
-                log.info(
-                    "InfluxDB took the oldest cached batch: syncing the other %d readings",
-                    step.left,
-                )
-            if self._influx_down:
-                self._influx_down = False
-                self._emit(self.policy.influx_restored(now))
-            self._draining = True
-            self._drained = step.synced
-            if step.done:
-                self._finish_drain(now)
-        return step
+        return self._after_sync(now, self.writer.health_check(now))
 
     def drain(self, now: datetime, max_readings: int = DRAIN_SLICE) -> SyncStep:
         """One bounded slice of the backlog, oldest first, between poll cycles."""
         if not self.draining:
             return SyncStep(done=not self.cache_mode)
-        step = self._sync_step(now, max_readings)
-        self._drained += step.synced
-        if step.done:
-            self._finish_drain(now)
-        elif not step.acknowledged or step.synced + step.rejected == 0:
-            self._draining = False  # not taken, or no progress: back to health checks
-        return step
+        return self._after_sync(now, self.writer.drain(now, max_readings))
 
-    def _finish_drain(self, now: datetime) -> None:
-        count, self._drained = self._drained, 0
-        self._cache_mode = False
-        self._draining = False
-        self.backlog = 0
-        log.info("cache synced (%d readings): writing to InfluxDB directly again", count)
-        self._emit(self.policy.cache_synced(now, count))
-        self._refresh_status(now)
-        self.write_status()
-
-    def _sync_step(self, now: datetime, max_readings: int) -> SyncStep:
-        assert self.sink is not None
-        try:
-            result = self._sync(
-                self.cache,
-                self.sink,
-                max_readings=max_readings,
-                lock_timeout=LOCK_TIMEOUT,
-                now=lambda: now,
-            )
-        except CacheError as exc:  # CacheBusy: `sync-cache` holds the lock; try later
-            log.info("cache sync postponed: %s", exc.message)
-            return SyncStep(left=self.backlog, error=exc)
-        synced, left = int(result.synced), int(result.left)
-        rejected = int(result.rejected)
-        error = result.error if isinstance(result.error, OctomonError) else None
-        self.backlog = left
-        if self.status is not None and error is not None:
-            self.status.last_error = error.message
-        if rejected:
-            message = error.server_message if isinstance(error, InfluxRefused) else ""
-            self._emit(self.policy.write_refused(now, rejected, message))
-        if isinstance(error, (InfluxUnavailable, InfluxConfigError)):
-            self._lost(now, error)
-            step = SyncStep(synced, left, rejected, False, False, self.retry_after, error)
-        elif error is not None and not isinstance(error, InfluxRefused):
-            log.warning("cache sync stopped: %s", error.message)
-            step = SyncStep(synced, left, rejected, False, False, None, error)
-        else:
-            step = SyncStep(synced, left, rejected, True, left == 0, None, error)
+    def _after_sync(self, now: datetime, step: SyncStep) -> SyncStep:
+        if self.status is not None and step.error is not None:
+            self.status.last_error = step.error.message
         self._refresh_status(now)
         self.write_status()
         return step
@@ -750,10 +551,3 @@ class Monitor:
         if self.status is not None:
             self.status.last_alert = alerts[-1].title
         self.alerter.emit(alerts)
-
-    def _cache_backlog(self) -> int:
-        try:
-            return int(self.cache.status().readings)
-        except CacheError as exc:
-            log.warning("could not read the cache's status: %s", exc.message)
-            return 0

@@ -91,7 +91,8 @@ def _run(settings: Settings, *, once: bool, demo: bool = False) -> ExitCode:
 def _once(monitor: Monitor) -> ExitCode:
     """One cycle. In cache mode the backlog gets one bounded sync attempt first."""
     from octomon.clock import utcnow
-    from octomon.monitor import AUTH, DRAIN_SLICE
+    from octomon.monitor import AUTH
+    from octomon.writer import DRAIN_SLICE
 
     monitor.start(utcnow(), announce=False)
     try:

@@ -131,7 +131,7 @@ class FakeSink:
 @dataclass
 class AppendResult:
     appended: int
-    evicted_files: int = 0
+    evicted_files: list[str] = field(default_factory=list)
     evicted_readings: int = 0
 
 
@@ -441,12 +441,15 @@ def test_a_backlog_left_from_an_earlier_run_means_cache_mode_at_start(make) -> N
     assert kit.sink.points[0].read_at == T0 - timedelta(days=1)  # oldest first
 
 
-def test_drain_in_bounded_slices(make) -> None:  # type: ignore[no-untyped-def]
+def test_drain_in_bounded_slices(make, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import octomon.writer
+
+    monkeypatch.setattr(octomon.writer, "HEALTH_BATCH", 10)
     old = FakeCache(lines=[reading(T0 - timedelta(days=1, seconds=-10 * i)) for i in range(25)])
     kit = make(cache=old)
-    step = kit.monitor._sync_step(kit.clock(), 10)
+    step = kit.monitor.health_check(kit.clock())
     assert step.acknowledged and not step.done and step.left == 15
-    kit.monitor._draining = True
+    assert kit.monitor.draining
     assert kit.monitor.drain(kit.clock(), max_readings=10).left == 5
     assert kit.monitor.draining
     assert kit.monitor.drain(kit.clock(), max_readings=10).done

@@ -1,0 +1,307 @@
+"""Where the monitor's readings go (SPEC §4.4): InfluxDB, the cache, or ``rejected/``.
+
+Direct mode writes each cycle's readings in one request. When InfluxDB fails the
+readings are cached and the writer is in *cache mode*: new readings queue behind the
+backlog (one path, order kept) until a health check -- a write of the oldest cached batch,
+the only proof that InfluxDB takes our data -- succeeds and the backlog has drained in
+bounded slices. Local mode (no InfluxDB) is cache mode for good. Data InfluxDB refuses
+(400/413/422) is split in halves, each sent once more, and what is still refused is set
+aside under ``CACHE_DIR/rejected/``.
+
+Every failure becomes one alert per state change through the alert policy; nothing here
+sleeps or reads a clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from octomon.alerts import Alert, AlertPolicy
+from octomon.errors import (
+    CacheError,
+    InfluxConfigError,
+    InfluxError,
+    InfluxRefused,
+    InfluxUnavailable,
+    OctomonError,
+)
+from octomon.readings import Reading
+
+log = logging.getLogger("octomon.monitor")
+
+HEALTH_BATCH = 5000  # the health check writes the oldest cached batch
+DRAIN_SLICE = 10_000  # readings per drain slice between poll cycles (two requests)
+LOCK_TIMEOUT = 1.0  # seconds a sync waits for the cache lock before trying later
+
+
+class Sink(Protocol):
+    def write(self, readings: Sequence[Reading]) -> Any: ...
+    def close(self) -> None: ...
+
+
+class CacheLike(Protocol):
+    def append(self, readings: Sequence[Reading]) -> Any: ...
+    def is_empty(self) -> bool: ...
+    def status(self) -> Any: ...
+    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> Any: ...
+
+
+SyncFn = Callable[..., Any]  # octomon.sync.sync
+
+
+@dataclass
+class Stored:
+    """What one store did: ``unstored`` readings could not be kept anywhere."""
+
+    stored: list[Reading] = field(default_factory=list)
+    unstored: list[Reading] = field(default_factory=list)
+    rejected: int = 0
+    error: OctomonError | None = None
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """What a health check or a drain slice did (for the loop's schedule and the logs)."""
+
+    synced: int = 0
+    left: int = 0
+    rejected: int = 0
+    acknowledged: bool = False  # InfluxDB took the batch: the cache can drain
+    done: bool = False  # the cache is empty: back to direct mode
+    retry_after: float | None = None  # InfluxDB asked for this wait (Retry-After)
+    error: OctomonError | None = None
+
+
+class Writer:
+    """The store side of the monitor; ``sink`` is None in local mode."""
+
+    def __init__(
+        self,
+        *,
+        cache: CacheLike,
+        sink: Sink | None,
+        sync: SyncFn,
+        policy: AlertPolicy,
+        emit: Callable[[Sequence[Alert]], None],
+        cache_dir: Path,
+        stop: threading.Event,
+    ) -> None:
+        self.cache = cache
+        self.sink = sink
+        self.policy = policy
+        self.emit = emit
+        self.cache_dir = cache_dir
+        self.stop = stop
+        self.backlog = 0  # readings in the cache, kept up to date without rescanning it
+        self.retry_after: float | None = None  # InfluxDB's Retry-After when it was lost
+        self.last_error: OctomonError | None = None  # of the last sync step
+        self._sync = sync
+        self._cache_mode = False
+        self._draining = False
+        self._drained = 0
+        self._influx_down = False
+        self._cache_failing = False
+
+    @property
+    def mode(self) -> str:
+        if self.sink is None:
+            return "local"
+        return "cache" if self._cache_mode else "influxdb"
+
+    @property
+    def cache_mode(self) -> bool:
+        """InfluxDB is configured, and new readings queue in the cache behind a backlog."""
+        return self.sink is not None and self._cache_mode
+
+    @property
+    def draining(self) -> bool:
+        return self.cache_mode and self._draining
+
+    def open(self) -> None:
+        """At start-up: a backlog left from an earlier run means cache mode."""
+        try:
+            self.backlog = int(self.cache.status().readings)
+        except CacheError as exc:
+            log.warning("could not read the cache's status: %s", exc.message)
+            self.backlog = 0
+        if self.sink is not None and (self.backlog > 0 or not self.cache.is_empty()):
+            self._cache_mode = True
+            log.info(
+                "%d readings are waiting in the cache: new readings queue behind them "
+                "until they are synced",
+                self.backlog,
+            )
+
+    # --- one cycle's readings ----------------------------------------------------------------
+
+    def store(self, readings: list[Reading], now: datetime) -> Stored:
+        out = Stored()
+        if not readings:
+            return out
+        if self.sink is None or self._cache_mode or self.stop.is_set():
+            # Local mode, a backlog to queue behind, or stopping (the cache is quick and
+            # durable; a slow InfluxDB must not hold up a clean stop).
+            self._append(readings, now, out)
+            return out
+        self._write(readings, now, out, split=True)
+        if out.stored and not self._cache_mode and self._influx_down:
+            self._influx_down = False
+            self.emit(self.policy.influx_restored(now))
+        out.stored.sort(key=lambda r: r.read_at)
+        return out
+
+    def _write(self, readings: list[Reading], now: datetime, out: Stored, *, split: bool) -> None:
+        """One write request; on 400/413/422 each half is sent once more."""
+        assert self.sink is not None
+        try:
+            self.sink.write(readings)
+        except InfluxRefused as exc:
+            if split and len(readings) > 1:
+                mid = len(readings) // 2
+                self._write(readings[:mid], now, out, split=False)
+                self._write(readings[mid:], now, out, split=False)
+            elif split:
+                self._write(readings, now, out, split=False)
+            else:
+                self._set_aside(readings, exc, now, out)
+        except (InfluxUnavailable, InfluxConfigError) as exc:
+            self._lost(now, exc)
+            self._append(readings, now, out)
+            out.error = out.error or exc
+        else:
+            out.stored.extend(readings)
+
+    def _set_aside(
+        self, readings: list[Reading], exc: InfluxRefused, now: datetime, out: Stored
+    ) -> None:
+        try:
+            self.cache.write_rejected([r.to_json() for r in readings], exc.server_message, now)
+        except CacheError as err:
+            log.error("could not set aside %d refused readings: %s", len(readings), err.message)
+            out.unstored.extend(readings)
+            out.error = err
+            self.emit(self.policy.cache_failed(now, err.message))
+            return
+        out.stored.extend(readings)
+        out.rejected += len(readings)
+        out.error = exc
+        log.error(
+            "InfluxDB refused %d readings (HTTP %d: %s); they are kept under %s",
+            len(readings),
+            exc.status,
+            exc.server_message,
+            self.cache_dir / "rejected",
+        )
+        self.emit(self.policy.write_refused(now, len(readings), exc.server_message))
+
+    def _lost(self, now: datetime, exc: InfluxError) -> None:
+        """InfluxDB failed: cache mode from now on; one alert per state change."""
+        self._cache_mode = True
+        self._draining = False
+        self._influx_down = True
+        if isinstance(exc, InfluxConfigError):
+            self.retry_after = None
+            self.emit(self.policy.influx_config(now, exc.message, exc.cause))
+        else:
+            self.retry_after = exc.retry_after if isinstance(exc, InfluxUnavailable) else None
+            self.emit(self.policy.influx_lost(now, exc.message))
+
+    def _append(self, readings: list[Reading], now: datetime, out: Stored) -> None:
+        try:
+            result = self.cache.append(readings)
+        except CacheError as exc:
+            out.unstored.extend(readings)
+            out.error = exc
+            if not self._cache_failing:
+                log.error("caching %d readings failed: %s", len(readings), exc.message)
+            self._cache_failing = True
+            self.emit(self.policy.cache_failed(now, exc.message))
+            return
+        out.stored.extend(readings)
+        self.backlog += int(getattr(result, "appended", len(readings)))
+        if self._cache_failing:
+            self._cache_failing = False
+            log.info("caching works again")
+            self.emit(self.policy.cache_ok(now))
+        evicted = getattr(result, "evicted_files", None) or []
+        files = len(evicted) if isinstance(evicted, (list, tuple)) else int(evicted)
+        if files:
+            lost = int(getattr(result, "evicted_readings", 0) or 0)
+            self.backlog = max(0, self.backlog - lost)
+            self.emit(self.policy.cache_evicted(now, files, lost))
+
+    # --- cache mode: the health check and the drain ----------------------------------------
+
+    def health_check(self, now: datetime) -> SyncStep:
+        """Write the oldest cached batch; when it is taken, start draining."""
+        if not self.cache_mode:
+            return SyncStep(done=True)
+        step = self._sync_step(now, HEALTH_BATCH)
+        if step.acknowledged:
+            if step.synced and step.left:
+                log.info(
+                    "InfluxDB took the oldest cached batch: syncing the other %d readings",
+                    step.left,
+                )
+            if self._influx_down:
+                self._influx_down = False
+                self.emit(self.policy.influx_restored(now))
+            self._draining = True
+            self._drained = step.synced
+            if step.done:
+                self._finish_drain(now)
+        return step
+
+    def drain(self, now: datetime, max_readings: int = DRAIN_SLICE) -> SyncStep:
+        """One bounded slice of the backlog, oldest first, between poll cycles."""
+        if not self.draining:
+            return SyncStep(done=not self.cache_mode)
+        step = self._sync_step(now, max_readings)
+        self._drained += step.synced
+        if step.done:
+            self._finish_drain(now)
+        elif not step.acknowledged or step.synced + step.rejected == 0:
+            self._draining = False  # not taken, or no progress: back to health checks
+        return step
+
+    def _finish_drain(self, now: datetime) -> None:
+        count, self._drained = self._drained, 0
+        self._cache_mode = False
+        self._draining = False
+        self.backlog = 0
+        log.info("cache synced (%d readings): writing to InfluxDB directly again", count)
+        self.emit(self.policy.cache_synced(now, count))
+
+    def _sync_step(self, now: datetime, max_readings: int) -> SyncStep:
+        assert self.sink is not None
+        try:
+            result = self._sync(
+                self.cache,
+                self.sink,
+                max_readings=max_readings,
+                lock_timeout=LOCK_TIMEOUT,
+                now=lambda: now,
+            )
+        except CacheError as exc:  # CacheBusy: `sync-cache` holds the lock; try later
+            log.info("cache sync postponed: %s", exc.message)
+            return SyncStep(left=self.backlog, error=exc)
+        synced, left, rejected = int(result.synced), int(result.left), int(result.rejected)
+        error = result.error if isinstance(result.error, OctomonError) else None
+        self.backlog = left
+        self.last_error = error
+        if rejected:
+            message = error.server_message if isinstance(error, InfluxRefused) else ""
+            self.emit(self.policy.write_refused(now, rejected, message))
+        if isinstance(error, (InfluxUnavailable, InfluxConfigError)):
+            self._lost(now, error)
+            return SyncStep(synced, left, rejected, False, False, self.retry_after, error)
+        if error is not None and not isinstance(error, InfluxRefused):
+            log.warning("cache sync stopped: %s", error.message)
+            return SyncStep(synced, left, rejected, False, False, None, error)
+        return SyncStep(synced, left, rejected, True, left == 0, None, error)
