@@ -56,7 +56,7 @@ COMMANDS: list[list[str]] = [
     ["cache", "status", "--json"],
     ["cache", "export", "--format", "line-protocol"],
     ["status"],
-    ["backfill", "--since", "2020-01-01T00:00:00Z"],  # too old: the error path
+    ["backfill", "--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z"],  # too old
     [
         "configure",
         "--non-interactive",
