@@ -28,6 +28,18 @@ class ScrubbingFormatter(logging.Formatter):
         return redact.scrub(super().formatException(ei))  # type: ignore[arg-type]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is *now* (test runners swap it)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 _handler: logging.Handler | None = None
 
 
@@ -37,7 +49,7 @@ def setup(level: str = "info", stream: TextIO | None = None) -> None:
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
-    _handler = logging.StreamHandler(stream or sys.stderr)
+    _handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     _handler.setFormatter(
         ScrubbingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
