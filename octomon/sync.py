@@ -98,25 +98,24 @@ def fast_lines(raw: bytes) -> bytes | None:
 
     Only for bytes octomon's writer produced (``cache.fast_eligible``, ``cache.index``).
     """
+    if not raw:
+        return b""
     t = raw.translate(_TABLE, b'"')
     lines = t.split(b"\n")
-    if lines.pop() or not lines:
-        return None if lines else b""
+    if lines.pop():
+        return None  # the last line has no newline
+    n = len(lines)
     first = lines[0]
     comma = first.find(b",", 40)
     if comma < 0 or first[29:40] != b",device_id=" or first[:9] != b"{read_at=":
         return None
     try:
-        epochs = map(
-            _SPACED,
-            map(
-                add,
-                map(_DAYS.__getitem__, map(_DAY, lines)),
-                map(_TIMES.__getitem__, map(_TOD, lines)),
-            ),
-        )
-        device = first[29 : comma + 1]  # ,device_id=DEV,
-        if t.count(device) == len(lines):  # one device (the usual case): a shared prefix
+        seconds = map(_TIMES.__getitem__, map(_TOD, lines))
+        if t.count(first[:20]) == n:  # one day (a day file): one base for all
+            epochs = map(_SPACED, map(_DAYS[first[9:19]].__add__, seconds))
+        else:
+            epochs = map(_SPACED, map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds))
+        if t.count(first[29 : comma + 1]) == n:  # one device: a shared prefix
             sep = b"\n" + _HEAD + first[30:comma] + _SOURCE
             fields = map(itemgetter(slice(comma + 1, -1)), lines)
             return sep[1:] + sep.join(map(bytes.__add__, fields, epochs))

@@ -104,6 +104,7 @@ def test_fast_path_examples() -> None:
     assert out == slow(raw)
     assert fast_lines(b"") == b""
     assert fast_lines(raw[:-1]) is None  # not ending in a newline
+    assert fast_lines(raw.splitlines()[0]) is None
     assert fast_lines(b"garbage\n") is None
 
 
