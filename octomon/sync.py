@@ -289,7 +289,7 @@ class _Run:
 
     # --- answers -------------------------------------------------------------------------
 
-    def answered(self, batch: _Batch, pending: PendingWrite | None) -> None:
+    def answered(self, batch: _Batch, pending: PendingWrite | _Done | None) -> None:
         """Handle one batch's answer, in order; ``stopped`` is set on a lasting failure."""
         state = batch.state
         state.pending -= 1
@@ -387,6 +387,30 @@ class _Run:
         return left
 
 
+class _Done:
+    """The answer of a write already made (a sink without ``send``: a test's fake)."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def abandon(self) -> None:
+        pass
+
+
+def _send(sink: InfluxSink, body: bytes, count: int) -> PendingWrite | _Done:
+    if hasattr(sink, "send"):
+        return sink.send(body, count)
+    try:
+        sink.write_lines(body, count)
+    except InfluxRefused as exc:
+        return _Done(exc)
+    return _Done(None)
+
+
 def sync(
     cache: Cache,
     sink: InfluxSink,
@@ -410,7 +434,7 @@ def sync(
     names = [p.name for p in cache.files()]
     if not names:
         return run.result
-    inflight: tuple[_Batch, PendingWrite | None] | None = None
+    inflight: tuple[_Batch, PendingWrite | _Done | None] | None = None
     try:
         for batch in run.batches(names):
             # The previous batch's answer is read only now: the server digested it while
@@ -424,7 +448,7 @@ def sync(
                 inflight = (batch, None)
                 continue
             try:
-                inflight = (batch, sink.send(batch.body, batch.count))
+                inflight = (batch, _send(sink, batch.body, batch.count))
             except (InfluxUnavailable, InfluxConfigError) as exc:
                 run.stop(exc)
                 break

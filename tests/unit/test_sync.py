@@ -301,3 +301,19 @@ def test_awkward_floats_round_trip(value: float) -> None:
     raw = (r.to_json() + "\n").encode()
     assert fast_lines(raw) == r.to_line_protocol().encode() == slow(raw)
     assert math.isfinite(value)
+
+
+def test_a_sink_without_send_works_too(tmp_path: Path) -> None:
+    """Fakes elsewhere in the tests may only have write_lines: the sync still works."""
+
+    class Plain:
+        def __init__(self) -> None:
+            self.lines: list[bytes] = []
+
+        def write_lines(self, body: bytes, count: int) -> None:
+            self.lines.extend(body.splitlines())
+
+    cache = fill(tmp_path, 7)
+    plain = Plain()
+    result = sync(cache, plain, batch_size=3)  # type: ignore[arg-type]
+    assert result.synced == 7 and result.left == 0 and len(plain.lines) == 7
