@@ -276,14 +276,22 @@ class Cache:
         for r in map(_floats, readings):
             day = r.read_at.astimezone(timezone.utc).strftime("%Y-%m-%d")
             days.setdefault(day, []).append(r)
+        # Formatted before the lock is taken: the lock is held for the writes only.
+        payloads = {
+            day: (
+                "".join(r.to_json() + "\n" for r in group).encode("utf-8"),
+                all(fast_eligible(r) for r in group),
+            )
+            for day, group in days.items()
+        }
         with self.lock():
             index = self._read_index()
             changed = False
             touched: list[tuple[int, int, str]] = []  # (fd, old size, name)
             created = False
             try:
-                for day in sorted(days):
-                    group = days[day]
+                for day in sorted(payloads):
+                    payload, eligible = payloads[day]
                     name = f"cache_{day}.jsonl"
                     fd = os.open(
                         self.directory / name,
@@ -294,12 +302,11 @@ class Cache:
                     touched.append((fd, size, name))
                     created = created or size == 0
                     torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-                    data = ("\n" if torn else "") + "".join(r.to_json() + "\n" for r in group)
-                    raw = data.encode("utf-8")
+                    raw = b"\n" + payload if torn else payload
                     _write_all(fd, raw)
                     os.fsync(fd)
                     claim = index.get(name)
-                    trusted = not torn and all(fast_eligible(r) for r in group)
+                    trusted = not torn and eligible
                     if trusted and size == 0:
                         index[name] = (len(raw), zlib.crc32(raw))
                         changed = True
