@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,15 @@ def rss_mb() -> float:
     with open(f"/proc/{os.getpid()}/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mb() -> float:
+    """VmHWM: this image's peak (ru_maxrss would include the forked parent's pages)."""
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 class Quiet:
@@ -109,7 +117,7 @@ def run_cycles(sim_url: str, cache_dir: Path, cycles: int = CYCLES) -> dict[str,
         "elapsed": elapsed,
         "rss": [marks[EARLY][0], marks[cycles][0]],
         "objects": [marks[EARLY][1], marks[cycles][1]],
-        "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak": peak_mb(),
         "seen": len(monitor._seen),
     }
 
