@@ -39,6 +39,8 @@ from octomon.cache import Cache  # noqa: E402
 from octomon.readings import Reading  # noqa: E402
 
 TARGET_RATIO = 0.7
+SETTLE = 3.0  # seconds between runs, the same for both sides
+LAST_CPU = [0.0]  # CPU seconds of the last measured child
 TARGET_RSS_MB = 100.0
 DEVICE = "00-00-00-00-00-00-00-01"
 
@@ -119,6 +121,12 @@ def start_vm(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("VictoriaMetrics did not start")
 
 
+def settle(url: str) -> None:
+    """Let VictoriaMetrics finish with the previous run (flush, background merges)."""
+    urllib.request.urlopen(f"{url}/internal/force_flush", timeout=30).read()
+    time.sleep(SETTLE)
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     """(seconds, stdout) of one child process; fails loudly."""
     t0 = time.perf_counter()
@@ -129,6 +137,15 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
     return elapsed, proc.stdout.decode()
 
 
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(seconds, peak RSS MB) using wait4 for this child's own rusage."""
     t0 = time.perf_counter()
@@ -137,6 +154,7 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
     err = proc.stderr.read().decode()
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:3])} failed ({proc.returncode}): {err[-2000:]}")
@@ -201,8 +219,11 @@ def main() -> int:
             sync_times: list[float] = []
             rss: list[float] = []
             for run in range(args.runs):
+                settle(url)
+                vm_before = cpu_of(vm.pid)
                 elapsed, _ = run_measured([sys.executable, str(raw_script), url, str(lp)])
                 raw_times.append(elapsed)
+                raw_cpu, raw_vm = LAST_CPU[0], cpu_of(vm.pid) - vm_before
                 work = tmp / f"cache-{run}"
                 shutil.copytree(master, work)
                 env = {
@@ -214,16 +235,21 @@ def main() -> int:
                     "INFLUXDB_BUCKET": "bench",
                     "LOG_LEVEL": "warning",
                 }
+                settle(url)
+                vm_before = cpu_of(vm.pid)
                 elapsed, peak = run_measured([octomon, "sync-cache"], env)
                 sync_times.append(elapsed)
+                sync_cpu, sync_vm = LAST_CPU[0], cpu_of(vm.pid) - vm_before
                 rss.append(peak)
                 left = Cache(work).status()
                 if left.readings or left.files:
                     sys.exit(f"sync-cache left {left.readings} readings in {left.files} files")
                 shutil.rmtree(work)
                 print(
-                    f"  run {run + 1}: raw {raw_times[-1]:.2f} s, "
-                    f"sync-cache {sync_times[-1]:.2f} s ({peak:.0f} MB)",
+                    f"  run {run + 1}: raw {raw_times[-1]:.2f} s (cpu {raw_cpu:.2f} s, "
+                    f"VictoriaMetrics {raw_vm:.2f} s), sync-cache {sync_times[-1]:.2f} s "
+                    f"(cpu {sync_cpu:.2f} s, VictoriaMetrics {sync_vm:.2f} s, {peak:.0f} MB), "
+                    f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
         finally:
@@ -240,6 +266,7 @@ def main() -> int:
     print(f"ratio (throughput of sync-cache / raw): {ratio:.2f}  (target >= {TARGET_RATIO})")
     print(f"peak RSS of sync-cache: {peak_rss:.0f} MB  (target < {TARGET_RSS_MB:.0f} MB)")
     print(f"cache status --json on {n:,} readings: {statistics.median(status_times):.2f} s")
+    print(f"{os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.1f}")
     ok = ratio >= TARGET_RATIO and peak_rss < TARGET_RSS_MB
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

@@ -98,8 +98,14 @@ def fast_lines(raw: bytes) -> bytes | None:
 
     Only for bytes octomon's writer produced (``cache.fast_eligible``, ``cache.index``).
     """
+    done = _fast(raw)
+    return None if done is None else done[0]
+
+
+def _fast(raw: bytes, day: bytes | None = None) -> tuple[bytes, int] | None:
+    """(line protocol, lines) of canonical lines; ``day``: all of them are of that day."""
     if not raw:
-        return b""
+        return b"", 0
     t = raw.translate(_TABLE, b'"')
     lines = t.split(b"\n")
     if lines.pop():
@@ -111,19 +117,20 @@ def fast_lines(raw: bytes) -> bytes | None:
         return None
     try:
         seconds = map(_TIMES.__getitem__, map(_TOD, lines))
-        if t.count(first[:20]) == n:  # one day (a day file): one base for all
+        # A day file's octomon-written lines are all of its day (the writer files them so).
+        if first[9:19] == day or t.count(first[:20]) == n:
             epochs = map(_SPACED, map(_DAYS[first[9:19]].__add__, seconds))
         else:
             epochs = map(_SPACED, map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds))
         if t.count(first[29 : comma + 1]) == n:  # one device: a shared prefix
             sep = b"\n" + _HEAD + first[30:comma] + _SOURCE
             fields = map(itemgetter(slice(comma + 1, -1)), lines)
-            return sep[1:] + sep.join(map(bytes.__add__, fields, epochs))
+            return sep[1:] + sep.join(map(bytes.__add__, fields, epochs)), n
         out = []
         for x, epoch in zip(lines, epochs):
             i = x.index(b",", 40)
             out.append(b"%b%b%b%b%b" % (_HEAD, x[30:i], _SOURCE, x[i + 1 : -1], epoch))
-        return b"\n".join(out)
+        return b"\n".join(out), n
     except (ValueError, KeyError):
         return None
 
@@ -169,12 +176,12 @@ def _convert(
     parts: list[bytes] = []
     count = 0
     if fast_end:
-        fast = fast_lines(raw[:fast_end] if fast_end < len(raw) else raw)
-        if fast is None:  # a surprise in trusted bytes: parse them like any others
+        done = _fast(raw[:fast_end] if fast_end < len(raw) else raw)
+        if done is None:  # a surprise in trusted bytes: parse them like any others
             fast_end = 0
-        elif fast:
-            parts.append(fast)
-            count = raw.count(b"\n", 0, fast_end)
+        elif done[1]:
+            parts.append(done[0])
+            count = done[1]
     bad: list[tuple[int, bytes, str]] = []
     offset = start + fast_end
     for line in split_lines(raw[fast_end:]) if fast_end < len(raw) else ():
@@ -220,6 +227,7 @@ class _Run:
     now: Clock
     result: SyncResult = field(default_factory=SyncResult)
     read: int = 0  # lines read (the max_readings bound)
+    line_bytes: float = 200.0  # bytes per canonical line, as last seen (a little over)
     stopped: bool = False
     files: list[_File] = field(default_factory=list)
 
@@ -253,17 +261,23 @@ class _Run:
     def file_batches(self, state: _File) -> Iterator[_Batch]:
         snap = state.snap
         pos = state.acked
-        snap.handle.seek(pos)
+        day = snap.name[6:16].encode()  # cache_YYYY-MM-DD.jsonl
         while pos < snap.size and not self.stopped:
             n = min(self.batch_size, self.budget())
             if n <= 0:
                 return
-            raw = b"".join(islice(snap.handle, n))
-            if not raw:
-                break
-            if len(raw) > snap.size - pos:
-                raw = raw[: snap.size - pos]  # bytes appended after the snapshot wait
-            body, count, bad = _convert(raw, pos, snap.trusted)
+            fast = self.trusted_batch(snap, pos, n, day) if pos < snap.trusted else None
+            if fast is not None:
+                raw, body, count = fast
+                bad: list[tuple[int, bytes, str]] = []
+            else:
+                snap.handle.seek(pos)
+                raw = b"".join(islice(snap.handle, n))
+                if not raw:
+                    break
+                if len(raw) > snap.size - pos:
+                    raw = raw[: snap.size - pos]  # bytes appended after the snapshot wait
+                body, count, bad = _convert(raw, pos, snap.trusted)
             self.read += count + len(bad)
             if bad:
                 try:
@@ -276,6 +290,44 @@ class _Run:
             state.pending += 1
             yield _Batch(state, pos - len(raw), raw, body, count)
         state.read_all = pos >= snap.size
+
+    def trusted_batch(
+        self, snap: Snapshot, pos: int, n: int, day: bytes
+    ) -> tuple[bytes, bytes, int] | None:
+        """``n`` whole octomon-written lines from ``pos`` (fewer at the end), one block read.
+
+        The block is sized from the last one's bytes per line, a little over, and the few
+        lines too many are cut off the end of both the source and the line protocol.
+        """
+        limit = snap.trusted - pos
+        want = min(limit, int(n * self.line_bytes) + 256)
+        try:
+            raw = os.pread(snap.handle.fileno(), want, pos)
+        except OSError:
+            return None
+        if len(raw) < want:
+            return None
+        if want < limit:
+            raw = raw[: raw.rfind(b"\n") + 1]
+        done = _fast(raw, day) if raw else None
+        if done is None:
+            return None
+        body, count = done
+        self.line_bytes = 1.02 * len(raw) / count
+        excess = count - n
+        if excess > 200:  # far off (the first block of a run): cut, then convert again
+            raw = raw[: len(raw) - len(raw.split(b"\n", n)[-1])]
+            done = _fast(raw, day)
+            if done is None:
+                return None
+            body, count = done
+        elif excess > 0:
+            end, stop = len(raw), len(body)
+            for _ in range(excess):
+                end = raw.rfind(b"\n", 0, end - 1) + 1
+                stop = body.rfind(b"\n", 0, stop)
+            raw, body, count = raw[:end], body[:stop], n
+        return raw, body, count
 
     def budget(self) -> int:
         if self.max_readings is None:

@@ -317,3 +317,25 @@ def test_a_sink_without_send_works_too(tmp_path: Path) -> None:
     plain = Plain()
     result = sync(cache, plain, batch_size=3)  # type: ignore[arg-type]
     assert result.synced == 7 and result.left == 0 and len(plain.lines) == 7
+
+
+def test_block_reads_respect_the_batch_size_whatever_the_line_lengths(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    rs = []
+    for i in range(2000):  # lines of very different lengths, in runs
+        if (i // 300) % 2:
+            rs.append(Reading(T0 + timedelta(seconds=10 * i), "d", demand=0.5))
+        else:
+            rs.append(reading(i, cost_delta_with_tax=0.000131, export=1234.5678))
+    cache.append(rs)
+    sizes: list[int] = []
+
+    def answer(body: bytes) -> Exception | None:
+        sizes.append(len(body.splitlines()))
+        return None
+
+    sink = FakeSink(answer)
+    result = sync(cache, sink, batch_size=50)  # type: ignore[arg-type]
+    assert result.synced == 2000 and result.left == 0
+    assert max(sizes) == 50 and sum(sizes) == 2000
+    assert [x.decode() for x in sink.lines] == [r.to_line_protocol() for r in rs]
