@@ -1,18 +1,20 @@
 """Cache → InfluxDB, oldest first: shared by `octomon run` and `octomon sync-cache`.
 
 Streamed: a file is read in batches of up to 5,000 lines, so memory stays flat whatever
-the backlog. The next batch is read and converted while the previous one is on the wire
-(one request in flight, answers handled in order). A file is deleted only once every line
+the backlog. Without threads, the next batch is read and converted while the server
+digests the previous one: its answer is read only then (one request in flight, answers
+handled in order). A file is deleted only once every line
 of it was acknowledged (or set aside as refused, or quarantined as unreadable), and only
 if it did not change meanwhile; a sync that stops leaves it whole, and this process
 remembers how far it got (offset + CRC of what it sent), so the next slice goes on from
 there instead of resending.
 
-Lines that octomon's writer produced (``cache.index``, CRC verified) take a fast path
-that turns the canonical layout into line protocol with a few whole-block byte
-operations: the numbers are copied as written, which is Python's ``repr`` of the float
-(the writer emits ``json.dumps(float)``), exactly what ``Reading.to_line_protocol``
-writes. Every other line is parsed in full (``Reading.from_obj``).
+Lines that octomon's writer produced (``cache.index``, CRC verified) are read a block
+at a time and take a fast path that turns the canonical layout into line protocol with a
+few whole-block byte operations and C-level maps (no Python code runs per line): the
+numbers are copied as written, which is Python's ``repr`` of the float (the writer emits
+``json.dumps(float)``), exactly what ``Reading.to_line_protocol`` writes. Every other line
+is parsed in full (``Reading.from_obj``).
 """
 
 from __future__ import annotations
