@@ -43,13 +43,14 @@ def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Push all cached readings to InfluxDB, oldest first (safe to run while `run` runs)."""
     settings = ui.load_settings(ctx, env_file, ["influx", "cache"], require=["INFLUXDB_URL"])
     from octomon.cache import Cache
-    from octomon.influx import InfluxSink
-    from octomon.sync import sync
 
     cache = Cache(settings.cache_dir, settings.cache_max_mb)
     if cache.is_empty():
         ui.console.print(f"nothing to sync: the cache in {settings.cache_dir} is empty")
         return
+    from octomon.influx import InfluxSink
+    from octomon.sync import sync
+
     sink = InfluxSink.from_settings(settings)
     try:
         if ui.is_terminal():
