@@ -211,10 +211,30 @@ def main() -> int:
         shown = json.loads(out)
         assert shown["readings"] == args.readings, shown
 
+        # Start-up alone: each side with nothing to send.
+        empty = tmp / "empty"
+        empty.mkdir()
+        (empty / "empty.lp").touch()
+        raw_script = tmp / "raw_post.py"
+        raw_script.write_text(RAW_POSTER)
+        start_env = {
+            **os.environ,
+            "CACHE_DIR": str(empty),
+            "INFLUXDB_URL": "http://127.0.0.1:9",
+            "INFLUXDB_TOKEN": "t",
+            "INFLUXDB_ORG": "o",
+        }
+        starts_raw, starts_sync = [], []
+        for _ in range(3):
+            starts_raw.append(
+                timed(
+                    [sys.executable, str(raw_script), "http://127.0.0.1:9", str(empty / "empty.lp")]
+                )[0]
+            )
+            starts_sync.append(timed([octomon, "sync-cache"], start_env)[0])
+
         vm, url = start_vm(tmp)
         try:
-            raw_script = tmp / "raw_post.py"
-            raw_script.write_text(RAW_POSTER)
             raw_times: list[float] = []
             sync_times: list[float] = []
             rss: list[float] = []
@@ -265,6 +285,10 @@ def main() -> int:
     print(f"octomon sync-cache: {sync_med:.2f} s  ({n / sync_med:,.0f} readings/s)")
     print(f"ratio (throughput of sync-cache / raw): {ratio:.2f}  (target >= {TARGET_RATIO})")
     print(f"peak RSS of sync-cache: {peak_rss:.0f} MB  (target < {TARGET_RSS_MB:.0f} MB)")
+    print(
+        f"start-up alone (nothing to send): raw {statistics.median(starts_raw):.2f} s, "
+        f"sync-cache {statistics.median(starts_sync):.2f} s"
+    )
     print(f"cache status --json on {n:,} readings: {statistics.median(status_times):.2f} s")
     print(f"{os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.1f}")
     ok = ratio >= TARGET_RATIO and peak_rss < TARGET_RSS_MB
