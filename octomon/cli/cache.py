@@ -151,19 +151,20 @@ def status(
 
 
 def _status_table(st: CacheStatus, cache_dir: Path) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"cache {cache_dir}", show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("readings waiting", f"{st.readings:,}")
-    table.add_row("day files", f"{st.files:,}")
-    table.add_row("size", _size(st.bytes))
-    table.add_row("oldest", format_time(st.oldest) if st.oldest else "–")
-    table.add_row("newest", format_time(st.newest) if st.newest else "–")
-    table.add_row("quarantined lines", f"{st.quarantined:,}")
-    table.add_row("rejected readings", f"{st.rejected:,}")
-    ui.console.print(table)
+    # Plain text, not a rich table: `cache status` is run from cron and scripts, and rich's
+    # console and table would double its start-up time (SPEC §7).
+    rows = [
+        ("readings waiting", f"{st.readings:,}"),
+        ("day files", f"{st.files:,}"),
+        ("size", _size(st.bytes)),
+        ("oldest", format_time(st.oldest) if st.oldest else "–"),
+        ("newest", format_time(st.newest) if st.newest else "–"),
+        ("quarantined lines", f"{st.quarantined:,}"),
+        ("rejected readings", f"{st.rejected:,}"),
+    ]
+    lines = [f"cache {cache_dir}"]
+    lines += [f"  {label:<18} {value}" for label, value in rows]
+    typer.echo("\n".join(lines))
 
 
 def _size(n: int) -> str:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from octomon import redact
 from octomon.cli import ui
-from octomon.config import Settings
 from octomon.errors import ExitCode, OctomonError
-from octomon.readings import format_time
+
+if TYPE_CHECKING:
+    from octomon.config import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +30,8 @@ def verify_config(
     ] = False,
 ) -> None:
     """Validate every setting and list each value with its source (secrets masked)."""
+    from rich.table import Table
+
     settings = ui.load_settings(ctx, env_file, ["all"], show_warnings=False)
     table = Table(title="octomon settings", show_lines=False)
     table.add_column("variable")
@@ -51,6 +52,8 @@ def verify_config(
 
 def run_online_checks(settings: Settings) -> int:
     """Run the connection tests that apply; print a line each; return how many failed."""
+    from rich.markup import escape
+
     failed = 0
     checks: list[tuple[str, Callable[[], str] | str]] = [
         ("Octopus", lambda: _octopus_line(settings)),
@@ -88,6 +91,8 @@ def _octopus_line(settings: Settings) -> str:
     from octomon import octopus
 
     result = octopus.check(settings)
+    from octomon.readings import format_time
+
     when = format_time(result.reading.read_at) if result.reading else "no reading yet"
     return f"device {result.device_id}, latest reading {when}"
 
@@ -119,6 +124,8 @@ def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
         ui.console.print("latest reading: none yet (is the Home Mini connected?)")
         return
     r = result.reading
+    from octomon.readings import format_time
+
     ui.console.print(f"latest reading: {format_time(r.read_at)}")
     units = {
         "consumption_delta": "kWh",

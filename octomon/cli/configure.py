@@ -17,9 +17,7 @@ import typer
 
 from octomon import logs
 from octomon.cli import ui
-from octomon.cli.wizard import normalise, register_secret, run_wizard
 from octomon.config import FIELDS
-from octomon.envfile import EnvFile
 from octomon.errors import ConfigError, ExitCode
 
 # The flag that pre-answers each question (SPEC §2 spelling; --poll-interval-seconds too).
@@ -48,6 +46,8 @@ def check_given(
     values: Mapping[str, str], where: Callable[[str], str]
 ) -> tuple[dict[str, str], list[str]]:
     """Normalise ``values``; an empty optional one means "not set". Returns (values, problems)."""
+    from octomon.cli.wizard import normalise
+
     good: dict[str, str] = {}
     problems: list[str] = []
     for name in FLAGS:
@@ -116,6 +116,9 @@ def configure(
     ] = False,
 ) -> None:
     """Ask for the settings (or take them as flags) and write .env, mode 0600."""
+    from octomon.cli.wizard import register_secret, run_wizard
+    from octomon.envfile import EnvFile
+
     level = ui.early_log_level()
     logs.setup("debug" if level == "debug" else "warning")  # INFO chatter is the daemon's
     given = {

@@ -13,19 +13,35 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
 from octomon import logs, redact
-from octomon.config import Settings, load
 from octomon.errors import ExitCode, OctomonError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from octomon.config import Settings
+
+    console: Console
+    err_console: Console
 
 log = logging.getLogger("octomon")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def __getattr__(name: str) -> Any:
+    """``ui.console`` / ``ui.err_console``, created on first use: importing rich.console
+    costs ~30 ms that `octomon --help` and cron-invoked commands should not pay."""
+    if name in ("console", "err_console"):
+        from rich.console import Console
+
+        made = Console(stderr=name == "err_console", highlight=False)
+        globals()[name] = made
+        return made
+    raise AttributeError(name)
+
 
 EnvFileOption = Annotated[
     Path | None,
@@ -39,17 +55,21 @@ EnvFileOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _self() -> Any:
+    return sys.modules[__name__]
+
+
 def fail(message: str, hint: str | None = None, code: int = ExitCode.FAILED) -> NoReturn:
     """Print one clear line (never a traceback) and exit with ``code``."""
     line = f"error: {message}"
     if hint:
         line += f" — {hint}"
-    err_console.print(redact.scrub(line), markup=False, soft_wrap=True)
+    _self().err_console.print(redact.scrub(line), markup=False, soft_wrap=True)
     raise typer.Exit(int(code))
 
 
 def warn(message: str) -> None:
-    err_console.print(redact.scrub(f"warning: {message}"), markup=False, soft_wrap=True)
+    _self().err_console.print(redact.scrub(f"warning: {message}"), markup=False, soft_wrap=True)
 
 
 def translate_errors(func: F) -> F:
@@ -106,6 +126,8 @@ def load_settings(
     show_warnings: bool = True,
 ) -> Settings:
     """Resolve settings once for a command and set the log level from them."""
+    from octomon.config import load
+
     settings = load(
         groups=groups,
         env_file=env_file or global_env_file(ctx),
