@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import islice
+from itertools import chain, islice
 from operator import add, itemgetter
 
 from octomon.cache import Cache, Snapshot, count_lines, crcs_of, parse_line, split_lines
@@ -70,7 +70,6 @@ _TOD = itemgetter(slice(20, 28))
 _DAY_RE = re.compile(rb"\d{4}-\d\d-\d\d")
 _TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)")
 _EPOCH = date(1970, 1, 1)
-_SPACED = b" %d".__mod__
 
 
 class _Days(dict[bytes, int]):
@@ -121,17 +120,19 @@ def _fast(raw: bytes, day: bytes | None = None) -> tuple[bytes, int] | None:
         seconds = map(_TIMES.__getitem__, map(_TOD, lines))
         # A day file's octomon-written lines are all of its day (the writer files them so).
         if first[9:19] == day or t.count(first[:20]) == n:
-            epochs = map(_SPACED, map(_DAYS[first[9:19]].__add__, seconds))
+            epochs = map(_DAYS[first[9:19]].__add__, seconds)
         else:
-            epochs = map(_SPACED, map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds))
-        if t.count(first[29 : comma + 1]) == n:  # one device: a shared prefix
-            sep = b"\n" + _HEAD + first[30:comma] + _SOURCE
+            epochs = map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds)
+        if t.count(first[29 : comma + 1]) == n:  # one device: one template for every line
+            head = (_HEAD + first[30:comma] + _SOURCE).replace(b"%", b"%%")
             fields = map(itemgetter(slice(comma + 1, -1)), lines)
-            return sep[1:] + sep.join(map(bytes.__add__, fields, epochs)), n
+            # One C-level format for the whole batch: fields and epochs interleaved.
+            body = (head + b"%b %d\n") * n % tuple(chain.from_iterable(zip(fields, epochs)))
+            return body[:-1], n
         out = []
         for x, epoch in zip(lines, epochs):
             i = x.index(b",", 40)
-            out.append(b"%b%b%b%b%b" % (_HEAD, x[30:i], _SOURCE, x[i + 1 : -1], epoch))
+            out.append(b"%b%b%b%b %d" % (_HEAD, x[30:i], _SOURCE, x[i + 1 : -1], epoch))
         return b"\n".join(out), n
     except (ValueError, KeyError):
         return None
