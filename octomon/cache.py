@@ -93,6 +93,7 @@ class Snapshot:
     identity: tuple[int, int, int, int]  # device, inode, size, mtime (ns)
     trusted: int  # bytes [0, trusted) are octomon's canonical lines (CRC verified)
     crcs: dict[int, int]  # CRC-32 of [0, offset) for the offsets asked for
+    device: str = ""  # the one device id of every trusted line ("" if several or unknown)
 
     def close(self) -> None:
         self.handle.close()
@@ -281,6 +282,7 @@ class Cache:
             day: (
                 "".join(r.to_json() + "\n" for r in group).encode("utf-8"),
                 all(fast_eligible(r) for r in group),
+                group[0].device_id if all(r.device_id == group[0].device_id for r in group) else "",
             )
             for day, group in days.items()
         }
@@ -291,7 +293,7 @@ class Cache:
             created = False
             try:
                 for day in sorted(payloads):
-                    payload, eligible = payloads[day]
+                    payload, eligible, device = payloads[day]
                     name = f"cache_{day}.jsonl"
                     fd = os.open(
                         self.directory / name,
@@ -308,10 +310,11 @@ class Cache:
                     claim = index.get(name)
                     trusted = not torn and eligible
                     if trusted and size == 0:
-                        index[name] = (len(raw), zlib.crc32(raw))
+                        index[name] = (len(raw), zlib.crc32(raw), device)
                         changed = True
                     elif trusted and claim is not None and claim[0] == size:
-                        index[name] = (size + len(raw), zlib.crc32(raw, claim[1]))
+                        same = device if claim[2] == device else ""
+                        index[name] = (size + len(raw), zlib.crc32(raw, claim[1]), same)
                         changed = True
                     elif size == 0 and claim is not None:
                         del index[name]
@@ -343,7 +346,7 @@ class Cache:
             )
         return AppendResult(len(readings), evicted, lost)
 
-    def _evict(self, keep: set[str], index: dict[str, tuple[int, int]]) -> tuple[list[str], int]:
+    def _evict(self, keep: set[str], index: dict[str, _Claim]) -> tuple[list[str], int]:
         """Drop whole oldest day files (never one just appended to) while over the cap."""
         sizes = []
         for path in self.files():
@@ -375,19 +378,19 @@ class Cache:
 
     # --- the index of octomon-written bytes ------------------------------------------------
 
-    def _read_index(self) -> dict[str, tuple[int, int]]:
+    def _read_index(self) -> dict[str, _Claim]:
         try:
             obj = json.loads((self.directory / INDEX_NAME).read_bytes())
             files = obj["files"]
             return {
-                str(k): (int(v[0]), int(v[1]))
+                str(k): (int(v[0]), int(v[1]), str(v[2]) if len(v) > 2 else "")
                 for k, v in files.items()
-                if isinstance(v, list) and len(v) == 2
+                if isinstance(v, list) and len(v) in (2, 3)
             }
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return {}
 
-    def _write_index(self, index: dict[str, tuple[int, int]]) -> None:
+    def _write_index(self, index: dict[str, _Claim]) -> None:
         """Best effort, no fsync: a lost or stale index only slows reading down."""
         path = self.directory / INDEX_NAME
         tmp = path.with_name(f".{INDEX_NAME}.{os.getpid()}.tmp")
@@ -432,7 +435,8 @@ class Cache:
             handle.close()
             raise self._error(f"read {name}", exc) from None
         trusted = claim[0] if claim is not None and crcs.get(claim[0]) == claim[1] else 0
-        return Snapshot(name, handle, st.st_size, _identity(st), trusted, crcs)
+        device = claim[2] if claim is not None and trusted else ""
+        return Snapshot(name, handle, st.st_size, _identity(st), trusted, crcs, device)
 
     def remove_if_unchanged(self, snap: Snapshot, lock_timeout: float | None = None) -> bool:
         """Delete a fully acknowledged file, unless it changed since ``snap`` was taken.
@@ -637,6 +641,9 @@ def _floats(r: Reading) -> Reading:
         return r
     floats = [None if v is None else float(v) for v in values]
     return Reading(r.read_at, r.device_id, *floats)
+
+
+_Claim = tuple[int, int, str]  # octomon-written bytes, their CRC-32, their one device ("": several)
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:

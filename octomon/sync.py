@@ -103,8 +103,14 @@ def fast_lines(raw: bytes) -> bytes | None:
     return None if done is None else done[0]
 
 
-def _fast(raw: bytes, day: bytes | None = None) -> tuple[bytes, int] | None:
-    """(line protocol, lines) of canonical lines; ``day``: all of them are of that day."""
+def _fast(
+    raw: bytes, day: bytes | None = None, device: bytes | None = None
+) -> tuple[bytes, int] | None:
+    """(line protocol, lines) of canonical lines.
+
+    ``day`` and ``device``, when the caller knows them (``cache.index``), are those of
+    every line, which saves counting them.
+    """
     if not raw:
         return b"", 0
     t = raw.translate(_TABLE, b'"')
@@ -123,7 +129,7 @@ def _fast(raw: bytes, day: bytes | None = None) -> tuple[bytes, int] | None:
             epochs = map(_DAYS[first[9:19]].__add__, seconds)
         else:
             epochs = map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds)
-        if t.count(first[29 : comma + 1]) == n:  # one device: one template for every line
+        if first[40:comma] == device or t.count(first[29 : comma + 1]) == n:  # one device
             head = (_HEAD + first[30:comma] + _SOURCE).replace(b"%", b"%%")
             fields = map(itemgetter(slice(comma + 1, -1)), lines)
             # One C-level format for the whole batch: fields and epochs interleaved.
@@ -312,7 +318,8 @@ class _Run:
             return None
         if want < limit:
             raw = raw[: raw.rfind(b"\n") + 1]
-        done = _fast(raw, day) if raw else None
+        device = snap.device.encode() if snap.device else None
+        done = _fast(raw, day, device) if raw else None
         if done is None:
             return None
         body, count = done
@@ -320,7 +327,7 @@ class _Run:
         excess = count - n
         if excess > 200:  # far off (the first block of a run): cut, then convert again
             raw = raw[: len(raw) - len(raw.split(b"\n", n)[-1])]
-            done = _fast(raw, day)
+            done = _fast(raw, day, device)
             if done is None:
                 return None
             body, count = done

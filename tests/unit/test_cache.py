@@ -264,3 +264,17 @@ def test_numbers_are_written_as_json_floats(tmp_path: Path) -> None:
     snap = cache.open_snapshot(cache.files()[0].name)
     assert snap is not None and snap.trusted == snap.size  # and it takes the fast path
     snap.close()
+
+
+def test_index_knows_when_a_file_holds_one_device(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.append([reading(0)])
+    cache.append([reading(1)])
+    name = "cache_2026-11-27.jsonl"
+    snap = cache.open_snapshot(name)
+    assert snap is not None and snap.device == DEV
+    snap.close()
+    cache.append([Reading(T0 + timedelta(seconds=15), "another", demand=0.1)])
+    snap = cache.open_snapshot(name)
+    assert snap is not None and snap.device == "" and snap.trusted == snap.size
+    snap.close()
