@@ -133,8 +133,8 @@ def _fast(
             head = (_HEAD + first[30:comma] + _SOURCE).replace(b"%", b"%%")
             fields = map(itemgetter(slice(comma + 1, -1)), lines)
             # One C-level format for the whole batch: fields and epochs interleaved.
-            body = (head + b"%b %d\n") * n % tuple(chain.from_iterable(zip(fields, epochs)))
-            return body[:-1], n
+            template = (head + b"%b %d\n") * (n - 1) + head + b"%b %d"
+            return template % tuple(chain.from_iterable(zip(fields, epochs))), n
         out = []
         for x, epoch in zip(lines, epochs):
             i = x.index(b",", 40)
@@ -142,6 +142,23 @@ def _fast(
         return b"\n".join(out), n
     except (ValueError, KeyError):
         return None
+
+
+def tune_allocator() -> bool:
+    """Keep large freed buffers in the heap (glibc): a bulk sync then stops paying page
+    faults for every fresh megabyte it converts (about a third of its CPU here).
+
+    For the one-shot `sync-cache`; a no-op where ``mallopt`` is missing (musl, macOS).
+    """
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 16 << 20) == 1
+    return bool(mallopt(m_trim_threshold, 64 << 20) == 1 and ok)
 
 
 def slow_line(raw: bytes) -> bytes:

@@ -49,8 +49,9 @@ def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
         ui.console.print(f"nothing to sync: the cache in {settings.cache_dir} is empty")
         return
     from octomon.influx import InfluxSink
-    from octomon.sync import sync
+    from octomon.sync import sync, tune_allocator
 
+    tune_allocator()
     sink = InfluxSink.from_settings(settings)
     try:
         if ui.is_terminal():
