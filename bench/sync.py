@@ -178,6 +178,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--tuned-baseline",
+        action="store_true",
+        help="give the raw poster the same glibc allocator setting sync-cache uses",
+    )
     args = parser.parse_args()
     octomon = str(Path(sys.executable).with_name("octomon"))
 
@@ -241,7 +246,11 @@ def main() -> int:
             for run in range(args.runs):
                 settle(url)
                 vm_before = cpu_of(vm.pid)
-                elapsed, _ = run_measured([sys.executable, str(raw_script), url, str(lp)])
+                raw_env = dict(os.environ)
+                if args.tuned_baseline:  # what octomon.sync.tune_allocator sets
+                    raw_env["MALLOC_MMAP_THRESHOLD_"] = str(16 << 20)
+                    raw_env["MALLOC_TRIM_THRESHOLD_"] = str(64 << 20)
+                elapsed, _ = run_measured([sys.executable, str(raw_script), url, str(lp)], raw_env)
                 raw_times.append(elapsed)
                 raw_cpu, raw_vm = LAST_CPU[0], cpu_of(vm.pid) - vm_before
                 work = tmp / f"cache-{run}"
