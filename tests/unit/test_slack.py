@@ -384,7 +384,9 @@ def test_queue_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{free_port()}/services/T/B/{SECRET}"
     alerter = Alerter(url, min_interval=10, max_queue=5)
     alerter.emit([alert(str(i)) for i in range(20)])
-    assert alerter.dropped >= 14
+    # 5 wait in the queue; the sender may hold two more (one sent, one waiting out
+    # min_interval), so at least 13 of the 20 are dropped, never queued without bound.
+    assert alerter.dropped >= 13
     assert "Slack queue full" in caplog.text
     started = time.monotonic()
     alerter.close(timeout=0.5)
