@@ -57,8 +57,8 @@ def setup(level: str = "info", stream: TextIO | None = None) -> None:
     root.setLevel(LEVELS.get(level.lower(), logging.INFO))
     # Below DEBUG, keep third-party chatter quiet; at DEBUG it is scrubbed like ours.
     if root.level > logging.DEBUG:
-        for name in ("urllib3", "influxdb_client", "asyncio"):
+        for name in ("urllib3", "asyncio"):
             logging.getLogger(name).setLevel(logging.WARNING)
     else:
-        for name in ("urllib3", "influxdb_client", "asyncio"):
+        for name in ("urllib3", "asyncio"):
             logging.getLogger(name).setLevel(logging.NOTSET)

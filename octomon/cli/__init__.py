@@ -1,7 +1,7 @@
 """The Typer application: global options, and the commands registered from their modules.
 
 Command modules import only typer/rich at module level; anything heavy (requests,
-influxdb_client, questionary) is imported inside the command that needs it, so
+questionary) is imported inside the command that needs it, so
 `octomon --help` and cron-invoked commands start fast (SPEC §7).
 """
 
