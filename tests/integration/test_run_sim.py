@@ -242,3 +242,49 @@ def test_a_full_disk_moves_nothing_alerts_once_and_loses_nothing(
     rig.cycles(6)
     assert len(rig.alerts.keyed("cache_write", recovery=True)) == 1
     assert_everything_served_is_cached(rig)
+
+
+@pytest.mark.integration
+def test_a_slack_outage_costs_a_cycle_nothing_and_loses_no_reading(tmp_path: Path) -> None:
+    """Slack hangs on every post while InfluxDB is down (alerts galore): cycles stay fast,
+    every served reading is cached, and the stop alert gets at most its 3 s."""
+    import time
+
+    from octomon.slack import Alerter
+    from tests.helpers.services import free_port
+    from tests.helpers.slack_server import Answer, SlackWebhookServer
+
+    clock = FakeClock(T0)
+    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    with SimServer(sim) as server, SlackWebhookServer() as slack:
+        slack.always(Answer.hanging(30))
+        settings = Settings(
+            octopus_api_key=sim.api_key,
+            octopus_account_number=sim.account_number,
+            octopus_api_url=server.url,
+            influxdb_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: cache mode
+            influxdb_token="token-for-a-dead-influxdb",
+            influxdb_org="home",
+            cache_dir=tmp_path / "cache",
+            poll_interval_seconds=60,
+        )
+        alerter = Alerter(slack.webhook_url(), min_interval=0.01)
+        monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=alerter)
+        monitor.start(clock())
+        durations = []
+        for i in range(20):
+            if i == 5:
+                sim.freeze()  # a stale alert on top of the InfluxDB one
+            clock.now += timedelta(seconds=60)
+            started = time.monotonic()
+            result = monitor.cycle(clock.now)
+            durations.append(time.monotonic() - started)
+            assert result.ok, result
+        slack.wait_for_posts(1, timeout=5)  # the sender is stuck on a hanging post
+        started = time.monotonic()
+        monitor.close(clock.now)
+        closing = time.monotonic() - started
+        rig = Rig(sim, clock, monitor, Recorder(), tmp_path / "cache")
+        assert_everything_served_is_cached(rig)
+    assert max(durations) < 2.0, durations
+    assert closing < 5.0, closing
