@@ -1,28 +1,38 @@
 """The Typer application: global options, and the commands registered from their modules.
 
-Command modules import only typer/rich at module level; anything heavy (requests,
-questionary) is imported inside the command that needs it, so
-`octomon --help` and cron-invoked commands start fast (SPEC §7).
+Command modules import only typer at module level; anything heavy (requests, questionary,
+rich's console) is imported inside the command that needs it. And `main()` registers only
+the module of the command being run (all of them for `--help`, completion or anything it
+does not recognise): Typer inspects every parameter of every registered command on each
+start, which would otherwise double the start-up of `cache status` or `status --check`
+run from cron or a Docker HEALTHCHECK (SPEC §7).
 """
 
-from __future__ import annotations
-
+import importlib
+import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from octomon import __version__
-from octomon.cli import backfill, cache, checks, configure, run, status
 
-app = typer.Typer(
-    name="octomon",
-    help="Octopus Energy Home Mini → InfluxDB 2.x, with Slack alerts and a cache that "
-    "never loses a reading.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# command name -> the module in octomon.cli that registers it
+COMMANDS: dict[str, str] = {
+    "run": "run",
+    "configure": "configure",
+    "verify-config": "checks",
+    "test-octopus": "checks",
+    "test-influx": "checks",
+    "test-slack": "checks",
+    "sync-cache": "cache",
+    "cache": "cache",
+    "backfill": "backfill",
+    "status": "status",
+}
+MODULES = ("run", "configure", "checks", "cache", "backfill", "status")  # --help order
 
 
 def _version(value: bool) -> None:
@@ -31,7 +41,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     ctx: typer.Context,
     env_file: Annotated[
@@ -50,9 +59,48 @@ def _root(
     ctx.obj = {"env_file": env_file}
 
 
-for module in (run, configure, checks, cache, backfill, status):
-    module.register(app)
+def make_app(modules: Sequence[str] = MODULES) -> typer.Typer:
+    """The application with the commands of ``modules`` registered."""
+    application = typer.Typer(
+        name="octomon",
+        help="Octopus Energy Home Mini → InfluxDB 2.x, with Slack alerts and a cache that "
+        "never loses a reading.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    application.callback()(_root)
+    for name in modules:
+        importlib.import_module(f"octomon.cli.{name}").register(application)
+    return application
+
+
+def modules_for(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+    """The modules a command line needs: its command's, or all of them."""
+    if any(key.endswith("_COMPLETE") for key in environ):  # shell completion
+        return MODULES
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--env-file":
+            i += 2
+        elif arg.startswith("--env-file="):
+            i += 1
+        elif arg in COMMANDS:
+            return (COMMANDS[arg],)
+        else:  # --help, --version, a typo: Typer shows every command
+            return MODULES
+    return MODULES
+
+
+def __getattr__(name: str) -> Any:
+    """``octomon.cli.app``: the full application (tests, docs), built on first use."""
+    if name == "app":
+        application = make_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app(prog_name="octomon")
+    make_app(modules_for(sys.argv[1:], os.environ))(prog_name="octomon")

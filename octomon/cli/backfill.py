@@ -1,7 +1,5 @@
 """`octomon backfill --since DATE [--until DATE]`: parse, wire, call the core, render."""
 
-from __future__ import annotations
-
 import contextlib
 import signal
 import threading
@@ -173,7 +171,7 @@ def _span(span: tuple[datetime, datetime]) -> str:
     return f"{format_time(lo)} → {format_time(hi)} ({_duration((hi - lo).total_seconds())})"
 
 
-def _show_plan(plan: BackfillPlan, budget: int, used: int, others: float) -> None:
+def _show_plan(plan: "BackfillPlan", budget: int, used: int, others: float) -> None:
     hours = (plan.until - plan.since).total_seconds() / 3600
     n = len(plan.windows)
     ui.console.print(
@@ -189,13 +187,13 @@ def _show_plan(plan: BackfillPlan, budget: int, used: int, others: float) -> Non
 class _Display:
     """A rich progress bar on a terminal; one plain line per event otherwise."""
 
-    def __init__(self, plan: BackfillPlan) -> None:
+    def __init__(self, plan: "BackfillPlan") -> None:
         self.total = len(plan.windows)
         self.progress: Any = None
         self.task: Any = None
         self._logs: contextlib.AbstractContextManager[None] | None = None
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> "_Display":
         if ui.is_terminal():
             from rich.progress import (
                 BarColumn,
@@ -230,7 +228,7 @@ class _Display:
             self._logs.__exit__(None, None, None)
 
     @staticmethod
-    def _note(ev: BackfillProgress) -> str:
+    def _note(ev: "BackfillProgress") -> str:
         if ev.kind != "waiting":
             return ""
         until = utcnow() + timedelta(seconds=ev.wait_seconds)
@@ -242,7 +240,7 @@ class _Display:
         else:
             ui.console.print(text, soft_wrap=True, markup=False)
 
-    def event(self, ev: BackfillProgress) -> None:
+    def event(self, ev: "BackfillProgress") -> None:
         if self.progress is not None:
             self.progress.update(
                 self.task,
@@ -286,7 +284,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _report(result: BackfillResult, influx: bool) -> None:
+def _report(result: "BackfillResult", influx: bool) -> None:
     where = "InfluxDB" if influx and not result.cached else "the cache"
     if influx and result.cached and result.cached < result.stored:
         where = f"InfluxDB ({result.cached:,} of them in the cache)"

@@ -1,7 +1,5 @@
 """`octomon sync-cache` and `octomon cache status|export`: parse, call the core, render."""
 
-from __future__ import annotations
-
 import enum
 import json
 import sys
@@ -64,7 +62,7 @@ def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     _report(result, settings.cache_dir)
 
 
-def _sync_with_bar(cache: Cache, sink: InfluxSink) -> SyncResult:
+def _sync_with_bar(cache: "Cache", sink: "InfluxSink") -> "SyncResult":
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from octomon.sync import sync
@@ -103,7 +101,7 @@ class _PlainProgress:
             print(f"synced {self.done:,} readings so far", file=self.out, flush=True)
 
 
-def _report(result: SyncResult, cache_dir: Path) -> None:
+def _report(result: "SyncResult", cache_dir: Path) -> None:
     error = result.error
     line = f"synced {result.synced:,} readings to InfluxDB"
     if result.files_done:
@@ -151,7 +149,7 @@ def status(
     _status_table(st, settings.cache_dir)
 
 
-def _status_table(st: CacheStatus, cache_dir: Path) -> None:
+def _status_table(st: "CacheStatus", cache_dir: Path) -> None:
     # Plain text, not a rich table: `cache status` is run from cron and scripts, and rich's
     # console and table would double its start-up time (SPEC §7).
     rows = [
@@ -227,7 +225,7 @@ def export(
     ui.err_console.print(f"exported {count:,} readings to {where}{note}", markup=False)
 
 
-def _write(readings: Iterable[Reading], fmt: ExportFormat, out: TextIO) -> int:
+def _write(readings: "Iterable[Reading]", fmt: ExportFormat, out: TextIO) -> int:
     count = 0
     if fmt is ExportFormat.csv:
         import csv
@@ -244,7 +242,7 @@ def _write(readings: Iterable[Reading], fmt: ExportFormat, out: TextIO) -> int:
     return count
 
 
-def _csv_row(r: Reading) -> list[str]:
+def _csv_row(r: "Reading") -> list[str]:
     row = [format_time(r.read_at), r.device_id]
     for name in FIELDS:
         value = getattr(r, name)

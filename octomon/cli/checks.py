@@ -1,7 +1,5 @@
 """`verify-config` and the three connection tests: `test-octopus`, `test-influx`, `test-slack`."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
@@ -50,7 +48,7 @@ def verify_config(
         ui.fail(f"{failed} connection test(s) failed", "see the lines above")
 
 
-def run_online_checks(settings: Settings) -> int:
+def run_online_checks(settings: "Settings") -> int:
     """Run the connection tests that apply; print a line each; return how many failed."""
     from rich.markup import escape
 
@@ -87,7 +85,7 @@ def run_online_checks(settings: Settings) -> int:
     return failed
 
 
-def _octopus_line(settings: Settings) -> str:
+def _octopus_line(settings: "Settings") -> str:
     from octomon import octopus
 
     result = octopus.check(settings)
@@ -97,13 +95,13 @@ def _octopus_line(settings: Settings) -> str:
     return f"device {result.device_id}, latest reading {when}"
 
 
-def _influx_line(settings: Settings, write_test_point: bool) -> str:
+def _influx_line(settings: "Settings", write_test_point: bool) -> str:
     from octomon import influx
 
     return influx.check(settings, write_test_point=write_test_point).summary
 
 
-def _slack_line(settings: Settings) -> str:
+def _slack_line(settings: "Settings") -> str:
     from octomon import slack
 
     slack.send_test(settings)

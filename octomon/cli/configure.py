@@ -6,8 +6,6 @@ file's values are all there is (exit 2 naming everything missing or invalid); ot
 the flags pre-answer their questions and the wizard asks the rest, on a terminal only.
 """
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path

@@ -1,13 +1,9 @@
 """`octomon run`: the monitor daemon (SPEC §4), `--once`, and `--demo` (SPEC §8)."""
 
-from __future__ import annotations
-
 import contextlib
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +64,7 @@ def run(
     raise typer.Exit(int(code))
 
 
-def _run(settings: Settings, *, once: bool, demo: bool = False) -> ExitCode:
+def _run(settings: "Settings", *, once: bool, demo: bool = False) -> ExitCode:
     from octomon.loop import build_monitor
 
     stop = threading.Event()
@@ -88,7 +84,7 @@ def _run(settings: Settings, *, once: bool, demo: bool = False) -> ExitCode:
     return _daemon(monitor, stop)
 
 
-def _once(monitor: Monitor) -> ExitCode:
+def _once(monitor: "Monitor") -> ExitCode:
     """One cycle. In cache mode the backlog gets one bounded sync attempt first."""
     from octomon.clock import utcnow
     from octomon.monitor import AUTH
@@ -117,7 +113,7 @@ def _once(monitor: Monitor) -> ExitCode:
     return ExitCode.OK
 
 
-def _daemon(monitor: Monitor, stop: threading.Event) -> ExitCode:
+def _daemon(monitor: "Monitor", stop: threading.Event) -> ExitCode:
     from octomon.loop import Loop
     from octomon.notify import SystemdNotifier
 
@@ -128,7 +124,7 @@ def _daemon(monitor: Monitor, stop: threading.Event) -> ExitCode:
 
             with LivePanel() as panel:
 
-                def show(m: Monitor) -> None:
+                def show(m: "Monitor") -> None:
                     if m.status is not None:
                         panel.update(m.status)
 
@@ -178,6 +174,9 @@ def _demo(once: bool) -> ExitCode:
     from octomon.sim import SimHomeMini, SimServer
 
     logs.setup(ui.early_log_level())
+    import shutil
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix="octomon-demo-"))
     sim = SimHomeMini(record=False, rate_limit_per_hour=DEMO_SIM_LIMIT)
     server = SimServer(sim).start()

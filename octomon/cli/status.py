@@ -4,8 +4,6 @@ Cron and Docker's HEALTHCHECK run this often, so it validates only CACHE_DIR and
 nothing heavy.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from datetime import datetime, timedelta
@@ -85,7 +83,7 @@ def _age(delta: timedelta) -> str:
     return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
-def _ago(current: Status, now: datetime) -> str:
+def _ago(current: "Status", now: datetime) -> str:
     return f"{_age(now - (current.last_cycle_at or current.started_at))} ago"
 
 
@@ -109,7 +107,7 @@ def _alive(pid: int) -> bool | None:
     return True
 
 
-def _render(current: Status, now: datetime, healthy: bool, path: str) -> None:
+def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
