@@ -23,6 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from octomon.alerts import duration
 from octomon.clock import Clock, utcnow
 from octomon.status import Status
 
@@ -37,18 +38,8 @@ _MODE_STYLES = {"influxdb": "green", "cache": "yellow", "local": "cyan"}
 
 
 def format_age(age: timedelta) -> str:
-    """``35 s``, ``4 min``, ``2 h 05 min``, ``3 d 4 h`` (a negative age counts as 0)."""
-    seconds = max(0, int(age.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes:02d} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+    """``35 s``, ``4 min``, ``2 h 5 min``, ``3 d 4 h``: the alerts' wording, on screen too."""
+    return duration(age)
 
 
 def sparkline(

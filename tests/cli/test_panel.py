@@ -66,7 +66,7 @@ def test_every_value_is_on_the_panel() -> None:
     assert "42 / 75" in _row(text, "API calls (1 h)")
     assert "InfluxDB lost: readings go to the cache" in _row(text, "last alert")
     assert "connection refused" in _row(text, "last error")
-    assert "poll every 60 s" in text and "up 2 h 03 min" in text
+    assert "poll every 60 s" in text and "up 2 h 3 min" in text
 
 
 def test_sparkline_shows_the_kettle_and_the_gap() -> None:
@@ -133,7 +133,7 @@ def test_sparkline_scaling() -> None:
         (-3, "0 s"),
         (35, "35 s"),
         (240, "4 min"),
-        (7500, "2 h 05 min"),
+        (7500, "2 h 5 min"),
         (3 * 86400 + 7200, "3 d 2 h"),
     ],
 )
