@@ -12,20 +12,22 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 MEASUREMENT = "energy_consumption"
 SOURCE = "octopus_home_mini"
 
 # (our field, API field, divisor), in the order of SPEC §3 and of the cache layout.
-FIELD_MAP: tuple[tuple[str, str, Decimal], ...] = (
-    ("consumption_delta", "consumptionDelta", Decimal(1000)),
-    ("demand", "demand", Decimal(1000)),
-    ("cost_delta", "costDelta", Decimal(100)),
-    ("consumption", "consumption", Decimal(1000)),
-    ("cost_delta_with_tax", "costDeltaWithTax", Decimal(100)),
-    ("export", "export", Decimal(1000)),
+FIELD_MAP: tuple[tuple[str, str, int], ...] = (
+    ("consumption_delta", "consumptionDelta", 1000),
+    ("demand", "demand", 1000),
+    ("cost_delta", "costDelta", 100),
+    ("consumption", "consumption", 1000),
+    ("cost_delta_with_tax", "costDeltaWithTax", 100),
+    ("export", "export", 1000),
 )
 FIELDS: tuple[str, ...] = tuple(name for name, _, _ in FIELD_MAP)
 
@@ -47,6 +49,9 @@ def format_time(dt: datetime) -> str:
 
 
 def _decimal(value: Any) -> Decimal | None:
+    # Imported here: `cache status` and `status` load this module but never parse the API.
+    from decimal import Decimal, InvalidOperation
+
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
