@@ -44,7 +44,7 @@ def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
 
     cache = Cache(settings.cache_dir, settings.cache_max_mb)
     if cache.is_empty():
-        ui.console.print(f"nothing to sync: the cache in {settings.cache_dir} is empty")
+        typer.echo(f"nothing to sync: the cache in {settings.cache_dir} is empty")
         return
     from octomon.influx import InfluxSink
     from octomon.sync import sync, tune_allocator
@@ -106,11 +106,9 @@ def _report(result: "SyncResult", cache_dir: Path) -> None:
     line = f"synced {result.synced:,} readings to InfluxDB"
     if result.files_done:
         line += f" ({result.files_done} day file{'s' if result.files_done != 1 else ''} done)"
-    ui.console.print(line)
+    typer.echo(line)
     if result.quarantined:
-        ui.console.print(
-            f"{result.quarantined:,} unreadable line(s) moved to {cache_dir / 'quarantine'}"
-        )
+        typer.echo(f"{result.quarantined:,} unreadable line(s) moved to {cache_dir / 'quarantine'}")
     if result.rejected:
         ui.warn(
             f"InfluxDB refused {result.rejected:,} readings; they are set aside in "
@@ -122,7 +120,7 @@ def _report(result: "SyncResult", cache_dir: Path) -> None:
     if result.rejected:
         raise typer.Exit(int(ExitCode.FAILED))
     if result.left:
-        ui.console.print(
+        typer.echo(
             f"{result.left:,} readings arrived in the cache while syncing; "
             "they go with the next sync"
         )

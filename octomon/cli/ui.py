@@ -55,21 +55,17 @@ EnvFileOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _self() -> Any:
-    return sys.modules[__name__]
-
-
 def fail(message: str, hint: str | None = None, code: int = ExitCode.FAILED) -> NoReturn:
     """Print one clear line (never a traceback) and exit with ``code``."""
     line = f"error: {message}"
     if hint:
         line += f" — {hint}"
-    _self().err_console.print(redact.scrub(line), markup=False, soft_wrap=True)
+    typer.echo(redact.scrub(line), err=True)  # plain text: no rich import on error paths
     raise typer.Exit(int(code))
 
 
 def warn(message: str) -> None:
-    _self().err_console.print(redact.scrub(f"warning: {message}"), markup=False, soft_wrap=True)
+    typer.echo(redact.scrub(f"warning: {message}"), err=True)
 
 
 def translate_errors(func: F) -> F:
