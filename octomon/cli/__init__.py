@@ -59,8 +59,8 @@ def _root(
     ctx.obj = {"env_file": env_file}
 
 
-def make_app(modules: Sequence[str] = MODULES) -> typer.Typer:
-    """The application with the commands of ``modules`` registered."""
+def make_app(modules: Sequence[str] = MODULES, only: str | None = None) -> typer.Typer:
+    """The application with the commands of ``modules`` (or only the command ``only``)."""
     application = typer.Typer(
         name="octomon",
         help="Octopus Energy Home Mini → InfluxDB 2.x, with Slack alerts and a cache that "
@@ -71,14 +71,14 @@ def make_app(modules: Sequence[str] = MODULES) -> typer.Typer:
     )
     application.callback()(_root)
     for name in modules:
-        importlib.import_module(f"octomon.cli.{name}").register(application)
+        importlib.import_module(f"octomon.cli.{name}").register(application, only)
     return application
 
 
-def modules_for(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
-    """The modules a command line needs: its command's, or all of them."""
+def command_for(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The command a command line runs, or None when every command is needed."""
     if any(key.endswith("_COMPLETE") for key in environ):  # shell completion
-        return MODULES
+        return None
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -87,10 +87,16 @@ def modules_for(argv: Sequence[str], environ: dict[str, str] | os._Environ[str])
         elif arg.startswith("--env-file="):
             i += 1
         elif arg in COMMANDS:
-            return (COMMANDS[arg],)
+            return arg
         else:  # --help, --version, a typo: Typer shows every command
-            return MODULES
-    return MODULES
+            return None
+    return None
+
+
+def modules_for(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
+    """The modules a command line needs: its command's, or all of them."""
+    command = command_for(argv, environ)
+    return MODULES if command is None else (COMMANDS[command],)
 
 
 def __getattr__(name: str) -> Any:
@@ -103,4 +109,6 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    make_app(modules_for(sys.argv[1:], os.environ))(prog_name="octomon")
+    command = command_for(sys.argv[1:], os.environ)
+    modules = MODULES if command is None else (COMMANDS[command],)
+    make_app(modules, command)(prog_name="octomon")

@@ -28,7 +28,7 @@ HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, only: str | None = None) -> None:
     ui.command(app, "backfill", help=HELP)(backfill)
 
 

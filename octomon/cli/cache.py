@@ -21,17 +21,20 @@ if TYPE_CHECKING:
     from octomon.readings import Reading
     from octomon.sync import SyncResult
 
-cache_app = typer.Typer(help="Inspect and export the local cache.", no_args_is_help=True)
 
 CSV_HEADER = ("read_at", "device_id", *FIELDS)
 LOCK_WAIT = 30.0  # seconds sync-cache waits for the cache lock (SPEC §1)
 
 
-def register(app: typer.Typer) -> None:
-    ui.command(app, "sync-cache")(sync_cache)
-    ui.command(cache_app, "status")(status)
-    ui.command(cache_app, "export")(export)
-    app.add_typer(cache_app, name="cache")
+def register(app: typer.Typer, only: str | None = None) -> None:
+    """Register `sync-cache` and the `cache` group (or just the one named by ``only``)."""
+    if only in (None, "sync-cache"):
+        ui.command(app, "sync-cache")(sync_cache)
+    if only in (None, "cache"):
+        cache_app = typer.Typer(help="Inspect and export the local cache.", no_args_is_help=True)
+        ui.command(cache_app, "status")(status)
+        ui.command(cache_app, "export")(export)
+        app.add_typer(cache_app, name="cache")
 
 
 # --- sync-cache ---------------------------------------------------------------------------

@@ -13,11 +13,17 @@ if TYPE_CHECKING:
     from octomon.config import Settings
 
 
-def register(app: typer.Typer) -> None:
-    ui.command(app, "verify-config")(verify_config)
-    ui.command(app, "test-octopus")(test_octopus)
-    ui.command(app, "test-influx")(test_influx)
-    ui.command(app, "test-slack")(test_slack)
+def register(app: typer.Typer, only: str | None = None) -> None:
+    """Register the four commands (or just the one named by ``only``)."""
+    commands = {
+        "verify-config": verify_config,
+        "test-octopus": test_octopus,
+        "test-influx": test_influx,
+        "test-slack": test_slack,
+    }
+    for name, func in commands.items():
+        if only in (None, name):
+            ui.command(app, name)(func)
 
 
 def verify_config(

@@ -82,7 +82,7 @@ def _flag(name: str, *decls: str) -> Any:
     return typer.Option(*decls, help=text, show_default=False, metavar="TEXT")
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, only: str | None = None) -> None:
     ui.command(app, "configure")(configure)
 
 

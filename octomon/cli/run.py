@@ -28,7 +28,7 @@ DEMO_CALLS_PER_HOUR = 400
 DEMO_SIM_LIMIT = 500
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, only: str | None = None) -> None:
     ui.command(app, "run")(run)
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from octomon.status import Status
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, only: str | None = None) -> None:
     ui.command(app, "status")(status)
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from octomon.cli import MODULES, modules_for
+from octomon.cli import MODULES, command_for, make_app, modules_for
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,12 @@ def test_a_typo_still_lists_every_command() -> None:
     ).stdout
     for command in ("run", "configure", "sync-cache", "backfill", "status", "cache"):
         assert command in help_text
+
+
+def test_only_the_invoked_command_is_registered() -> None:
+    import typer.main
+
+    group = typer.main.get_command(make_app(("cache",), command_for(["cache", "status"], {})))
+    assert sorted(group.commands) == ["cache"]  # type: ignore[attr-defined]
+    group = typer.main.get_command(make_app(("checks",), "test-slack"))
+    assert sorted(group.commands) == ["test-slack"]  # type: ignore[attr-defined]
