@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ from tests.helpers.daemon import Daemon, cache_files, compare_db, daemon_env, ex
 from tests.helpers.services import VictoriaMetrics
 
 KILLS = 6
-
-
-@pytest.fixture
-def sim() -> Iterator[tuple[SimHomeMini, SimServer]]:
-    sim = SimHomeMini(rate_limit_per_hour=100)
-    with SimServer(sim) as server:
-        yield sim, server
 
 
 @pytest.mark.integration

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,13 +52,6 @@ class SlowSim:
                 self.in_flight.set()
                 time.sleep(SLOW)
         return response
-
-
-@pytest.fixture
-def sim() -> Iterator[tuple[SimHomeMini, SimServer]]:
-    sim = SimHomeMini(rate_limit_per_hour=100)
-    with SimServer(sim) as server:
-        yield sim, server
 
 
 @pytest.mark.integration
