@@ -553,12 +553,9 @@ class Cache:
         oldest: str | None = None
         newest: str | None = None
         for path in files:
-            try:
-                f = open(path, "rb")  # noqa: SIM115
-            except FileNotFoundError:
+            f = self._open_for_reading(path)
+            if f is None:
                 continue
-            except OSError as exc:
-                raise self._error(f"read {path.name}", exc) from None
             with f:
                 size = os.fstat(f.fileno()).st_size
                 total += size
@@ -601,12 +598,9 @@ class Cache:
     ) -> Iterator[Reading]:
         """Every cached reading, oldest file first (for `cache export`); bad lines skipped."""
         for path in self.files():
-            try:
-                f = open(path, "rb")  # noqa: SIM115
-            except FileNotFoundError:
+            f = self._open_for_reading(path)
+            if f is None:
                 continue
-            except OSError as exc:
-                raise self._error(f"read {path.name}", exc) from None
             with f:
                 size = os.fstat(f.fileno()).st_size
                 for offset, problem, reading in iter_lines(f, 0, size):
@@ -622,6 +616,15 @@ class Cache:
             ensure_private_dir(self.directory)
         except OSError as exc:
             raise self._error("create the cache directory", exc) from None
+
+    def _open_for_reading(self, path: Path) -> BinaryIO | None:
+        """``path`` opened for reading; None if a sync deleted it meanwhile."""
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._error(f"read {path.name}", exc) from None
 
     def _error(self, what: str, exc: OSError) -> CacheError:
         reason = exc.strerror or str(exc)
