@@ -28,10 +28,9 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError
@@ -53,15 +52,17 @@ _UNSAFE_DEVICE = set('",:=\\')
 # --- results -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AppendResult:
+# NamedTuples, not dataclasses: `cache status` imports this module and each dataclass costs
+# ~1-3 ms to define (SPEC §7 start-up budget).
+
+
+class AppendResult(NamedTuple):
     appended: int
-    evicted_files: list[str] = field(default_factory=list)
+    evicted_files: tuple[str, ...] = ()
     evicted_readings: int = 0
 
 
-@dataclass(frozen=True)
-class CacheStatus:
+class CacheStatus(NamedTuple):
     files: int = 0
     readings: int = 0
     oldest: datetime | None = None
@@ -83,8 +84,7 @@ class CacheStatus:
         }
 
 
-@dataclass
-class Snapshot:
+class Snapshot(NamedTuple):
     """A cache file opened for reading, with what was true of it under the lock."""
 
     name: str
@@ -344,7 +344,7 @@ class Cache:
                 lost,
                 ", ".join(evicted),
             )
-        return AppendResult(len(readings), evicted, lost)
+        return AppendResult(len(readings), tuple(evicted), lost)
 
     def _evict(self, keep: set[str], index: dict[str, _Claim]) -> tuple[list[str], int]:
         """Drop whole oldest day files (never one just appended to) while over the cap."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from octomon import redact
@@ -127,8 +127,11 @@ def _cache_dir(raw: str) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class Field:
+# Field and Settings are NamedTuples, not dataclasses: every command imports this module,
+# and a dataclass costs ~1-3 ms to define (SPEC §7 start-up budget).
+
+
+class Field(NamedTuple):
     name: str
     parse: Callable[[str], Any]
     default: str | None = None
@@ -183,8 +186,7 @@ FIELDS: dict[str, Field] = {
 }
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     octopus_api_key: str | None = None
     octopus_account_number: str | None = None
     octopus_device_id: str | None = None
@@ -200,7 +202,7 @@ class Settings:
     cache_max_mb: float = 1024.0
     health_check_seconds: int = 30
     log_level: str = "info"
-    sources: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = MappingProxyType({})
     warnings: tuple[str, ...] = ()
 
     @property

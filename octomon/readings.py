@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -65,8 +64,10 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
+    """One reading in octomon's units. A NamedTuple: immutable and compact like a slotted
+    dataclass, quicker to build in bulk, and ~3 ms cheaper to import (SPEC §7)."""
+
     read_at: datetime  # aware, UTC, whole seconds
     device_id: str
     consumption_delta: float | None = None  # kWh

@@ -40,7 +40,7 @@ def lines(path: Path) -> list[str]:
 def test_day_files_canonical_lines_and_private_modes(tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
     result = cache.append([reading(i) for i in range(4)])  # 23:59:40 … 00:00:10
-    assert result.appended == 4 and result.evicted_files == [] and result.evicted_readings == 0
+    assert result.appended == 4 and result.evicted_files == () and result.evicted_readings == 0
     day1 = tmp_path / "cache" / "cache_2026-11-27.jsonl"
     day2 = tmp_path / "cache" / "cache_2026-11-28.jsonl"
     assert lines(day1) == [reading(0).to_json(), reading(1).to_json()]
@@ -150,7 +150,7 @@ def test_cap_drops_whole_oldest_days_but_never_the_one_appended_to(tmp_path: Pat
     cache.append([days[1]])
     assert [p.name for p in cache.files()] == ["cache_2026-11-27.jsonl", "cache_2026-11-29.jsonl"]
     result = cache.append([days[2]])
-    assert result.evicted_files == ["cache_2026-11-27.jsonl"]
+    assert result.evicted_files == ("cache_2026-11-27.jsonl",)
     assert result.evicted_readings == 1
     assert [p.name for p in cache.files()] == ["cache_2026-11-29.jsonl", "cache_2026-11-30.jsonl"]
     # Even far over the cap, the file being appended to stays.
