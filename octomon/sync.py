@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import chain, islice
+from itertools import islice
 from operator import add, itemgetter
 
 from octomon.cache import Cache, Snapshot, count_lines, crcs_of, parse_line, split_lines
@@ -131,10 +131,14 @@ def _fast(
             epochs = map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds)
         if first[40:comma] == device or t.count(first[29 : comma + 1]) == n:  # one device
             head = (_HEAD + first[30:comma] + _SOURCE).replace(b"%", b"%%")
-            fields = map(itemgetter(slice(comma + 1, -1)), lines)
-            # One C-level format for the whole batch: fields and epochs interleaved.
+            # One C-level format for the whole batch: fields and epochs interleaved by slice
+            # assignment (zip would make a tuple per line, and the garbage collector would
+            # then walk the heap every few batches).
+            values: list[bytes | int] = [b""] * (2 * n)
+            values[0::2] = map(itemgetter(slice(comma + 1, -1)), lines)
+            values[1::2] = epochs
             template = (head + b"%b %d\n") * (n - 1) + head + b"%b %d"
-            return template % tuple(chain.from_iterable(zip(fields, epochs))), n
+            return template % tuple(values), n
         out = []
         for x, epoch in zip(lines, epochs):
             i = x.index(b",", 40)
