@@ -86,7 +86,7 @@ def compare(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--runs", type=int, default=41)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare_octomon.py"
