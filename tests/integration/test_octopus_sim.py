@@ -28,6 +28,7 @@ from octomon.octopus import OctopusClient
 from octomon.readings import Reading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
 from octomon.state import StateStore
+from tests.helpers.clock import ManualClock as Clock
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +36,9 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 18, 14, 0, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -22,17 +22,10 @@ from octomon.monitor import OK, RATE_LIMITED, CycleResult, Monitor
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
+from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, expected
 
 T0 = datetime(2026, 11, 27, 17, 0, 0, tzinfo=timezone.utc)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -52,7 +45,7 @@ class Recorder:
 @dataclass
 class Rig:
     sim: SimHomeMini
-    clock: FakeClock
+    clock: ManualClock
     monitor: Monitor
     alerts: Recorder
     cache_dir: Path
@@ -71,7 +64,7 @@ class Rig:
         return sum(1 for _, op in self.sim.calls if op == "token")
 
 
-def make_rig(tmp_path: Path, sim: SimHomeMini, clock: FakeClock, server: SimServer) -> Rig:
+def make_rig(tmp_path: Path, sim: SimHomeMini, clock: ManualClock, server: SimServer) -> Rig:
     settings = Settings(
         octopus_api_key=sim.api_key,
         octopus_account_number=sim.account_number,
@@ -87,7 +80,7 @@ def make_rig(tmp_path: Path, sim: SimHomeMini, clock: FakeClock, server: SimServ
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
-    clock = FakeClock(T0)
+    clock = ManualClock(T0)
     sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         rig = make_rig(tmp_path, sim, clock, server)
@@ -185,7 +178,7 @@ def test_rate_limit_backs_off_five_minutes_then_doubles_without_hammering(rig: R
 def test_a_start_older_than_the_api_serves_jumps_and_is_reported_once(
     tmp_path: Path,
 ) -> None:
-    clock = FakeClock(T0)
+    clock = ManualClock(T0)
     sim = SimHomeMini(clock=clock)
     sim.retention = timedelta(hours=20)
 
@@ -254,7 +247,7 @@ def test_a_slack_outage_costs_a_cycle_nothing_and_loses_no_reading(tmp_path: Pat
     from tests.helpers.services import free_port
     from tests.helpers.slack_server import Answer, SlackWebhookServer
 
-    clock = FakeClock(T0)
+    clock = ManualClock(T0)
     sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server, SlackWebhookServer() as slack:
         slack.always(Answer.hanging(30))

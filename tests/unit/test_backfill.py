@@ -30,18 +30,18 @@ from octomon.octopus import OctopusClient
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
+from tests.helpers.clock import ManualClock
 
 NOW = datetime(2026, 11, 27, 14, 37, 20, tzinfo=timezone.utc)
 H = timedelta(hours=1)
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.waits: list[float] = []
+class Clock(ManualClock):
+    """Also the backfill's ``wait``: time moves on instead of sleeping."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    def __init__(self, now: datetime) -> None:
+        super().__init__(now)
+        self.waits: list[float] = []
 
     def wait(self, seconds: float) -> bool:
         if seconds > 0:

@@ -46,6 +46,7 @@ from octomon.monitor import (
 from octomon.readings import Reading
 from octomon.state import StateStore
 from octomon.status import Status
+from tests.helpers.clock import ManualClock as Clock
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"
@@ -204,18 +205,6 @@ class Alerts:
 
     def titles(self) -> list[str]:
         return [a.title for a in self.sent]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @dataclass

@@ -29,20 +29,13 @@ from octomon.errors import (
     TokenExpired,
 )
 from octomon.octopus import MAX_WINDOW, OctopusClient
+from tests.helpers.clock import ManualClock as Clock
 
 URL = "https://api.octopus.test/v1/graphql/"
 KEY = "sk_live_" + "k3y" * 8
 ACCOUNT = "A-1234ABCD"
 DEVICE = "12-34-5A-FF-FF-6B-C7-89"
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 # --- payloads, as the real API sends them ----------------------------------------------------
@@ -136,7 +129,7 @@ def _mock() -> Iterator[None]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from octomon.sim import (
     SimHomeMini,
     SimServer,
 )
+from tests.helpers.clock import ManualClock as Clock
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 20, 17, 0, tzinfo=UTC)
@@ -57,19 +58,6 @@ TELEMETRY_Q = """query Telemetry($deviceId: String!, $start: DateTime, $end: Dat
 
 def telemetry_query(fields: str = FIELDS) -> str:
     return TELEMETRY_Q.replace("SELECTION", fields)
-
-
-class Clock:
-    """The sim's injected clock: tests move time instead of sleeping."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 class Client:
