@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.alerts import Alert, AlertPolicy
 from octomon.errors import (
@@ -32,6 +32,9 @@ from octomon.errors import (
     OctomonError,
 )
 from octomon.readings import Reading
+
+if TYPE_CHECKING:
+    from octomon.cache import AppendResult, CacheStatus
 
 log = logging.getLogger("octomon.monitor")
 
@@ -46,9 +49,9 @@ class Sink(Protocol):
 
 
 class CacheLike(Protocol):
-    def append(self, readings: Sequence[Reading]) -> Any: ...
+    def append(self, readings: Sequence[Reading]) -> AppendResult: ...
     def is_empty(self) -> bool: ...
-    def status(self) -> Any: ...
+    def status(self) -> CacheStatus: ...
     def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> Any: ...
 
 
@@ -126,7 +129,7 @@ class Writer:
     def open(self) -> None:
         """At start-up: a backlog left from an earlier run means cache mode."""
         try:
-            self.backlog = int(self.cache.status().readings)
+            self.backlog = self.cache.status().readings
         except CacheError as exc:
             log.warning("could not read the cache's status: %s", exc.message)
             self.backlog = 0
@@ -224,17 +227,15 @@ class Writer:
             self.emit(self.policy.cache_failed(now, exc.message))
             return
         out.stored.extend(readings)
-        self.backlog += int(getattr(result, "appended", len(readings)))
+        self.backlog += result.appended
         if self._cache_failing:
             self._cache_failing = False
             log.info("caching works again")
             self.emit(self.policy.cache_ok(now))
-        evicted = getattr(result, "evicted_files", None) or []
-        files = len(evicted) if isinstance(evicted, (list, tuple)) else int(evicted)
-        if files:
-            lost = int(getattr(result, "evicted_readings", 0) or 0)
+        if result.evicted_files:
+            lost = result.evicted_readings
             self.backlog = max(0, self.backlog - lost)
-            self.emit(self.policy.cache_evicted(now, files, lost))
+            self.emit(self.policy.cache_evicted(now, len(result.evicted_files), lost))
 
     # --- cache mode: the health check and the drain ----------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from octomon.alerts import Alert, AlertPolicy
+from octomon.cache import AppendResult, CacheStatus
 from octomon.errors import (
     ApiError,
     AuthError,
@@ -130,18 +131,6 @@ class FakeSink:
 
 
 @dataclass
-class AppendResult:
-    appended: int
-    evicted_files: list[str] = field(default_factory=list)
-    evicted_readings: int = 0
-
-
-@dataclass
-class CacheStatus:
-    readings: int
-
-
-@dataclass
 class FakeCache:
     lines: list[Reading] = field(default_factory=list)
     rejected: list[tuple[list[str], str]] = field(default_factory=list)
@@ -157,7 +146,7 @@ class FakeCache:
         return not self.lines
 
     def status(self) -> CacheStatus:
-        return CacheStatus(len(self.lines))
+        return CacheStatus(readings=len(self.lines))
 
     def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> None:
         self.rejected.append((list(lines), message))
