@@ -31,15 +31,20 @@ FIELD_MAP: tuple[tuple[str, str, int], ...] = (
 FIELDS: tuple[str, ...] = tuple(name for name, _, _ in FIELD_MAP)
 
 
-def parse_time(value: str) -> datetime:
-    """ISO 8601 with any offset (or ``Z``, or none = UTC) -> aware UTC, whole seconds."""
+def parse_instant(value: str) -> datetime:
+    """ISO 8601 with any offset (or ``Z``, or none = UTC) -> aware UTC, exactly."""
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).replace(microsecond=0)
+    return dt.astimezone(timezone.utc)
+
+
+def parse_time(value: str) -> datetime:
+    """:func:`parse_instant` to whole seconds: a reading's time."""
+    return parse_instant(value).replace(microsecond=0)
 
 
 def format_time(dt: datetime) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from octomon import fsutil
 from octomon.clock import utcnow
+from octomon.readings import parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,6 @@ def format_instant(dt: datetime) -> str:
     """UTC ISO 8601 with ``Z``, microseconds kept when present (the ledger needs them)."""
     text = dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     return text + "Z"
-
-
-def parse_instant(value: str) -> datetime:
-    """ISO 8601 with ``Z``, any offset, or none (= UTC) -> aware UTC."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
 
 
 @dataclass

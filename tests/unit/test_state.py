@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from octomon import fsutil
-from octomon.state import State, StateStore, format_instant, parse_instant
+from octomon.readings import parse_instant
+from octomon.state import State, StateStore, format_instant
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 
