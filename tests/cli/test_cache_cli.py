@@ -11,21 +11,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from octomon.cache import Cache
-from octomon.cli import app
 from octomon.cli import cache as cache_cli
 from octomon.readings import Reading
+from tests.helpers.cli import invoke
 from tests.helpers.influx_emulator import InfluxEmulator
 
 TOKEN = "cli-influx-token-abcdef123456"
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
-runner = CliRunner()
-
-
-def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args), env=env)
 
 
 @pytest.fixture

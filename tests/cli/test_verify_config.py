@@ -5,19 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from octomon.cli import app
-
-KEY = "sk_live_abcdefghijklmnopqrstuvwx1234"
-TOKEN = "influx-token-0123456789abcdefSECRET"
-HOOK = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX"
-
-runner = CliRunner()
-
-
-def invoke(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, list(args), env=env)
+from tests.helpers.cli import HOOK, KEY, TOKEN, invoke
 
 
 def valid_env() -> dict[str, str]:

@@ -1,0 +1,18 @@
+"""Running octomon's whole Typer app in-process, and the secrets the CLI tests configure."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner, Result
+
+KEY = "sk_live_abcdefghijklmnopqrstuvwx1234"
+TOKEN = "influx-token-0123456789abcdefSECRET"
+HOOK = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX"
+
+_runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``octomon ARGS`` with ``env`` added to the (test-isolated) environment."""
+    from octomon.cli import app
+
+    return _runner.invoke(app, list(args), env=env)
