@@ -34,7 +34,7 @@ from typing import BinaryIO, NamedTuple
 
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError
-from octomon.fsutil import ensure_private_dir, fsync_dir
+from octomon.fsutil import ensure_private_dir, fsync_dir, write_all, write_synced
 from octomon.readings import FIELDS, Reading, format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ class Cache:
                     created = created or size == 0
                     torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
                     raw = b"\n" + payload if torn else payload
-                    _write_all(fd, raw)
+                    write_all(fd, raw)
                     os.fsync(fd)
                     claim = index.get(name)
                     trusted = not torn and eligible
@@ -398,7 +398,7 @@ class Cache:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, data.encode())
+                write_all(fd, data.encode())
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -491,12 +491,8 @@ class Cache:
                     }
                     out.append(json.dumps(rec) + "\n")
                 if out:
-                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                    try:
-                        _write_all(fd, "".join(out).encode("utf-8", "surrogateescape"))
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                    data = "".join(out).encode("utf-8", "surrogateescape")
+                    write_synced(path, os.O_APPEND | os.O_CREAT, data)
                     fsync_dir(qdir)
             except OSError as exc:
                 raise self._error("write to the quarantine", exc) from None
@@ -518,24 +514,14 @@ class Cache:
                     f"rejected_{stamp}.jsonl" if n == 0 else f"rejected_{stamp}_{n}.jsonl"
                 )
                 try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    write_synced(path, os.O_CREAT | os.O_EXCL, body)
                 except FileExistsError:
                     continue
                 break
             else:  # pragma: no cover
                 raise OSError(errno.EEXIST, "too many rejected files in one second")
-            try:
-                _write_all(fd, body)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            note = path.with_suffix(".txt")
-            fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                _write_all(fd, (message.rstrip() + "\n").encode("utf-8", "replace"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            note = (message.rstrip() + "\n").encode("utf-8", "replace")
+            write_synced(path.with_suffix(".txt"), os.O_CREAT | os.O_TRUNC, note)
             fsync_dir(rdir)
         except OSError as exc:
             raise self._error("set refused readings aside", exc) from None
@@ -696,10 +682,3 @@ def _count_dir_lines(directory: Path, suffix: str = "") -> int:
         with contextlib.suppress(OSError), open(e.path, "rb") as f:
             count += count_lines(f, 0, os.fstat(f.fileno()).st_size)
     return count
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]

@@ -25,6 +25,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (it may write fewer)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_synced(path: Path, flags: int, data: bytes) -> None:
+    """Open ``path`` with ``flags`` (mode 0600 if created), write ``data``, fsync, close."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | flags, 0o600)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file.
 
@@ -38,10 +56,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     try:
         try:
             os.fchmod(fd, mode)  # the umask cannot widen it, but may narrow it
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

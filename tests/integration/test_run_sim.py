@@ -218,18 +218,18 @@ def test_a_full_disk_moves_nothing_alerts_once_and_loses_nothing(
 
     rig.cycles(2)
     cursor = rig.monitor.cursor
-    real_write = octomon.cache._write_all
+    real_write = octomon.cache.write_all
 
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(octomon.cache, "_write_all", full)
+    monkeypatch.setattr(octomon.cache, "write_all", full)
     failed = rig.cycles(10)  # ten minutes of a full disk
     assert {r.outcome for r in failed} == {"store-failed"}
     assert rig.monitor.cursor == cursor == StateStore(rig.cache_dir).load().cursor
     assert len(rig.alerts.keyed("cache_write")) == 1
     assert "no space left on device" in str(failed[-1].error)
-    monkeypatch.setattr(octomon.cache, "_write_all", real_write)
+    monkeypatch.setattr(octomon.cache, "write_all", real_write)
     back = rig.cycle()
     assert back.outcome == OK and back.stored >= 60  # the same span, fetched again
     rig.cycles(6)
