@@ -12,7 +12,9 @@ reader may take the fast path (``octomon.sync``); anything else — a hand-edite
 torn tail, a file from elsewhere — is parsed line by line. The index is only a hint: if
 it is lost or stale, the cache is read the slow way, never wrongly.
 
-Standard library only: ``cache status`` imports this module.
+Standard library only: ``cache status`` imports this module. ``json`` is imported where
+it is used: ``cache status`` on an empty cache (the normal state while InfluxDB is up)
+needs none of it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import logging
 import math
 import os
@@ -104,6 +105,8 @@ class Snapshot(NamedTuple):
 
 def parse_line(raw: bytes) -> Reading:
     """The full parse of one cache line (any JSON object with ``read_at``); ValueError."""
+    import json
+
     try:
         obj = json.loads(raw)
     except UnicodeDecodeError:
@@ -379,6 +382,8 @@ class Cache:
     # --- the index of octomon-written bytes ------------------------------------------------
 
     def _read_index(self) -> dict[str, _Claim]:
+        import json
+
         try:
             obj = json.loads((self.directory / INDEX_NAME).read_bytes())
             files = obj["files"]
@@ -394,6 +399,8 @@ class Cache:
         """Best effort, no fsync: a lost or stale index only slows reading down."""
         path = self.directory / INDEX_NAME
         tmp = path.with_name(f".{INDEX_NAME}.{os.getpid()}.tmp")
+        import json
+
         data = json.dumps({"version": 1, "files": {k: list(v) for k, v in index.items()}})
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -463,6 +470,8 @@ class Cache:
         self, source: str, entries: Sequence[tuple[int, bytes, str]], now: datetime
     ) -> int:
         """Move bad lines (offset, line, reason) of ``source`` aside; returns new ones."""
+        import json
+
         if not entries:
             return 0
         qdir = self.directory / QUARANTINE
@@ -534,7 +543,7 @@ class Cache:
         if not self.directory.is_dir():
             return CacheStatus()
         files = self.files()
-        index = self._read_index()
+        index = self._read_index() if files else {}
         readings = total = 0
         oldest: str | None = None
         newest: str | None = None

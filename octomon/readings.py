@@ -7,7 +7,6 @@ only at the edge (JSON and line protocol).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -122,6 +121,8 @@ class Reading(NamedTuple):
 
     def to_json(self) -> str:
         """The canonical compact cache line (no newline), keys in the SPEC order."""
+        import json  # here: `cache status` and `status` import this module, never write lines
+
         parts = [
             f'"read_at":"{format_time(self.read_at)}"',
             f'"device_id":{json.dumps(self.device_id)}',

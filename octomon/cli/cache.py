@@ -1,7 +1,6 @@
 """`octomon sync-cache` and `octomon cache status|export`: parse, call the core, render."""
 
 import enum
-import json
 import sys
 import time
 from pathlib import Path
@@ -145,6 +144,8 @@ def status(
 
     st = Cache(settings.cache_dir).status()
     if as_json:
+        import json
+
         typer.echo(json.dumps(st.to_json_obj()))
         return
     _status_table(st, settings.cache_dir)
