@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from octomon.cache import Cache  # noqa: E402
 from octomon.readings import Reading  # noqa: E402
+from octomon.store.cache import Cache  # noqa: E402
 
 TARGET_RATIO = 0.7
 SETTLE = 3.0  # seconds between runs, the same for both sides
@@ -254,7 +254,7 @@ def main() -> int:
                 settle(url)
                 vm_before = cpu_of(vm.pid)
                 raw_env = dict(os.environ)
-                if args.tuned_baseline:  # what octomon.sync.tune_allocator sets
+                if args.tuned_baseline:  # what octomon.store.sync.tune_allocator sets
                     raw_env["MALLOC_MMAP_THRESHOLD_"] = str(16 << 20)
                     raw_env["MALLOC_TRIM_THRESHOLD_"] = str(64 << 20)
                 elapsed, _ = run_measured([sys.executable, str(raw_script), url, str(lp)], raw_env)

@@ -15,7 +15,7 @@ from octomon.errors import ExitCode
 from octomon.readings import format_time
 
 if TYPE_CHECKING:
-    from octomon.backfill import BackfillPlan, BackfillProgress, BackfillResult
+    from octomon.daemon.backfill import BackfillPlan, BackfillProgress, BackfillResult
 
 DATE_HINT = "use ISO 8601, e.g. 2026-11-26 (midnight UTC) or 2026-11-26T18:30:00+00:00"
 
@@ -89,13 +89,13 @@ def backfill(
         )
     settings = ui.load_settings(ctx, env_file, ["all"])
 
-    from octomon import backfill as core
     from octomon import fsutil
-    from octomon.budget import Budget
-    from octomon.cache import Cache
-    from octomon.octopus import OctopusClient
+    from octomon.daemon import backfill as core
+    from octomon.daemon.status import Status
+    from octomon.octopus.budget import Budget
+    from octomon.octopus.graphql import OctopusClient
     from octomon.state import StateStore
-    from octomon.status import Status
+    from octomon.store.cache import Cache
 
     try:
         fsutil.ensure_private_dir(settings.cache_dir)
@@ -147,7 +147,7 @@ def backfill(
 def _sink(settings: Any) -> Any:
     if settings.local_mode:
         return None
-    from octomon.influx import InfluxSink
+    from octomon.store.influx import InfluxSink
 
     return InfluxSink.from_settings(settings)
 

@@ -15,10 +15,10 @@ from octomon.readings import FIELDS, format_time
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from octomon.cache import Cache, CacheStatus
-    from octomon.influx import InfluxSink
     from octomon.readings import Reading
-    from octomon.sync import SyncResult
+    from octomon.store.cache import Cache, CacheStatus
+    from octomon.store.influx import InfluxSink
+    from octomon.store.sync import SyncResult
 
 
 CSV_HEADER = ("read_at", "device_id", *FIELDS)
@@ -42,14 +42,14 @@ def register(app: typer.Typer, only: str | None = None) -> None:
 def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Push all cached readings to InfluxDB, oldest first (safe to run while `run` runs)."""
     settings = ui.load_settings(ctx, env_file, ["influx", "cache"], require=["INFLUXDB_URL"])
-    from octomon.cache import Cache
+    from octomon.store.cache import Cache
 
     cache = Cache(settings.cache_dir, settings.cache_max_mb)
     if cache.is_empty():
         typer.echo(f"nothing to sync: the cache in {settings.cache_dir} is empty")
         return
-    from octomon.influx import InfluxSink
-    from octomon.sync import sync, tune_allocator
+    from octomon.store.influx import InfluxSink
+    from octomon.store.sync import sync, tune_allocator
 
     tune_allocator()
     sink = InfluxSink.from_settings(settings)
@@ -67,7 +67,7 @@ def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
 def _sync_with_bar(cache: "Cache", sink: "InfluxSink") -> "SyncResult":
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from octomon.sync import sync
+    from octomon.store.sync import sync
 
     total = cache.status().readings
     columns = (
@@ -140,7 +140,7 @@ def status(
 ) -> None:
     """Show what is waiting in the cache."""
     settings = ui.load_settings(ctx, env_file, ["cache"])
-    from octomon.cache import Cache
+    from octomon.store.cache import Cache
 
     st = Cache(settings.cache_dir).status()
     if as_json:
@@ -199,7 +199,7 @@ def export(
 ) -> None:
     """Write cached readings to stdout or a file (oldest day first)."""
     settings = ui.load_settings(ctx, env_file, ["cache"])
-    from octomon.cache import Cache
+    from octomon.store.cache import Cache
 
     cache = Cache(settings.cache_dir)
     bad = 0

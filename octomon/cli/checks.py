@@ -92,7 +92,7 @@ def run_online_checks(settings: "Settings") -> int:
 
 
 def _octopus_line(settings: "Settings") -> str:
-    from octomon import octopus
+    from octomon.octopus import graphql as octopus
 
     result = octopus.check(settings)
     from octomon.readings import format_time
@@ -102,13 +102,13 @@ def _octopus_line(settings: "Settings") -> str:
 
 
 def _influx_line(settings: "Settings", write_test_point: bool) -> str:
-    from octomon import influx
+    from octomon.store import influx
 
     return influx.check(settings, write_test_point=write_test_point).summary
 
 
 def _slack_line(settings: "Settings") -> str:
-    from octomon import slack
+    from octomon.alerts import slack
 
     slack.send_test(settings)
     return "test message sent"
@@ -116,7 +116,7 @@ def _slack_line(settings: "Settings") -> str:
 
 def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Authenticate, find the device, fetch and print the latest reading."""
-    from octomon import octopus
+    from octomon.octopus import graphql as octopus
 
     settings = ui.load_settings(ctx, env_file, ["octopus"])
     result = octopus.check(settings)

@@ -1,6 +1,6 @@
 """The live panel of ``octomon run`` on a terminal (SPEC §4.8).
 
-:func:`render` is a pure function of a :class:`~octomon.status.Status` and the time, so it
+:func:`render` is a pure function of a :class:`~octomon.daemon.status.Status` and the time, so it
 is tested by rendering into a recording console. :class:`LivePanel` wraps ``rich.live.Live``:
 it re-renders once a second (the ages tick) and routes log lines above the panel through
 the same console, so nothing writes over it.
@@ -23,9 +23,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from octomon.alerts import duration
+from octomon.alerts.policy import duration
 from octomon.clock import Clock, utcnow
-from octomon.status import Status
+from octomon.daemon.status import Status
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_SPAN = timedelta(minutes=30)

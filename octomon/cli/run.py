@@ -17,7 +17,7 @@ from octomon.errors import ExitCode
 
 if TYPE_CHECKING:
     from octomon.config import Settings
-    from octomon.monitor import Monitor
+    from octomon.daemon.monitor import Monitor
 
 log = logging.getLogger("octomon.run")
 
@@ -65,7 +65,7 @@ def run(
 
 
 def _run(settings: "Settings", *, once: bool, demo: bool = False) -> ExitCode:
-    from octomon.loop import build_monitor
+    from octomon.daemon.loop import build_monitor
 
     stop = threading.Event()
     try:
@@ -87,8 +87,8 @@ def _run(settings: "Settings", *, once: bool, demo: bool = False) -> ExitCode:
 def _once(monitor: "Monitor") -> ExitCode:
     """One cycle. In cache mode the backlog gets one bounded sync attempt first."""
     from octomon.clock import utcnow
-    from octomon.monitor import AUTH
-    from octomon.writer import DRAIN_SLICE
+    from octomon.daemon.monitor import AUTH
+    from octomon.daemon.writer import DRAIN_SLICE
 
     monitor.start(utcnow(), announce=False)
     try:
@@ -114,8 +114,8 @@ def _once(monitor: "Monitor") -> ExitCode:
 
 
 def _daemon(monitor: "Monitor", stop: threading.Event) -> ExitCode:
-    from octomon.loop import Loop
-    from octomon.notify import SystemdNotifier
+    from octomon.daemon.loop import Loop
+    from octomon.daemon.notify import SystemdNotifier
 
     notifier = SystemdNotifier.from_env(os.environ)
     with _signals(stop):

@@ -15,7 +15,7 @@ from octomon.cli import ui
 from octomon.errors import ExitCode
 
 if TYPE_CHECKING:
-    from octomon.status import Status
+    from octomon.daemon.status import Status
 
 
 def register(app: typer.Typer, only: str | None = None) -> None:
@@ -39,7 +39,7 @@ def status(
 ) -> None:
     """Show what the running daemon last reported (CACHE_DIR/status.json)."""
     from octomon.clock import utcnow
-    from octomon.status import STATUS_FILE, Status
+    from octomon.daemon.status import STATUS_FILE, Status
 
     settings = ui.load_settings(ctx, env_file, ("cache",), show_warnings=False)
     path = settings.cache_dir / STATUS_FILE

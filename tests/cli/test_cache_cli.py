@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from octomon.cache import Cache
 from octomon.cli import cache as cache_cli
 from octomon.readings import Reading
+from octomon.store.cache import Cache
 from tests.helpers.cli import invoke
 from tests.helpers.influx_emulator import InfluxEmulator
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from octomon import logs
 from octomon.cli.panel import BLOCKS, LivePanel, format_age, render, sparkline
-from octomon.status import Status
+from octomon.daemon.status import Status
 
 NOW = datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from octomon.cli import app
-from octomon.status import Status
+from octomon.daemon.status import Status
 
 runner = CliRunner()
 

@@ -122,8 +122,8 @@ def test_history_the_api_no_longer_serves_is_reported(
 
 
 def test_local_mode_keeps_readings_in_the_cache(sim: SimHomeMini, tmp_path: object) -> None:
-    from octomon.cache import Cache
     from octomon.config import load
+    from octomon.store.cache import Cache
 
     now = datetime.now(timezone.utc)
     since = now - timedelta(hours=3)

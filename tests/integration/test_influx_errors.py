@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from octomon.cache import Cache
 from octomon.config import Settings
 from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
-from octomon.influx import InfluxSink, check
 from octomon.readings import Reading
-from octomon.sync import sync
+from octomon.store.cache import Cache
+from octomon.store.influx import InfluxSink, check
+from octomon.store.sync import sync
 from tests.helpers.influx_emulator import InfluxEmulator
 from tests.helpers.services import free_port
 

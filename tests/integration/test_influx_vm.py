@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from octomon.cache import Cache
 from octomon.config import Settings
 from octomon.errors import InfluxUnavailable
-from octomon.influx import InfluxSink, check
 from octomon.readings import Reading
-from octomon.sync import sync
+from octomon.store.cache import Cache
+from octomon.store.influx import InfluxSink, check
+from octomon.store.sync import sync
 from tests.helpers.services import VictoriaMetrics
 
 pytestmark = pytest.mark.integration

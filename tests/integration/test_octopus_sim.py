@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from octomon import octopus
-from octomon.budget import Budget
 from octomon.config import Settings
 from octomon.errors import (
     ApiError,
@@ -24,7 +22,9 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.octopus import OctopusClient
+from octomon.octopus.budget import Budget
+from octomon.octopus.graphql import OctopusClient
+from octomon.octopus import graphql as octopus
 from octomon.readings import Reading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
 from octomon.state import StateStore

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from octomon.alerts import Alert
+from octomon.alerts.policy import Alert
 from octomon.config import Settings
-from octomon.loop import build_monitor
-from octomon.monitor import OK, RATE_LIMITED, CycleResult, Monitor
+from octomon.daemon.loop import build_monitor
+from octomon.daemon.monitor import OK, RATE_LIMITED, CycleResult, Monitor
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
@@ -214,22 +214,22 @@ def test_a_full_disk_moves_nothing_alerts_once_and_loses_nothing(
 ) -> None:
     import errno
 
-    import octomon.cache
+    import octomon.store.cache
 
     rig.cycles(2)
     cursor = rig.monitor.cursor
-    real_write = octomon.cache.write_all
+    real_write = octomon.store.cache.write_all
 
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(octomon.cache, "write_all", full)
+    monkeypatch.setattr(octomon.store.cache, "write_all", full)
     failed = rig.cycles(10)  # ten minutes of a full disk
     assert {r.outcome for r in failed} == {"store-failed"}
     assert rig.monitor.cursor == cursor == StateStore(rig.cache_dir).load().cursor
     assert len(rig.alerts.keyed("cache_write")) == 1
     assert "no space left on device" in str(failed[-1].error)
-    monkeypatch.setattr(octomon.cache, "write_all", real_write)
+    monkeypatch.setattr(octomon.store.cache, "write_all", real_write)
     back = rig.cycle()
     assert back.outcome == OK and back.stored >= 60  # the same span, fetched again
     rig.cycles(6)
@@ -243,7 +243,7 @@ def test_a_slack_outage_costs_a_cycle_nothing_and_loses_no_reading(tmp_path: Pat
     every served reading is cached, and the stop alert gets at most its 3 s."""
     import time
 
-    from octomon.slack import Alerter
+    from octomon.alerts.slack import Alerter
     from tests.helpers.services import free_port
     from tests.helpers.slack_server import Answer, SlackWebhookServer
 

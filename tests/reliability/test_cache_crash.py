@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from octomon.cache import Cache
 from octomon.errors import CacheError
-from octomon.influx import InfluxSink
 from octomon.readings import Reading, format_time
-from octomon.sync import sync
+from octomon.store.cache import Cache
+from octomon.store.influx import InfluxSink
+from octomon.store.sync import sync
 from tests.helpers.influx_emulator import InfluxEmulator
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ WRITER = r"""
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from octomon.cache import Cache
+from octomon.store.cache import Cache
 from octomon.readings import Reading, format_time
 cache = Cache(Path(sys.argv[1]))
 start, batch = int(sys.argv[2]), int(sys.argv[3])

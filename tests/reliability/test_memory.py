@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 
 from octomon import sim
-from octomon.alerts import Alert
+from octomon.alerts.policy import Alert
 from octomon.config import Settings
-from octomon.loop import build_monitor
-from octomon.monitor import OK
+from octomon.daemon.loop import build_monitor
+from octomon.daemon.monitor import OK
 
 CYCLES = 5000
 EARLY = 500

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from octomon.alerts import Alert, AlertPolicy, Level, duration
+from octomon.alerts.policy import Alert, AlertPolicy, Level, duration
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 MIN = timedelta(minutes=1)

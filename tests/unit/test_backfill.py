@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from octomon.backfill import (
+from octomon.daemon.backfill import (
     BackfillProgress,
     BackfillResult,
     Sink,
@@ -23,13 +23,13 @@ from octomon.backfill import (
     run_backfill,
     windows,
 )
-from octomon.budget import Budget
-from octomon.cache import Cache
 from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
-from octomon.octopus import OctopusClient
+from octomon.octopus.budget import Budget
+from octomon.octopus.graphql import OctopusClient
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
+from octomon.store.cache import Cache
 from tests.helpers.clock import ManualClock
 
 NOW = datetime(2026, 11, 27, 14, 37, 20, tzinfo=timezone.utc)

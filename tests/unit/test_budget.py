@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from octomon.budget import Budget
 from octomon.errors import BudgetExhausted, RateLimited
+from octomon.octopus.budget import Budget
 from octomon.state import StateStore
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from octomon import cache as cache_mod
-from octomon.cache import Cache, CacheStatus, fast_eligible
 from octomon.errors import CacheBusy, CacheError
 from octomon.readings import Reading
+from octomon.store import cache as cache_mod
+from octomon.store.cache import Cache, CacheStatus, fast_eligible
 
 T0 = datetime(2026, 11, 27, 23, 59, 40, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"

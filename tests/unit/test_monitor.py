@@ -19,8 +19,19 @@ from typing import Any
 
 import pytest
 
-from octomon.alerts import Alert, AlertPolicy
-from octomon.cache import AppendResult, CacheStatus
+from octomon.alerts.policy import Alert, AlertPolicy
+from octomon.daemon.monitor import (
+    AUTH,
+    FAILED,
+    OK,
+    RATE_LIMITED,
+    STOPPED,
+    STORE_FAILED,
+    Interrupted,
+    Monitor,
+    StopAwareBudget,
+)
+from octomon.daemon.status import Status
 from octomon.errors import (
     ApiError,
     AuthError,
@@ -33,20 +44,9 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.monitor import (
-    AUTH,
-    FAILED,
-    OK,
-    RATE_LIMITED,
-    STOPPED,
-    STORE_FAILED,
-    Interrupted,
-    Monitor,
-    StopAwareBudget,
-)
 from octomon.readings import Reading
 from octomon.state import StateStore
-from octomon.status import Status
+from octomon.store.cache import AppendResult, CacheStatus
 from tests.helpers.clock import ManualClock as Clock
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
@@ -420,9 +420,9 @@ def test_a_backlog_left_from_an_earlier_run_means_cache_mode_at_start(make) -> N
 
 
 def test_drain_in_bounded_slices(make, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import octomon.writer
+    import octomon.daemon.writer
 
-    monkeypatch.setattr(octomon.writer, "HEALTH_BATCH", 10)
+    monkeypatch.setattr(octomon.daemon.writer, "HEALTH_BATCH", 10)
     old = FakeCache(lines=[reading(T0 - timedelta(days=1, seconds=-10 * i)) for i in range(25)])
     kit = make(cache=old)
     step = kit.monitor.health_check(kit.clock())
@@ -727,7 +727,7 @@ class Notifier:
 
 
 def run_loop(make, until: float, *, setup=None, notifier=None, **kw):  # type: ignore[no-untyped-def]
-    from octomon.loop import Loop
+    from octomon.daemon.loop import Loop
 
     time = FakeTime()
     stop = TimedStop(time, until)
@@ -841,7 +841,7 @@ def test_loop_drains_after_influx_returns_and_keeps_polling(make) -> None:  # ty
         kit.monitor.health_check_seconds = 10
         kit.sink.error = InfluxUnavailable("connection refused")
 
-    from octomon.loop import Loop
+    from octomon.daemon.loop import Loop
 
     time = FakeTime()
     stop = TimedStop(time, 150)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from octomon.notify import SystemdNotifier
+from octomon.daemon.notify import SystemdNotifier
 
 
 def _receiver(address: str) -> socket.socket:
@@ -67,7 +67,7 @@ def test_abstract_socket() -> None:
 def test_a_missing_socket_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert notifier is not None
-    with caplog.at_level(logging.DEBUG, logger="octomon.notify"):
+    with caplog.at_level(logging.DEBUG, logger="octomon.daemon.notify"):
         notifier.ready()
         notifier.watchdog()
         assert notifier.notify("WATCHDOG=1") is False

@@ -17,7 +17,6 @@ import requests
 import responses
 
 from octomon import redact
-from octomon.budget import Budget
 from octomon.errors import (
     ApiError,
     AuthError,
@@ -28,7 +27,8 @@ from octomon.errors import (
     RateLimited,
     TokenExpired,
 )
-from octomon.octopus import MAX_WINDOW, OctopusClient
+from octomon.octopus.budget import Budget
+from octomon.octopus.graphql import MAX_WINDOW, OctopusClient
 from tests.helpers.clock import ManualClock as Clock
 
 URL = "https://api.octopus.test/v1/graphql/"
@@ -734,6 +734,6 @@ def test_importing_the_client_does_not_import_requests() -> None:
     import subprocess
     import sys
 
-    code = "import sys, octomon.octopus; print('requests' in sys.modules)"
+    code = "import sys, octomon.octopus.graphql; print('requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

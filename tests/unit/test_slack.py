@@ -17,8 +17,8 @@ import requests
 import responses
 
 from octomon import redact
-from octomon.alerts import Alert, AlertPolicy, Level
-from octomon.slack import Alerter, SendResult, SlackNotifier, build_payload
+from octomon.alerts.policy import Alert, AlertPolicy, Level
+from octomon.alerts.slack import Alerter, SendResult, SlackNotifier, build_payload
 from tests.helpers.services import free_port
 from tests.helpers.slack_server import Answer, SlackWebhookServer, check_payload
 
@@ -316,7 +316,7 @@ def test_sender_survives_failures_and_logs_the_host_only(
         alerter.close(timeout=3)
     assert [p.answered for p in server.posts] == [500, 404, 200]
     assert (alerter.sent, alerter.failed) == (1, 2)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "octomon.slack"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "octomon.alerts.slack"]
     assert any("server error (HTTP 500)" in w and "http://127.0.0.1/…" in w for w in warnings)
     assert any("channel_not_found (HTTP 404)" in w for w in warnings)
     assert SECRET not in caplog.text

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from octomon.cache import Cache, fast_eligible, parse_line
 from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
 from octomon.readings import FIELDS, Reading
-from octomon.sync import _convert, fast_lines, slow_line, sync
+from octomon.store.cache import Cache, fast_eligible, parse_line
+from octomon.store.sync import _convert, fast_lines, slow_line, sync
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from octomon import fsutil
-from octomon.alerts import AlertPolicy
+from octomon.alerts.policy import AlertPolicy
 from octomon.clock import Clock, utcnow
 from octomon.config import Settings
-from octomon.errors import ExitCode, OctomonError
-from octomon.monitor import (
+from octomon.daemon.monitor import (
     AUTH,
     BUDGET,
     FAILED,
@@ -34,7 +33,8 @@ from octomon.monitor import (
     Monitor,
     StopAwareBudget,
 )
-from octomon.notify import SystemdNotifier
+from octomon.daemon.notify import SystemdNotifier
+from octomon.errors import ExitCode, OctomonError
 from octomon.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ def build_monitor(
     Creates ``CACHE_DIR`` (0700) if needed. The client's budget refuses new requests once
     ``stop`` is set, so a signal ends a cycle after its current request.
     """
-    from octomon.cache import Cache
-    from octomon.octopus import OctopusClient
-    from octomon.slack import Alerter
-    from octomon.sync import sync
+    from octomon.alerts.slack import Alerter
+    from octomon.octopus.graphql import OctopusClient
+    from octomon.store.cache import Cache
+    from octomon.store.sync import sync
 
     cache_dir = Path(settings.cache_dir)
     fsutil.ensure_private_dir(cache_dir)
@@ -83,7 +83,7 @@ def build_monitor(
     cache = Cache(cache_dir, settings.cache_max_mb, clock, lock_timeout=CACHE_LOCK_TIMEOUT)
     sink = None
     if not settings.local_mode:
-        from octomon.influx import InfluxSink
+        from octomon.store.influx import InfluxSink
 
         sink = InfluxSink.from_settings(settings)
     if alerter is None:

@@ -8,7 +8,7 @@ travels to InfluxDB.
 
 ``cache.index`` records, per file, how many leading bytes octomon's own writer produced
 and their CRC-32. Bytes that still match were written in the canonical layout, so a
-reader may take the fast path (``octomon.sync``); anything else — a hand-edited file, a
+reader may take the fast path (``octomon.store.sync``); anything else — a hand-edited file, a
 torn tail, a file from elsewhere — is parsed line by line. The index is only a hint: if
 it is lost or stale, the cache is read the slow way, never wrongly.
 
@@ -122,7 +122,7 @@ def parse_line(raw: bytes) -> Reading:
 
 
 def fast_eligible(reading: Reading) -> bool:
-    """Can the canonical line of ``reading`` take the sync fast path (``octomon.sync``)?
+    """Can the canonical line of ``reading`` take the sync fast path (``octomon.store.sync``)?
 
     Its device id must pass through JSON and line protocol unescaped, and every field
     must be a finite float (JSON then holds exactly Python's ``repr``).

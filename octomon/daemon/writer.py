@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from octomon.alerts import Alert, AlertPolicy
+from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.errors import (
     CacheError,
     InfluxConfigError,
@@ -34,9 +34,9 @@ from octomon.errors import (
 from octomon.readings import Reading
 
 if TYPE_CHECKING:
-    from octomon.cache import AppendResult, CacheStatus
+    from octomon.store.cache import AppendResult, CacheStatus
 
-log = logging.getLogger("octomon.monitor")
+log = logging.getLogger("octomon.daemon.monitor")
 
 HEALTH_BATCH = 5000  # the health check writes the oldest cached batch
 DRAIN_SLICE = 10_000  # readings per drain slice between poll cycles (two requests)
@@ -55,7 +55,7 @@ class CacheLike(Protocol):
     def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> Any: ...
 
 
-SyncFn = Callable[..., Any]  # octomon.sync.sync
+SyncFn = Callable[..., Any]  # octomon.store.sync.sync
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 :meth:`Monitor.cycle` is pure with respect to time: it takes ``now`` and never sleeps or
 reads a clock of its own, so gap filling, staleness, backoff and alert throttling are
-tested by driving it with an injected clock. :mod:`octomon.loop` owns real time (the
+tested by driving it with an injected clock. :mod:`octomon.daemon.loop` owns real time (the
 waits, the health-check schedule, signals) and builds a monitor from the settings.
 
 The cursor rule (SPEC §4.1): the cursor is the newest reading durably stored (written to
@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from octomon.alerts import Alert, AlertPolicy
-from octomon.budget import Budget
+from octomon.alerts.policy import Alert, AlertPolicy
+from octomon.daemon.status import Status
+from octomon.daemon.writer import DRAIN_SLICE, CacheLike, Sink, Stored, SyncFn, SyncStep, Writer
 from octomon.errors import (
     AuthError,
     BudgetExhausted,
@@ -33,10 +34,9 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
+from octomon.octopus.budget import Budget
 from octomon.readings import Reading, format_time
 from octomon.state import State, StateStore
-from octomon.status import Status
-from octomon.writer import DRAIN_SLICE, CacheLike, Sink, Stored, SyncFn, SyncStep, Writer
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class CycleResult:
 
 
 class Monitor:
-    """One poll cycle; where its readings go is the :class:`~octomon.writer.Writer`'s.
+    """One poll cycle; where its readings go is the :class:`~octomon.daemon.writer.Writer`'s.
 
     ``sink`` is None in local mode. ``stop`` ends a cycle between requests (through a
     :class:`StopAwareBudget` given to the client) and sends readings fetched while

@@ -29,7 +29,6 @@ from datetime import date
 from itertools import islice
 from operator import add, itemgetter
 
-from octomon.cache import Cache, Snapshot, count_lines, crcs_of, parse_line, split_lines
 from octomon.clock import Clock, utcnow
 from octomon.errors import (
     CacheBusy,
@@ -39,8 +38,9 @@ from octomon.errors import (
     InfluxUnavailable,
     OctomonError,
 )
-from octomon.influx import MAX_BATCH, InfluxSink, PendingWrite
 from octomon.readings import MEASUREMENT, SOURCE
+from octomon.store.cache import Cache, Snapshot, count_lines, crcs_of, parse_line, split_lines
+from octomon.store.influx import MAX_BATCH, InfluxSink, PendingWrite
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ The core has no output of its own: :func:`plan` says what a run will cost, and
 
 Rules that matter:
 
-* Every request goes through the client, whose :class:`~octomon.budget.Budget` shares the
+* Every request goes through the client, whose :class:`~octomon.octopus.budget.Budget` shares the
   call ledger in ``state.json`` with a running daemon: together they never exceed the
   budget. When it is used up, or a rate-limit backoff runs, the run waits (interruptibly)
   for the next slot and says so.
@@ -47,8 +47,8 @@ from octomon.errors import (
 from octomon.readings import Reading
 
 if TYPE_CHECKING:
-    from octomon.budget import Budget
-    from octomon.octopus import OctopusClient
+    from octomon.octopus.budget import Budget
+    from octomon.octopus.graphql import OctopusClient
     from octomon.state import State, StateStore
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,13 @@ Wait = Callable[[float], bool]
 
 
 class Sink(Protocol):
-    """What is needed of :class:`octomon.influx.InfluxSink`."""
+    """What is needed of :class:`octomon.store.influx.InfluxSink`."""
 
     def write(self, readings: Sequence[Reading]) -> object: ...
 
 
 class ReadingCache(Protocol):
-    """What is needed of :class:`octomon.cache.Cache`."""
+    """What is needed of :class:`octomon.store.cache.Cache`."""
 
     def append(self, readings: Sequence[Reading]) -> object: ...
 

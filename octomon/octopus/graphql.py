@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from octomon import redact
-from octomon.budget import Budget
 from octomon.clock import Clock, utcnow
 from octomon.errors import (
     ApiError,
@@ -36,6 +35,7 @@ from octomon.errors import (
     RateLimited,
     TokenExpired,
 )
+from octomon.octopus.budget import Budget
 from octomon.readings import Reading, parse_items
 
 if TYPE_CHECKING:

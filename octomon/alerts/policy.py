@@ -2,7 +2,7 @@
 
 :class:`AlertPolicy` turns what the monitor observes into a list of :class:`Alert`; every
 method takes ``now``, so throttling is tested without sleeping. The monitor hands the
-result to :class:`octomon.slack.Alerter`, which logs it and posts it to Slack.
+result to :class:`octomon.alerts.slack.Alerter`, which logs it and posts it to Slack.
 
 The rules, in one place:
 

@@ -23,14 +23,14 @@ from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 from octomon import __version__, redact
-from octomon.alerts import Alert, Level
+from octomon.alerts.policy import Alert, Level
 from octomon.clock import utcnow
 from octomon.errors import SlackError
 
 if TYPE_CHECKING:
     from octomon.config import Settings
 
-log = logging.getLogger("octomon.slack")
+log = logging.getLogger("octomon.alerts.slack")
 alert_log = logging.getLogger("octomon.alerts")
 
 EMOJI = {

@@ -1,0 +1,1 @@
+"""Which events become messages (policy) and how they reach Slack."""

@@ -1,0 +1,1 @@
+"""The running monitor: one cycle, the loop, where readings go, backfill, status."""

@@ -1,0 +1,1 @@
+"""Everything that talks to Octopus: GraphQL, REST, the call ledger."""

@@ -1,0 +1,5 @@
+import sys
+
+from octomon.sim.server import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Where readings go: InfluxDB, the cache, the sync."""
