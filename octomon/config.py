@@ -21,6 +21,10 @@ from octomon import redact
 from octomon.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.octopus.energy/v1/graphql/"
+DEFAULT_REST_URL = "https://api.octopus.energy/v1/"
+DEFAULT_NIGHT = "00:30-07:30"
+PAYMENT_METHODS = ("direct_debit", "non_direct_debit")
+GAS_MODES = ("auto", "off")
 ACCOUNT_RE = re.compile(r"^A-[A-Z0-9]{8}$", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -33,7 +37,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "OCTOPUS_API_URL",
         "OCTOPUS_MAX_CALLS_PER_HOUR",
     ),
-    "influx": ("INFLUXDB_URL", "INFLUXDB_TOKEN", "INFLUXDB_ORG", "INFLUXDB_BUCKET"),
+    "influx": (
+        "INFLUXDB_URL",
+        "INFLUXDB_TOKEN",
+        "INFLUXDB_ORG",
+        "INFLUXDB_BUCKET",
+        "INFLUXDB_CA_CERT",
+    ),
+    # tariffs, settled consumption and costs (SPEC §9-§12)
+    "tariff": ("OCTOPUS_REST_URL", "ECONOMY7_NIGHT", "OCTOPUS_PAYMENT_METHOD"),
+    "gas": ("OCTOPUS_GAS", "GAS_POLL_INTERVAL_SECONDS", "GAS_CALORIFIC_VALUE"),
     "slack": ("SLACK_WEBHOOK_URL",),
     "cache": ("CACHE_DIR",),
 }
@@ -91,6 +104,65 @@ def _positive_number(raw: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError("must be a number greater than 0")
     return value
+
+
+def _number_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g}")
+        return value
+
+    return parse
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _ca_cert(raw: str) -> Path:
+    path = Path(raw.strip()).expanduser()
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    if not path.is_file():
+        raise ValueError("no such file (a PEM CA bundle)")
+    if not os.access(path, os.R_OK):
+        raise ValueError("is not readable")
+    return path
+
+
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def night_window(text: str) -> tuple[int, int]:
+    """``"00:30-07:30"`` -> (30, 450): minutes after UTC midnight, end exclusive.
+
+    A window may wrap midnight (``"23:30-06:30"``); start == end is refused.
+    """
+    m = _HHMM.match(text.strip())
+    if m is None:
+        raise ValueError("must be HH:MM-HH:MM in UTC, e.g. 00:30-07:30")
+    a, b, c, d = (int(g) for g in m.groups())
+    start, end = a * 60 + b, c * 60 + d
+    if start == end:
+        raise ValueError("must not start and end at the same time")
+    if start % 30 or end % 30:
+        raise ValueError("must start and end on a half-hour (:00 or :30)")
+    return start, end
+
+
+def _night(raw: str) -> str:
+    night_window(raw)
+    return raw.strip()
 
 
 def _log_level(raw: str) -> str:
@@ -171,6 +243,11 @@ FIELDS: dict[str, Field] = {
         Field("INFLUXDB_TOKEN", _non_empty, secret="token", help="InfluxDB API token"),
         Field("INFLUXDB_ORG", _non_empty, help="InfluxDB organisation"),
         Field("INFLUXDB_BUCKET", _non_empty, "octopus_energy", help="InfluxDB bucket"),
+        Field(
+            "INFLUXDB_CA_CERT",
+            _ca_cert,
+            help="PEM CA bundle for an InfluxDB with a private certificate",
+        ),
         Field("SLACK_WEBHOOK_URL", _http_url, secret="url", help="Slack incoming webhook"),
         Field("POLL_INTERVAL_SECONDS", _int_range(1, 3600), "60", help="seconds between polls"),
         Field("CACHE_DIR", _cache_dir, "./cache", help="where readings wait for InfluxDB"),
@@ -182,6 +259,39 @@ FIELDS: dict[str, Field] = {
             help="how often a lost InfluxDB is retried",
         ),
         Field("LOG_LEVEL", _log_level, "info", help="debug, info, warning or error"),
+        Field(
+            "OCTOPUS_REST_URL",
+            _http_url,
+            DEFAULT_REST_URL,
+            help="Octopus REST API (tariffs, settled consumption)",
+        ),
+        Field(
+            "OCTOPUS_GAS", _one_of(GAS_MODES), "auto", help="auto (poll a smart gas meter) or off"
+        ),
+        Field(
+            "GAS_POLL_INTERVAL_SECONDS",
+            _int_range(300, 86400),
+            "1800",
+            help="seconds between gas polls",
+        ),
+        Field(
+            "GAS_CALORIFIC_VALUE",
+            _number_range(30, 50),
+            "39.5",
+            help="gas calorific value in MJ/m³ (on your bill), for m³ figures",
+        ),
+        Field(
+            "ECONOMY7_NIGHT",
+            _night,
+            DEFAULT_NIGHT,
+            help="night half-hours of an E-2R- tariff, HH:MM-HH:MM UTC",
+        ),
+        Field(
+            "OCTOPUS_PAYMENT_METHOD",
+            _one_of(PAYMENT_METHODS),
+            "direct_debit",
+            help="direct_debit or non_direct_debit: which price rows apply",
+        ),
     )
 }
 
@@ -202,6 +312,13 @@ class Settings(NamedTuple):
     cache_max_mb: float = 1024.0
     health_check_seconds: int = 30
     log_level: str = "info"
+    influxdb_ca_cert: Path | None = None
+    octopus_rest_url: str = DEFAULT_REST_URL
+    octopus_gas: str = "auto"
+    gas_poll_interval_seconds: int = 1800
+    gas_calorific_value: float = 39.5
+    economy7_night: str = DEFAULT_NIGHT
+    octopus_payment_method: str = "direct_debit"
     sources: Mapping[str, str] = MappingProxyType({})
     warnings: tuple[str, ...] = ()
 
