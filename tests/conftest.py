@@ -10,7 +10,17 @@ import pytest
 from octomon import redact
 from tests.helpers.services import VictoriaMetrics, victoria_metrics
 
-ISOLATED_PREFIXES = ("OCTOPUS_", "INFLUXDB_", "SLACK_", "POLL_", "CACHE_", "LOG_", "HEALTH_")
+ISOLATED_PREFIXES = (
+    "OCTOPUS_",
+    "INFLUXDB_",
+    "SLACK_",
+    "POLL_",
+    "CACHE_",
+    "LOG_",
+    "HEALTH_",
+    "GAS_",
+    "ECONOMY7_",
+)
 
 
 @pytest.fixture(autouse=True)
