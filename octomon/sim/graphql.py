@@ -103,6 +103,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from octomon.sim.account import ELECTRICITY_SERIAL, MPAN
 from octomon.sim.household import (
     _DAY,
     _N,
@@ -585,7 +586,7 @@ class SimHomeMini:
         if not isinstance(number, str) or number.upper() != self.account_number.upper():
             raise _GraphQLError("KT-CT-4123")
         meter: dict[str, Any] = {
-            "serialNumber": "21E5151012",
+            "serialNumber": ELECTRICITY_SERIAL,
             "smartImportElectricityMeter": None,
             "smartDevices": [],
         }
@@ -596,9 +597,7 @@ class SimHomeMini:
                 {"deviceId": self.device_id, "type": "ESME"},
                 {"deviceId": self.cad_id, "type": "CAD"},
             ]
-        account = {
-            "electricityAgreements": [{"meterPoint": {"mpan": "1900051510123", "meters": [meter]}}]
-        }
+        account = {"electricityAgreements": [{"meterPoint": {"mpan": MPAN, "meters": [meter]}}]}
         pruned: dict[str, Any] = _prune(account, names)
         return pruned
 
