@@ -79,6 +79,10 @@ class OctopusUnavailable(OctopusError):
     """Transient: 5xx, timeouts, connection errors, non-JSON bodies, KT-GB-4039/4043."""
 
 
+class NotFound(OctopusError):
+    """HTTP 404 from the REST API: the account, product, tariff or meter is not there."""
+
+
 class NoDevice(OctopusError):
     """The account has no smart electricity meter with a Home Mini."""
 

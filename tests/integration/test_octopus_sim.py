@@ -22,9 +22,9 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
+from octomon.octopus import graphql as octopus
 from octomon.octopus.budget import Budget
 from octomon.octopus.graphql import OctopusClient
-from octomon.octopus import graphql as octopus
 from octomon.readings import Reading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
 from octomon.state import StateStore
