@@ -96,6 +96,7 @@ def backfill(
     from octomon.octopus.graphql import OctopusClient
     from octomon.state import StateStore
     from octomon.store.cache import Cache
+    from octomon.store.tally import Tally, TallyRecorder
 
     try:
         fsutil.ensure_private_dir(settings.cache_dir)
@@ -132,7 +133,13 @@ def backfill(
     try:
         with _stop_on_signals(stop), _Display(the_plan) as display:
             result = core.run_backfill(
-                the_plan, client, sink, cache, progress=display.event, wait=stop.wait
+                the_plan,
+                client,
+                sink,
+                cache,
+                progress=display.event,
+                wait=stop.wait,
+                tally=TallyRecorder(Tally(settings.cache_dir)),
             )
         if client.device_id and not known_device:
             with contextlib.suppress(OSError):

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from octomon.octopus.budget import Budget
     from octomon.octopus.graphql import OctopusClient
     from octomon.state import State, StateStore
+    from octomon.store.tally import TallyRecorder
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ class _Run:
         progress: Callable[[BackfillProgress], None] | None,
         wait: Wait,
         clock: Clock,
+        tally: TallyRecorder | None,
     ) -> None:
         self.pending = list(plan.windows)
         self.client = client
@@ -237,6 +239,7 @@ class _Run:
         self.wait = wait
         self.clock = clock
         self.result = BackfillResult()
+        self.tally = tally
 
     # --- events ---------------------------------------------------------------------
 
@@ -364,6 +367,12 @@ class _Run:
             self.append(readings)
         else:
             self.result.stored += len(readings)
+            self.counted(readings)
+
+    def counted(self, readings: list[Reading]) -> None:
+        """Stored: into the Home Mini tally (SPEC §10)."""
+        if self.tally is not None:
+            self.tally.stored(readings)
 
     def set_aside(self, readings: list[Reading], exc: InfluxRefused) -> None:
         try:
@@ -385,6 +394,7 @@ class _Run:
             raise _Failed(f"could not store readings in the cache: {_reason(exc)}") from None
         self.result.stored += len(readings)
         self.result.cached += len(readings)
+        self.counted(readings)
         evicted = getattr(appended, "evicted_readings", 0)
         if isinstance(evicted, int) and evicted > 0:  # over CACHE_MAX_MB: oldest days dropped
             self.result.evicted += evicted
@@ -455,6 +465,7 @@ def run_backfill(
     progress: Callable[[BackfillProgress], None] | None = None,
     wait: Wait | None = None,
     clock: Clock = utcnow,
+    tally: TallyRecorder | None = None,
 ) -> BackfillResult:
     """Fetch every window of ``plan`` (oldest first) and store it; see the module docstring.
 
@@ -462,7 +473,7 @@ def run_backfill(
     (it is also called with 0 between requests). Never raises for an expected failure: the
     result says what was stored, what the API no longer serves, and what was not done.
     """
-    return _Run(plan, client, sink, cache, progress, wait or _never_stop(), clock).run()
+    return _Run(plan, client, sink, cache, progress, wait or _never_stop(), clock, tally).run()
 
 
 def remember_device(store: StateStore, device_id: str) -> None:

@@ -37,6 +37,7 @@ from octomon.errors import (
 from octomon.octopus.budget import Budget
 from octomon.readings import Reading, format_time
 from octomon.state import State, StateStore
+from octomon.store.tally import Tally, TallyRecorder
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class Monitor:
             cache_dir=self.cache_dir,
             stop=self.stop,
         )
+        self.tally = TallyRecorder(Tally(self.cache_dir))  # SPEC §10: counted once stored
 
         self.cursor: datetime | None = None
         self.device_id: str | None = None
@@ -328,6 +330,7 @@ class Monitor:
 
         fresh = [r for r in readings if r.read_at not in self._seen]
         outcome = self.writer.store(fresh, now)
+        self.tally.stored(outcome.stored)  # before the cursor moves: a crash re-stores them
         self._seen.update(r.read_at for r in outcome.stored)
         self._advance(outcome, end, now)
         self._forget_old()

@@ -1,0 +1,126 @@
+"""The Home Mini tally (SPEC §10): distinct readings per half-hour, counted once."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from octomon.readings import Reading
+from octomon.store.tally import SLOTS, Tally, TallyRecorder, half_hour_of
+
+UTC = timezone.utc
+T0 = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+DEVICE = "00-11-22-33-44-55-66-77"
+STEPS = 6 * SLOTS  # three hours of 10-s steps: six half-hours
+
+
+def reading(step: int) -> Reading:
+    """The reading of one 10-s step; the same step always has the same value (the API's)."""
+    wh = (step * 7919) % 23  # whole Wh, zeros included
+    return Reading(T0 + timedelta(seconds=10 * step), DEVICE, consumption_delta=wh / 1000)
+
+
+def expected(steps: set[int]) -> dict[datetime, tuple[int, int]]:
+    out: dict[datetime, tuple[int, int]] = {}
+    for s in steps:
+        r = reading(s)
+        n, wh = out.get(half_hour_of(r.read_at), (0, 0))
+        out[half_hour_of(r.read_at)] = (n + 1, wh + (s * 7919) % 23)
+    return out
+
+
+def observed(tally: Tally) -> dict[datetime, tuple[int, int]]:
+    return {hh.start: (hh.readings, hh.micro_kwh // 1000) for hh in tally.load().half_hours()}
+
+
+spans = st.tuples(st.integers(0, STEPS - 1), st.integers(1, 400))
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("store"), st.integers(0, 1), spans),  # run or backfill, by process
+        st.tuples(st.just("restart"), st.integers(0, 1), spans),
+        st.tuples(st.just("gaps"), st.integers(0, 1), spans),  # a window with holes in it
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=operations)
+def test_any_sequence_of_stores_gives_the_tally_of_the_distinct_readings(
+    ops: list[tuple[str, int, tuple[int, int]]],
+) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        cache = Path(d)
+        # two processes (a daemon and a backfill), each with its own recorder on one file
+        recorders = [TallyRecorder(Tally(cache)), TallyRecorder(Tally(cache))]
+        stored: set[int] = set()
+        for kind, who, (start, length) in ops:
+            steps = list(range(start, min(STEPS, start + length)))
+            if kind == "restart":
+                recorders[who] = TallyRecorder(Tally(cache))  # reloads from disk
+            if kind == "gaps":
+                steps = [s for s in steps if s % 7 not in (2, 3)]
+            recorders[who].stored([reading(s) for s in steps])
+            stored.update(steps)
+        assert observed(Tally(cache)) == expected(stored)
+
+
+def test_a_reading_stored_twice_counts_once_and_the_file_is_private(tmp_path: Path) -> None:
+    tally = Tally(tmp_path)
+    batch = [reading(s) for s in range(0, 200)]
+    assert tally.record(batch) == 200
+    assert tally.record(batch[150:]) == 0
+    hh = tally.load().half_hour(T0)
+    assert hh is not None and hh.readings == SLOTS and hh.coverage == 1.0
+    nxt = tally.load().half_hour(T0 + timedelta(minutes=30))
+    assert nxt is not None and nxt.readings == 20
+    assert nxt.missing_slots() == list(range(20, SLOTS))
+    assert stat.S_IMODE(os.stat(tmp_path / "tally.json").st_mode) == 0o600
+
+
+def test_35_days_are_kept(tmp_path: Path) -> None:
+    tally = Tally(tmp_path)
+    tally.record([reading(0)])
+    later = Reading(T0 + timedelta(days=35, minutes=30), DEVICE, consumption_delta=0.001)
+    tally.record([later])
+    starts = [hh.start for hh in tally.load().half_hours()]
+    assert starts == [T0 + timedelta(days=35, minutes=30)]
+    tally.record([Reading(T0 + timedelta(days=1), DEVICE, consumption_delta=0.002)])
+    assert len(list(tally.load().half_hours())) == 2
+
+
+def test_a_full_disk_keeps_the_count_for_the_next_store(tmp_path: Path) -> None:
+    tally = Tally(tmp_path)
+    recorder = TallyRecorder(tally)
+    real = tally.record
+    failing = [True]
+
+    def record(readings: list[Reading]) -> int:
+        if failing[0]:
+            raise OSError(28, "No space left on device")
+        return real(readings)
+
+    tally.record = record  # type: ignore[method-assign]
+    recorder.stored([reading(s) for s in range(10)])
+    assert not (tmp_path / "tally.json").exists()
+    failing[0] = False
+    recorder.stored([reading(s) for s in range(10, 15)])
+    assert observed(Tally(tmp_path)) == expected(set(range(15)))
+
+
+def test_a_damaged_file_starts_again(tmp_path: Path) -> None:
+    (tmp_path / "tally.json").write_text("{not json")
+    tally = Tally(tmp_path)
+    assert list(tally.load().half_hours()) == []
+    tally.record([reading(3)])
+    obj = json.loads((tmp_path / "tally.json").read_text())
+    assert obj["version"] == 1 and list(obj["electricity"]) == ["2026-11-30T23:00:00Z"]
