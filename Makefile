@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv setup demo run test test-fast coverage lint format bench test-slack test-influx verify-config clean
+.PHONY: help venv flux-checker setup demo run test test-fast coverage lint format bench test-slack test-influx verify-config clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install octomon with its dev tools
+
+flux-checker: ## install InfluxData's Flux checker (npm) so the tests check every shipped Flux query
+	npm install --silent --no-save --no-audit --no-fund --prefix .flux @influxdata/flux-lsp-node@0.8.40
 
 setup: $(STAMP) ## venv + the configuration wizard + the online checks
 	$(BIN)/octomon configure
@@ -60,4 +63,4 @@ verify-config: $(STAMP) ## validate .env and show each setting's source
 	$(BIN)/octomon verify-config
 
 clean: ## remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .flux .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -31,14 +31,50 @@ DATASOURCE = DEPLOY / "grafana" / "provisioning" / "datasources" / "influxdb.yml
 PROVIDER = DEPLOY / "grafana" / "provisioning" / "dashboards" / "octomon.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "octomon.json"
 
-# SPEC §3: the fields octomon writes, and the unit a panel showing each should use.
-SPEC_FIELD_UNITS = {
-    "consumption_delta": "kwatth",
-    "demand": "kwatt",
-    "cost_delta": "currencyGBP",
-    "consumption": "kwatth",
-    "cost_delta_with_tax": "currencyGBP",
-    "export": "kwatth",
+# SPEC §3: every measurement octomon writes, its tags, its fields and the Grafana unit a
+# panel showing each field should use.
+SPEC_SCHEMA: dict[str, tuple[set[str], dict[str, str]]] = {
+    "energy_consumption": (
+        {"source", "device_id"},
+        {
+            "consumption_delta": "kwatth",
+            "demand": "kwatt",
+            "cost_delta": "currencyGBP",
+            "consumption": "kwatth",
+            "cost_delta_with_tax": "currencyGBP",
+            "export": "kwatth",
+        },
+    ),
+    "gas_consumption": (
+        {"source", "device_id"},
+        {
+            "consumption_delta": "kwatth",
+            "consumption": "kwatth",
+            "cost_delta": "currencyGBP",
+            "cost_delta_with_tax": "currencyGBP",
+            "volume_delta": "m3",
+        },
+    ),
+    "energy_tariff": (
+        {"fuel", "direction", "tariff_code"},
+        {
+            "unit_rate": "currencyGBP",
+            "unit_rate_exc_vat": "currencyGBP",
+            "standing_charge": "currencyGBP",
+            "standing_charge_exc_vat": "currencyGBP",
+        },
+    ),
+    "energy_settled": ({"fuel", "direction", "meter"}, {"consumption": "kwatth", "volume": "m3"}),
+    "energy_reconciliation": (
+        {"fuel"},
+        {
+            "settled": "kwatth",
+            "home_mini": "kwatth",
+            "difference": "kwatth",
+            "readings": "none",
+            "coverage": "percentunit",
+        },
+    ),
 }
 # SPEC §2: every setting octomon reads.
 SPEC_VARIABLES = {
@@ -635,6 +671,9 @@ def panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 _FIELD_TEST = re.compile(r"""r(?:\._field|\["_field"\])\s*==\s*"(\w+)\"""")
 _ANY_FIELD_USE = re.compile(r"""r(?:\._field|\["_field"\])""")
+_MEASUREMENT_TEST = re.compile(r"""r\._measurement\s*==\s*"(\w+)\"""")
+_TAG_TEST = re.compile(r"""r(?:\.(\w+)|\["(\w+)"\])\s*==""")
+_FILTER = re.compile(r"filter\(fn: \(r\) => (.*)\)\n")
 
 
 def query_fields(query: str) -> set[str]:
@@ -643,6 +682,15 @@ def query_fields(query: str) -> set[str]:
     leftover = _ANY_FIELD_USE.findall(_FIELD_TEST.sub("", query))
     assert not leftover, f'a field chosen other than by r._field == "name": {query}'
     return fields
+
+
+def query_filters(query: str) -> list[tuple[set[str], set[str], set[str]]]:
+    """(measurements, fields, tags) named by each `filter(fn: (r) => …)` of a query."""
+    out = []
+    for clause in _FILTER.findall(query):
+        tags = {a or b for a, b in _TAG_TEST.findall(clause)} - {"_measurement", "_field"}
+        out.append((set(_MEASUREMENT_TEST.findall(clause)), query_fields(clause), tags))
+    return out
 
 
 def test_dashboard_has_a_bucket_variable_defaulting_to_octopus_energy(
@@ -657,7 +705,16 @@ def test_dashboard_has_a_bucket_variable_defaulting_to_octopus_energy(
     assert variables["datasource"]["query"] == "influxdb"
 
 
-def test_every_panel_queries_spec_fields_of_energy_consumption(dashboard: dict[str, Any]) -> None:
+def panel_units(panel: Mapping[str, Any]) -> set[str]:
+    units = {panel["fieldConfig"]["defaults"]["unit"]}
+    for override in panel["fieldConfig"].get("overrides", []):
+        units |= {p["value"] for p in override["properties"] if p["id"] == "unit"}
+    return units
+
+
+def test_every_panel_queries_only_what_spec_section_3_defines(dashboard: dict[str, Any]) -> None:
+    """Each filter names one SPEC §3 measurement, and only that measurement's fields and tags;
+    each unit a panel shows is the unit of a field it reads (or a percentage of a ratio)."""
     all_panels = list(panels(dashboard))
     assert all_panels
     assert len({p["id"] for p in all_panels}) == len(all_panels)
@@ -666,19 +723,40 @@ def test_every_panel_queries_spec_fields_of_energy_consumption(dashboard: dict[s
         assert panel["datasource"]["uid"] == "${datasource}", title
         assert panel["targets"], title
         panel_fields: set[str] = set()
+        ratio = False
         for target in panel["targets"]:
             query = target["query"]
             assert 'from(bucket: "${bucket}")' in query, title
-            assert 'r._measurement == "energy_consumption"' in query, title
-            fields = query_fields(query)
-            assert fields, f"{title}: no field chosen"
-            assert fields <= set(SPEC_FIELD_UNITS), f"{title}: {fields - set(SPEC_FIELD_UNITS)}"
-            panel_fields |= fields
+            filters = query_filters(query)
+            assert filters, f"{title}: no filter"
+            assert query.count("filter(fn:") == len(filters), f"{title}: a filter not on one line"
+            for measurements, fields, tags in filters:
+                assert len(measurements) == 1, f"{title}: {measurements}"
+                (measurement,) = measurements
+                assert measurement in SPEC_SCHEMA, f"{title}: {measurement}"
+                spec_tags, spec_fields = SPEC_SCHEMA[measurement]
+                assert fields, f"{title}: no field chosen"
+                assert fields <= set(spec_fields), f"{title}: {fields - set(spec_fields)}"
+                assert tags <= spec_tags, f"{title}: {tags - spec_tags}"
+                panel_fields |= {spec_fields[f] for f in fields}
+            ratio = ratio or bool(re.search(r"_value: .* / ", query))
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, title
         if "now()) - int(v: r._time)" not in "".join(t["query"] for t in panel["targets"]):
-            units = {SPEC_FIELD_UNITS[f] for f in panel_fields}
-            assert {panel["fieldConfig"]["defaults"]["unit"]} == units, title
+            allowed = panel_fields | ({"percentunit"} if ratio else set())
+            assert panel_units(panel) <= allowed, f"{title}: {panel_units(panel) - allowed}"
+
+
+def test_the_schema_check_catches_a_wrong_name() -> None:
+    """The check above is not vacuous: a misspelt field or a foreign tag is found."""
+    ((m, fields, tags),) = query_filters(
+        'from(bucket: "${bucket}")\n  |> filter(fn: (r) => r._measurement == "energy_tariff"'
+        ' and r._field == "unit_rates" and r.device_id == "x")\n'
+    )
+    spec_tags, spec_fields = SPEC_SCHEMA["energy_tariff"]
+    assert m == {"energy_tariff"}
+    assert fields - set(spec_fields) == {"unit_rates"}
+    assert tags - spec_tags == {"device_id"}
 
 
 def test_daily_sums_follow_uk_time(dashboard: dict[str, Any]) -> None:
@@ -712,6 +790,24 @@ def _find(dashboard: dict[str, Any], pattern: str, fields: set[str]) -> list[str
         ("cost per day", r"every: 1d, fn: sum", {"cost_delta", "cost_delta_with_tax"}),
         ("the meter register", r"fn: last", {"consumption"}),
         ("age of the last reading", r"int\(v: now\(\)\) - int\(v: r\._time\)", None),
+        ("the current price", r"last\(\)", {"unit_rate"}),
+        (
+            "today's cost with the standing charge",
+            r"unit: 1d",
+            {"consumption_delta", "unit_rate", "standing_charge"},
+        ),
+        ("price against demand", r"r.direction == \"import\"", {"unit_rate"}),
+        (
+            "cost per day, settled where available",
+            r"every: 1d",
+            {"unit_rate", "consumption", "consumption_delta"},
+        ),
+        ("daily reconciliation coverage", r"every: 1d", {"settled", "home_mini"}),
+        (
+            "gas use and cost per day",
+            r"gas_consumption[\s\S]*every: 1d",
+            {"consumption_delta", "volume_delta", "cost_delta_with_tax"},
+        ),
     ],
 )
 def test_dashboard_shows(
