@@ -29,3 +29,9 @@ FIXED_IMPORT_TARIFF = "E-1R-OE-FIX-12M-25-09-01-C"
 AGILE_IMPORT_TARIFF = "E-1R-AGILE-24-10-01-C"
 GAS_TARIFF = "G-1R-OE-FIX-12M-25-09-01-C"
 SWITCH_AGO = timedelta(days=10)
+
+# The Economy 7 variant (``SimRest.economy7 = True``): the import meter point is on a
+# dual-register fixed tariff for the whole time, with DAY/NIGHT registers.
+ECONOMY7_IMPORT_TARIFF = "E-2R-OE-FIX-12M-25-09-01-C"
+# The moved-out property's tariff (its agreement ended when the account moved).
+OLD_IMPORT_TARIFF = "E-1R-VAR-22-11-01-C"

@@ -346,6 +346,9 @@ class SimHomeMini:
         self._fault_turn = 0
         self._frozen_since: int | None = None
         self._lost: list[tuple[int, int]] = []
+        from octomon.sim.rest import SimRest  # imports this module: bound here, not above
+
+        self.rest = SimRest(self)
 
     # ---- the readings, as a pure function of (seed, ts) and the upload faults
 
@@ -425,6 +428,8 @@ class SimHomeMini:
 
     def handle(self, method: str, path: str, authorization: str | None, body: bytes) -> SimResponse:
         """Answer one HTTP request; transport-independent so benchmarks may call it directly."""
+        if path.startswith("/v1/") and path.split("?")[0].rstrip("/") != "/v1/graphql":
+            return self._rest(method, path, authorization)
         raw, query, variables = "", "", dict[str, Any]()
         bad_request: str | None = None
         if method != "POST" or path.split("?")[0].rstrip("/") != "/v1/graphql":
@@ -477,6 +482,18 @@ class SimHomeMini:
             except _GraphQLError as err:
                 return self._error(field, err)
             return _json(200, {"data": {field: data}})
+
+    def _rest(self, method: str, path: str, authorization: str | None) -> SimResponse:
+        """REST requests (``sim.rest``) count in the same rolling hour as GraphQL ones."""
+        with self.lock:
+            now = _seconds(self.clock())
+            self._window.append(now)
+            while self._window and self._window[0] <= now - 3600:
+                self._window.popleft()
+            if self.rate_limited or len(self._window) > self.rate_limit_per_hour:
+                self.rate_limited_answers += 1
+                return _json(429, {"detail": "Request was throttled."})
+            return self.rest.handle(method, path, authorization)
 
     def _service_fault(self, op: str) -> SimResponse:
         """The edge and the telemetry back end failing in turn, as they do for real."""

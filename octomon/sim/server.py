@@ -75,6 +75,8 @@ class SimServer:
         self._httpd = _HTTPServer(("127.0.0.1", port), self.sim)
         self.port: int = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1/graphql/"
+        self.rest_url = f"http://127.0.0.1:{self.port}/v1/"
+        self.sim.rest.origin = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
 
     def start(self) -> SimServer:
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     server.start()
     print(
         f"octomon.sim serving a simulated Home Mini at {server.url}\n"
-        f"OCTOPUS_API_URL={server.url}\nOCTOPUS_API_KEY={sim.api_key}\n"
+        f"OCTOPUS_API_URL={server.url}\nOCTOPUS_REST_URL={server.rest_url}\n"
+        f"OCTOPUS_API_KEY={sim.api_key}\n"
         f"OCTOPUS_ACCOUNT_NUMBER={sim.account_number}\nOCTOPUS_DEVICE_ID={sim.device_id}\n"
         "Ctrl-C to stop.",
         flush=True,
