@@ -13,12 +13,19 @@ plain literals, and the selected fields are read from the query):
   ``refreshExpiresIn`` (Unix time of the refresh token's expiry), ``payload`` (``exp``, ``iat``).
 * ``account(accountNumber)`` -> one active electricity agreement, one meter with
   ``smartImportElectricityMeter{deviceId}`` and ``smartDevices`` ``[IHD, ESME, CAD]`` (the ESME is
-  the device id; it is deliberately not listed first).
+  the device id; it is deliberately not listed first), and, when the query names
+  ``gasAgreements``, one gas meter point (``MPRN``) listing two meters: ``GAS_SERIAL_OLD``
+  without ``smartGasMeter`` (the replaced meter), then ``GAS_SERIAL`` with
+  ``smartGasMeter{deviceId: GAS_DEVICE_ID}`` (``octomon.sim.account``).
 * ``smartMeterTelemetry(deviceId, start, end, grouping)``: only ``deviceId`` -> ``[latest]``;
   a range needs all three; ``start`` inclusive, ``end`` exclusive, no offset means UTC.
   Grouped items start at their UTC-aligned bucket; ``consumptionDelta``/``costDelta``/
   ``costDeltaWithTax`` are sums over the bucket, ``demand`` the mean (one decimal),
   ``consumption``/``export`` the last register value. The row count is not limited.
+  On the gas device (``gas_device_id``): half-hourly readings (``sim.gas``) uploaded 20-35
+  minutes after each half-hour ends, ``demand``/``export`` null. A gas meter has nothing finer
+  than a half-hour, so TEN_SECONDS, ONE_MINUTE and FIVE_MINUTES give the same half-hourly
+  items as HALF_HOURLY (``readAt`` = the half-hour's start); HOURLY sums pairs.
 
 Error codes (GraphQL errors come with HTTP 200 and ``data: {field: null}``):
 
@@ -59,6 +66,11 @@ Faults, switchable at any time from a test (plain attributes read per request, o
   back no further.
 * ``legacy_schema = True``: ``costDeltaWithTax`` and ``export`` do not exist (HTTP 400).
 * ``no_device = True``: the meter has no smart devices (``null`` / ``[]``), telemetry 4050.
+* ``no_gas = True``: the account has no gas (``gasAgreements: []``), gas telemetry 4050.
+* ``no_gas_schema = True``: the schema has no gas fields: an account query naming
+  ``gasAgreements`` is HTTP 400 (as ``legacy_schema``); the same query without them works.
+* ``freeze_gas(at=None)`` / ``unfreeze_gas()``: no gas half-hour from ``at`` on is served while
+  frozen; afterwards the meter uploads what it kept (the span is served again).
 
 The rate limit counts every request reaching the sim (refused ones too) in a rolling hour of sim
 clock; request number ``rate_limit_per_hour + 1`` is refused. ``calls``, ``served`` and
@@ -103,7 +115,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from octomon.sim.account import ELECTRICITY_SERIAL, MPAN
+from octomon.sim.account import (
+    ELECTRICITY_SERIAL,
+    GAS_DEVICE_ID,
+    GAS_SERIAL,
+    GAS_SERIAL_OLD,
+    MPAN,
+    MPRN,
+)
+from octomon.sim.gas import HALF_HOUR, GasDay, fmt_cost, fmt_cost_tax, fmt_wh, gas_model
 from octomon.sim.household import (
     _DAY,
     _N,
@@ -318,8 +338,10 @@ class SimHomeMini:
         clock: Callable[[], datetime] | None = None,
         rate_limit_per_hour: int = 100,
         record: bool = True,
+        gas_device_id: str = GAS_DEVICE_ID,
     ) -> None:
         self.api_key, self.account_number, self.device_id = api_key, account_number, device_id
+        self.gas_device_id = gas_device_id
         self.seed = seed
         self.clock: Callable[[], datetime] = clock or _utc_now
         self.rate_limit_per_hour = rate_limit_per_hour
@@ -331,6 +353,11 @@ class SimHomeMini:
         self.retention = DEFAULT_RETENTION
         self.legacy_schema = False
         self.no_device = False
+        self.no_gas = False
+        self.no_gas_schema = False
+        self.gas_served: dict[datetime, dict[str, str | None]] = {}
+        self._gas = gas_model(seed)
+        self._gas_frozen_since: int | None = None
         self.calls: list[tuple[datetime, str]] = []
         self.rate_limited_answers = 0
         self.served: dict[datetime, dict[str, str | None]] = {}
@@ -402,7 +429,35 @@ class SimHomeMini:
         with self.lock:
             return [*self._tokens, *self._refresh]
 
+    def gas_reading_at(self, ts: datetime) -> dict[str, str | None] | None:
+        """The gas API item of the half-hour starting at ``ts`` (or None: not a half-hour start,
+        or a half-hour the meter never uploaded)."""
+        t = _seconds(ts)
+        if t % HALF_HOUR:
+            return None
+        day, rest = divmod(int(t), _DAY)
+        data = self._gas.day(day)
+        slot = rest // HALF_HOUR
+        return data.item(slot) if data.present[slot] else None
+
+    def gas_available_at(self, ts: datetime) -> datetime:
+        """When the gas half-hour starting at ``ts`` becomes visible (20-35 min after its end)."""
+        t = int(_seconds(ts)) // HALF_HOUR * HALF_HOUR
+        return datetime.fromtimestamp(
+            self._gas.day(t // _DAY).visible_at((t % _DAY) // HALF_HOUR), UTC
+        )
+
     # ---- faults
+
+    def freeze_gas(self, at: datetime | None = None) -> None:
+        """The gas meter stops reaching the hub: no half-hour from ``at`` on is served."""
+        with self.lock:
+            self._gas_frozen_since = math.ceil(_seconds(at or self.clock()))
+
+    def unfreeze_gas(self) -> None:
+        """The gas meter reconnects and uploads what it kept: the frozen span is served again."""
+        with self.lock:
+            self._gas_frozen_since = None
 
     def expire_tokens(self, refresh: bool = False) -> None:
         """Expire every access token issued so far (and the refresh tokens if ``refresh``)."""
@@ -536,6 +591,7 @@ class SimHomeMini:
     def _check_literals(self, query: str) -> None:
         folded = query.casefold()
         secrets = [self.api_key, self.account_number, self.device_id, self.ihd_id, self.cad_id]
+        secrets.append(self.gas_device_id)
         if any(s.casefold() in folded for s in secrets) or any(
             t in query for t in itertools.chain(self._tokens, self._refresh)
         ):
@@ -614,9 +670,24 @@ class SimHomeMini:
                 {"deviceId": self.device_id, "type": "ESME"},
                 {"deviceId": self.cad_id, "type": "CAD"},
             ]
-        account = {"electricityAgreements": [{"meterPoint": {"mpan": MPAN, "meters": [meter]}}]}
+        account: dict[str, Any] = {
+            "electricityAgreements": [{"meterPoint": {"mpan": MPAN, "meters": [meter]}}]
+        }
+        if "gasAgreements" in names:
+            if self.no_gas_schema:
+                raise _Invalid('Cannot query field "gasAgreements" on type "AccountType".')
+            account["gasAgreements"] = [] if self.no_gas else [self._gas_agreement()]
         pruned: dict[str, Any] = _prune(account, names)
         return pruned
+
+    def _gas_agreement(self) -> dict[str, Any]:
+        old = {"serialNumber": GAS_SERIAL_OLD, "consumptionUnits": "m³", "smartGasMeter": None}
+        smart = {
+            "serialNumber": GAS_SERIAL,
+            "consumptionUnits": "m³",
+            "smartGasMeter": {"deviceId": self.gas_device_id},
+        }
+        return {"meterPoint": {"mprn": MPRN, "meters": [old, smart]}}
 
     def _telemetry(
         self, args: dict[str, str], selection: list[str], variables: dict[str, Any], now: float
@@ -641,9 +712,11 @@ class SimHomeMini:
             )
         start = _datetime("start", given["start"]) if given["start"] is not None else None
         end = _datetime("end", given["end"]) if given["end"] is not None else None
+        oldest = now - self.retention.total_seconds()
+        if not self.no_gas and device.upper() == self.gas_device_id.upper():
+            return self._gas_telemetry(start, end, grouping, selection, now, oldest)
         if self.no_device or device.upper() != self.device_id.upper():
             raise _GraphQLError("KT-GB-4050")
-        oldest = now - self.retention.total_seconds()
         if start is None and end is None and grouping is None:
             found: list[tuple[_DayData, int]] = []
             hour_end = now
@@ -662,6 +735,67 @@ class SimHomeMini:
         else:
             rows = self._grouped(self._visible(start, end, now), GROUPINGS[grouping], selection)
         return rows
+
+    def _gas_telemetry(
+        self,
+        start: float | None,
+        end: float | None,
+        grouping: str | None,
+        selection: list[str],
+        now: float,
+        oldest: float,
+    ) -> list[dict[str, str | None]]:
+        """Half-hourly gas items; finer groupings give the same half-hours (the meter has
+        nothing finer), HOURLY sums pairs."""
+        if start is None and end is None and grouping is None:
+            found: list[tuple[GasDay, int]] = []
+            day_end = now
+            while not found and day_end > oldest:
+                found = self._gas_visible(max(day_end - _DAY, oldest), day_end, now)
+                day_end -= _DAY
+            return [self._gas_item(*found[-1], selection)] if found else []
+        if start is None or end is None or grouping is None:
+            raise _GraphQLError("KT-GB-4040")
+        if end <= start:
+            raise _GraphQLError("KT-GB-4041")
+        if start < oldest:
+            raise _GraphQLError("KT-GB-4051")
+        found = self._gas_visible(start, end, now)
+        if GROUPINGS[grouping] <= HALF_HOUR:
+            return [self._gas_item(d, slot, selection) for d, slot in found]
+        size = GROUPINGS[grouping]
+        hours: dict[int, list[int]] = {}  # bucket -> [Wh, last register]
+        for d, slot in found:
+            g = hours.setdefault((d.day * _DAY + slot * HALF_HOUR) // size * size, [0, 0])
+            g[0] += d.wh[slot]
+            g[1] = d.register[slot]
+        rows = []
+        for bucket, (wh, register) in hours.items():
+            full: dict[str, str | None] = {
+                "readAt": datetime.fromtimestamp(bucket, UTC).isoformat(),
+                "consumption": fmt_wh(register),
+                "consumptionDelta": fmt_wh(wh),
+                "demand": None,
+                "costDelta": fmt_cost(wh),
+                "costDeltaWithTax": fmt_cost_tax(wh),
+                "export": None,
+            }
+            rows.append({k: full[k] for k in selection if k in full})
+        return rows
+
+    def _gas_visible(self, start: float, end: float, now: float) -> list[tuple[GasDay, int]]:
+        found = self._gas.visible(start, end, now)
+        frozen = self._gas_frozen_since
+        if frozen is None:
+            return found
+        return [(d, s) for d, s in found if d.day * _DAY + s * HALF_HOUR < frozen]
+
+    def _gas_item(self, data: GasDay, slot: int, selection: list[str]) -> dict[str, str | None]:
+        full = data.item(slot)
+        item = {k: full[k] for k in selection if k in full}
+        if self.record:
+            self.gas_served[datetime.fromtimestamp(data.day * _DAY + slot * HALF_HOUR, UTC)] = item
+        return item
 
     def _ten_seconds(self, data: _DayData, i: int, selection: list[str]) -> dict[str, str | None]:
         full = data.item(i)
