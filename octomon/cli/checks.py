@@ -98,7 +98,11 @@ def _octopus_line(settings: "Settings") -> str:
     from octomon.readings import format_time
 
     when = format_time(result.reading.read_at) if result.reading else "no reading yet"
-    return f"device {result.device_id}, latest reading {when}"
+    line = f"device {result.device_id}, latest reading {when}"
+    if result.gas_meter is not None:
+        gas_when = format_time(result.gas_reading.read_at) if result.gas_reading else "none yet"
+        line += f"; gas device {result.gas_meter.device_id}, latest half-hour {gas_when}"
+    return line
 
 
 def _influx_line(settings: "Settings", write_test_point: bool) -> str:
@@ -118,29 +122,49 @@ def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Authenticate, find the device, fetch and print the latest reading."""
     from octomon.octopus import graphql as octopus
 
-    settings = ui.load_settings(ctx, env_file, ["octopus"])
+    settings = ui.load_settings(ctx, env_file, ["octopus", "gas"])
     result = octopus.check(settings)
     ui.console.print(f"[green]Octopus API ok[/green] — account {settings.octopus_account_number}")
     ui.console.print(f"device id: {result.device_id}")
     if result.other_devices:
         ui.console.print(f"other devices on the account: {', '.join(result.other_devices)}")
-    if result.reading is None:
-        ui.console.print("latest reading: none yet (is the Home Mini connected?)")
-        return
-    r = result.reading
     from octomon.readings import format_time
 
-    ui.console.print(f"latest reading: {format_time(r.read_at)}")
-    units = {
-        "consumption_delta": "kWh",
-        "demand": "kW",
-        "cost_delta": "GBP",
-        "consumption": "kWh",
-        "cost_delta_with_tax": "GBP",
-        "export": "kWh",
-    }
-    for name, value in r.fields().items():
-        ui.console.print(f"  {name}: {value:.10g} {units[name]}")
+    if result.reading is None:
+        ui.console.print("latest reading: none yet (is the Home Mini connected?)")
+    else:
+        ui.console.print(f"latest reading: {format_time(result.reading.read_at)}")
+        _print_fields(result.reading.fields())
+    meter = result.gas_meter
+    if meter is None:
+        from octomon.octopus.gas import NOTES
+
+        ui.console.print(NOTES.get(result.gas_status, "no gas"))
+        return
+    ui.console.print(
+        f"gas device id: {meter.device_id} (meter {meter.serial or '?'}, MPRN {meter.mprn or '?'})"
+    )
+    if result.gas_reading is None:
+        ui.console.print("latest gas half-hour: none yet")
+        return
+    ui.console.print(f"latest gas half-hour: {format_time(result.gas_reading.read_at)}")
+    _print_fields(result.gas_reading.fields())
+
+
+_UNITS = {
+    "consumption_delta": "kWh",
+    "demand": "kW",
+    "cost_delta": "GBP",
+    "consumption": "kWh",
+    "cost_delta_with_tax": "GBP",
+    "export": "kWh",
+    "volume_delta": "m³",
+}
+
+
+def _print_fields(fields: dict[str, float]) -> None:
+    for name, value in fields.items():
+        ui.console.print(f"  {name}: {value:.10g} {_UNITS[name]}")
 
 
 def test_influx(

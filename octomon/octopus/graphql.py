@@ -17,10 +17,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from octomon import redact
@@ -35,8 +35,10 @@ from octomon.errors import (
     RateLimited,
     TokenExpired,
 )
+from octomon.octopus import gas
 from octomon.octopus.budget import Budget
-from octomon.readings import Reading, parse_items
+from octomon.octopus.gas import GasMeter, dict_items, text_value
+from octomon.readings import GasReading, Reading, calorific, parse_items
 
 if TYPE_CHECKING:
     import requests
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEN_SECONDS = "TEN_SECONDS"
+HALF_HOURLY = "HALF_HOURLY"
 GROUPINGS = ("TEN_SECONDS", "ONE_MINUTE", "FIVE_MINUTES", "HALF_HOURLY", "HOURLY")
 MAX_WINDOW = timedelta(hours=6)
 RENEW_BEFORE = timedelta(minutes=5)
@@ -77,6 +80,34 @@ query Devices($accountNumber: String!) {
           serialNumber
           smartImportElectricityMeter { deviceId }
           smartDevices { deviceId type }
+        }
+      }
+    }
+  }
+}
+"""
+
+# The same account query with the gas part of SPEC §11 (one call finds both fuels).
+DEVICES_GAS_QUERY = """
+query Devices($accountNumber: String!) {
+  account(accountNumber: $accountNumber) {
+    electricityAgreements(active: true) {
+      meterPoint {
+        mpan
+        meters(includeInactive: false) {
+          serialNumber
+          smartImportElectricityMeter { deviceId }
+          smartDevices { deviceId type }
+        }
+      }
+    }
+    gasAgreements(active: true) {
+      meterPoint {
+        mprn
+        meters(includeInactive: false) {
+          serialNumber
+          consumptionUnits
+          smartGasMeter { deviceId }
         }
       }
     }
@@ -141,6 +172,9 @@ KNOWN_CODES = (
     | TOO_OLD_CODES
     | ACCOUNT_CODES
 )
+
+_R = TypeVar("_R", Reading, GasReading)
+_Parser = Callable[[list[Any], str], tuple[list[_R], int]]
 
 _OPERATION = re.compile(r"^\s*(?:query|mutation)\s+(\w+)")
 
@@ -219,6 +253,12 @@ class OctopusClient:
 
     ``refresh_token``/``refresh_expires_at`` may change after any call (the monitor
     persists them); ``dropped`` counts telemetry items the parser had to drop.
+
+    Gas (SPEC §11): with ``gas=True`` the account query also asks for the gas meters, so
+    one call finds both fuels; ``gas_meter`` (a meter already known, from state.json) skips
+    that. ``gas_status`` says what is known (``octomon.octopus.gas``: found, none,
+    unsupported, off, unknown). A server that rejects the gas fields is asked once more
+    without them (only if the electricity device is still needed) and never again.
     """
 
     def __init__(
@@ -234,6 +274,9 @@ class OctopusClient:
         refresh_token: str | None = None,
         refresh_expires_at: datetime | None = None,
         session: requests.Session | None = None,
+        gas_enabled: bool = True,
+        gas_meter: GasMeter | None = None,
+        calorific_value: float | str = "39.5",
     ) -> None:
         self.api_key = api_key
         self.account_number = account_number
@@ -247,6 +290,9 @@ class OctopusClient:
         self.token_expires_at: datetime | None = None
         self.other_devices: list[str] = []
         self.dropped = 0
+        self.gas_meter = gas_meter if gas_enabled else None
+        self.gas_status = gas.OFF if not gas_enabled else gas.FOUND if gas_meter else gas.UNKNOWN
+        self.calorific_value = calorific(calorific_value)
         self._token: str | None = None
         self._legacy = False  # the server lacks costDeltaWithTax/export
         self._host = urlsplit(api_url).hostname or "the Octopus API"
@@ -264,10 +310,57 @@ class OctopusClient:
     # --- public API --------------------------------------------------------------------
 
     def device(self) -> str:
-        """OCTOPUS_DEVICE_ID or the cached id; else one discovery call."""
-        if self.device_id:
-            return self.device_id
-        data = self._call(DEVICES_QUERY, {"accountNumber": self.account_number})
+        """OCTOPUS_DEVICE_ID or the cached id; else one discovery call (gas found with it)."""
+        if not self.device_id:
+            self._discover()
+        if not self.device_id:  # only when gas discovery ran with the device known
+            raise NoDevice(f"No smart devices found on account {self.account_number}", DEVICE_HINT)
+        return self.device_id
+
+    def gas(self) -> GasMeter | None:
+        """The smart gas meter, if any; asks the account once when it is not known yet."""
+        if self.gas_status == gas.UNKNOWN:
+            self._discover()
+        return self.gas_meter
+
+    def _discover(self) -> None:
+        """One account query: the electricity device (unless known) and the gas meter."""
+        variables = {"accountNumber": self.account_number}
+        found: tuple[str, GasMeter | None] | None = None
+        account: dict[str, Any] | None = None
+        if self.gas_status != gas.UNKNOWN:
+            account = self._account(self._call(DEVICES_QUERY, variables))
+        else:
+            try:
+                account = self._account(self._call(DEVICES_GAS_QUERY, variables))
+            except ApiError as exc:
+                if exc.code is not None:  # a Kraken error, not the schema refusing a field
+                    raise
+                log.debug("the account query with gas fields was refused: %s", exc.message)
+                if not self.device_id:  # asked once more without them, never again
+                    account = self._account(self._call(DEVICES_QUERY, variables))
+                found = (gas.UNSUPPORTED, None)
+            else:
+                meter = gas.smart_gas_meter(account)
+                found = (gas.FOUND if meter else gas.NONE, meter)
+        if not self.device_id and account is not None:
+            self.device_id = self._electricity_device(account)
+        if found is not None:
+            self._gas_found(*found)
+
+    def _gas_found(self, status: str, meter: GasMeter | None) -> None:
+        self.gas_status, self.gas_meter = status, meter
+        if meter is not None:
+            log.info(
+                "Octopus gas device %s chosen (smart gas meter %s, MPRN %s)",
+                meter.device_id,
+                meter.serial or "?",
+                meter.mprn or "?",
+            )
+        else:
+            log.info("%s", gas.NOTES[status])
+
+    def _account(self, data: dict[str, Any]) -> dict[str, Any]:
         account = data.get("account")
         if not isinstance(account, dict):
             raise ApiError(
@@ -275,20 +368,23 @@ class OctopusClient:
                 f"account {self.account_number} was not found by the Octopus API",
                 ACCOUNT_HINT,
             )
+        return account
+
+    def _electricity_device(self, account: dict[str, Any]) -> str:
         esme: list[str] = []
         imports: list[str] = []
         every: list[str] = []
-        for agreement in _dicts(account.get("electricityAgreements")):
+        for agreement in dict_items(account.get("electricityAgreements")):
             point = agreement.get("meterPoint")
             if not isinstance(point, dict):
                 continue
-            for meter in _dicts(point.get("meters")):
+            for meter in dict_items(point.get("meters")):
                 smart = meter.get("smartImportElectricityMeter")
-                if isinstance(smart, dict) and _id(smart.get("deviceId")):
+                if isinstance(smart, dict) and text_value(smart.get("deviceId")):
                     imports.append(smart["deviceId"].strip())
                     every.append(smart["deviceId"].strip())
-                for dev in _dicts(meter.get("smartDevices")):
-                    dev_id = _id(dev.get("deviceId"))
+                for dev in dict_items(meter.get("smartDevices")):
+                    dev_id = text_value(dev.get("deviceId"))
                     if not dev_id:
                         continue
                     every.append(dev_id)
@@ -302,7 +398,6 @@ class OctopusClient:
         log.info("Octopus device %s chosen (smart electricity meter)", chosen)
         if self.other_devices:
             log.info("other smart devices on the account: %s", ", ".join(self.other_devices))
-        self.device_id = chosen
         return chosen
 
     def telemetry(
@@ -313,14 +408,60 @@ class OctopusClient:
         A window over 6 hours is asked for in several calls (each within the budget),
         oldest first; it is all-or-nothing: an error in any part raises.
         """
+        return self._ranged(start, end, grouping, self.device, self._electricity)
+
+    def latest(self) -> Reading | None:
+        """The most recent reading the API has (only ``deviceId`` is sent)."""
+        readings = self._telemetry_items({"deviceId": self.device()}, True, self._electricity)
+        return readings[-1] if readings else None
+
+    def gas_telemetry(
+        self, start: datetime, end: datetime, grouping: str = HALF_HOURLY
+    ) -> list[GasReading]:
+        """Gas half-hours in ``[start, end)``, as :meth:`telemetry` (none without a gas meter)."""
+        return self._ranged(start, end, grouping, self._gas_device, self._gas)
+
+    def gas_latest(self) -> GasReading | None:
+        """The gas meter's most recent half-hour (None without a gas meter)."""
+        device = self._gas_device()
+        readings = self._telemetry_items({"deviceId": device}, True, self._gas) if device else []
+        return readings[-1] if readings else None
+
+    def close(self) -> None:
+        if self._own_session:
+            self._session.close()
+
+    # --- telemetry plumbing ----------------------------------------------------------------
+
+    def _gas_device(self) -> str:
+        meter = self.gas()
+        return meter.device_id if meter else ""
+
+    def _electricity(self, items: list[Any], device: str) -> tuple[list[Reading], int]:
+        return parse_items(items, device)
+
+    def _gas(self, items: list[Any], device: str) -> tuple[list[GasReading], int]:
+        cv = self.calorific_value
+        return parse_items(items, device, lambda item, d: GasReading.from_api(item, d, cv))
+
+    def _ranged(
+        self,
+        start: datetime,
+        end: datetime,
+        grouping: str,
+        device_of: Callable[[], str],
+        parse: _Parser[_R],
+    ) -> list[_R]:
         if grouping not in GROUPINGS:
             raise ValueError(f"unknown grouping {grouping!r}")
         _api_time(start)
         _api_time(end)
         if end <= start:
             return []
-        device = self.device()
-        found: dict[datetime, Reading] = {}
+        device = device_of()
+        if not device:
+            return []
+        found: dict[datetime, _R] = {}
         lo = start
         while lo < end:
             hi = min(lo + MAX_WINDOW, end)
@@ -330,23 +471,14 @@ class OctopusClient:
                 "end": _api_time(hi),
                 "grouping": grouping,
             }
-            for reading in self._telemetry_items(variables, latest=False):
+            for reading in self._telemetry_items(variables, False, parse):
                 found[reading.read_at] = reading
             lo = hi
         return [found[k] for k in sorted(found)]
 
-    def latest(self) -> Reading | None:
-        """The most recent reading the API has (only ``deviceId`` is sent)."""
-        readings = self._telemetry_items({"deviceId": self.device()}, latest=True)
-        return readings[-1] if readings else None
-
-    def close(self) -> None:
-        if self._own_session:
-            self._session.close()
-
-    # --- telemetry plumbing ----------------------------------------------------------------
-
-    def _telemetry_items(self, variables: dict[str, Any], *, latest: bool) -> list[Reading]:
+    def _telemetry_items(
+        self, variables: dict[str, Any], latest: bool, parse: _Parser[_R]
+    ) -> list[_R]:
         def query() -> str:
             if latest:
                 return LATEST_QUERY_LEGACY if self._legacy else LATEST_QUERY
@@ -368,7 +500,7 @@ class OctopusClient:
             items = []
         if not isinstance(items, list):
             raise OctopusUnavailable("the Octopus API sent an unexpected telemetry answer")
-        readings, dropped = parse_items(items, str(variables["deviceId"]))
+        readings, dropped = parse(items, str(variables["deviceId"]))
         if dropped:
             log.debug("dropped %d telemetry item(s) without readAt or numbers", dropped)
             self.dropped += dropped
@@ -576,14 +708,6 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _id(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 # --- the connection test ----------------------------------------------------------------------
 
 
@@ -592,10 +716,14 @@ class OctopusCheck:
     device_id: str
     reading: Reading | None
     other_devices: list[str] = field(default_factory=list)
+    gas_status: str = gas.OFF  # octomon.octopus.gas: found, none, unsupported, off
+    gas_meter: GasMeter | None = None
+    gas_reading: GasReading | None = None
 
 
 def check(settings: Settings, clock: Clock = utcnow) -> OctopusCheck:
-    """Authenticate, find the device (unless OCTOPUS_DEVICE_ID), fetch the latest reading.
+    """Authenticate, find the device (unless OCTOPUS_DEVICE_ID), fetch the latest reading;
+    the same for gas unless OCTOPUS_GAS=off (always asked afresh, whatever state.json knows).
 
     Its calls go into the shared ledger under CACHE_DIR when that is usable (so a test
     run while the daemon polls still respects the budget), else into a private one.
@@ -623,10 +751,14 @@ def check(settings: Settings, clock: Clock = utcnow) -> OctopusCheck:
         budget=budget,
         device_id=settings.octopus_device_id,
         clock=clock,
+        gas_enabled=settings.octopus_gas != gas.OFF,
+        calorific_value=settings.gas_calorific_value,
     )
     try:
         device = client.device()
         reading = client.latest()
+        meter = client.gas()
+        gas_reading = client.gas_latest() if meter else None
     except OSError as exc:  # the ledger could not be written
         raise OctopusError(
             f"cannot record API calls in {settings.cache_dir}/state.json ({exc.strerror})",
@@ -634,4 +766,6 @@ def check(settings: Settings, clock: Clock = utcnow) -> OctopusCheck:
         ) from None
     finally:
         client.close()
-    return OctopusCheck(device, reading, list(client.other_devices))
+    return OctopusCheck(
+        device, reading, list(client.other_devices), client.gas_status, meter, gas_reading
+    )

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from octomon.cli import app
 from octomon.readings import Reading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
+from octomon.sim.account import GAS_DEVICE_ID, GAS_SERIAL, GAS_SERIAL_OLD, MPRN
 from octomon.state import StateStore
 from tests.helpers.services import free_port
 
@@ -72,7 +74,8 @@ def test_ok_shows_the_device_and_the_latest_reading(server: SimServer, sim: SimH
     assert DEFAULT_API_KEY not in result.output
     # Its three calls are in the shared ledger under CACHE_DIR.
     ledger = StateStore(Path(os.environ["CACHE_DIR"])).load().calls
-    assert len(ledger) == len(sim.calls) == 3
+    assert len(ledger) == len(sim.calls) == 4
+    assert [op for _, op in sim.calls] == ["token", "account", "telemetry", "telemetry"]
 
 
 def test_bad_key_fails_with_one_line_and_no_key(server: SimServer) -> None:
@@ -131,9 +134,64 @@ def test_unreachable_api(tmp_path: Path) -> None:
 
 
 def test_configured_device_id_skips_discovery(server: SimServer, sim: SimHomeMini) -> None:
-    result = invoke(env_for(server, OCTOPUS_DEVICE_ID=DEFAULT_DEVICE_ID))
+    result = invoke(env_for(server, OCTOPUS_DEVICE_ID=DEFAULT_DEVICE_ID, OCTOPUS_GAS="off"))
     assert result.exit_code == 0, result.output
     assert [op for _, op in sim.calls] == ["token", "telemetry"]
+
+
+def test_configured_device_id_still_asks_the_account_for_gas(
+    server: SimServer, sim: SimHomeMini
+) -> None:
+    result = invoke(env_for(server, OCTOPUS_DEVICE_ID=DEFAULT_DEVICE_ID))
+    assert result.exit_code == 0, result.output
+    assert [op for _, op in sim.calls] == ["token", "telemetry", "account", "telemetry"]
+    assert f"gas device id: {GAS_DEVICE_ID}" in result.output
+
+
+def test_shows_the_smart_gas_meter_and_its_latest_half_hour(
+    server: SimServer, sim: SimHomeMini
+) -> None:
+    result = invoke(env_for(server, GAS_CALORIFIC_VALUE="40"))
+    assert result.exit_code == 0, result.output
+    # The meter point lists the replaced meter first: the smart one is picked.
+    assert f"gas device id: {GAS_DEVICE_ID} (meter {GAS_SERIAL}, MPRN {MPRN})" in result.output
+    assert GAS_SERIAL_OLD not in result.output
+    ((at, item),) = sim.gas_served.items()
+    assert f"latest gas half-hour: {at:%Y-%m-%dT%H:%M:%SZ}" in result.output
+    wh = Decimal(str(item["consumptionDelta"]))
+    m3 = wh / 1000 * Decimal("3.6") / 40 / Decimal("1.02264")
+    assert f"  volume_delta: {float(m3):.10g} m³" in result.output
+    assert f"  consumption: {float(Decimal(str(item['consumption'])) / 1000):.10g} kWh" in (
+        result.output
+    )
+
+
+def test_a_server_without_the_gas_fields_is_asked_once_more_without_them(
+    server: SimServer, sim: SimHomeMini
+) -> None:
+    sim.no_gas_schema = True
+    result = invoke(env_for(server))
+    assert result.exit_code == 0, result.output
+    assert f"device id: {DEFAULT_DEVICE_ID}" in result.output
+    assert "no gas: the Octopus API does not know the gas fields" in result.output
+    assert [op for _, op in sim.calls] == ["token", "account", "account", "telemetry"]
+
+
+def test_an_account_without_gas_says_so(server: SimServer, sim: SimHomeMini) -> None:
+    sim.no_gas = True
+    result = invoke(env_for(server))
+    assert result.exit_code == 0, result.output
+    assert "no gas: the account has no smart gas meter with a device id" in result.output
+    assert [op for _, op in sim.calls] == ["token", "account", "telemetry"]
+
+
+def test_gas_off_asks_nothing_about_gas(server: SimServer, sim: SimHomeMini) -> None:
+    sim.no_gas_schema = True  # a query naming gas fields would be refused (and retried)
+    result = invoke(env_for(server, OCTOPUS_GAS="off"))
+    assert result.exit_code == 0, result.output
+    assert "gas is off (OCTOPUS_GAS=off)" in result.output
+    assert [op for _, op in sim.calls] == ["token", "account", "telemetry"]
+    assert sim.gas_served == {}
 
 
 @pytest.mark.parametrize("key", [DEFAULT_API_KEY, BAD_KEY])

@@ -278,4 +278,6 @@ def test_check_records_its_calls_in_the_shared_ledger(
     assert result.device_id == DEFAULT_DEVICE_ID
     assert result.reading is not None
     assert result.other_devices == [sim.ihd_id, sim.cad_id]
-    assert len(StateStore(tmp_path / "cache").load().calls) == 3 == len(sim.calls)
+    assert result.gas_meter is not None and result.gas_reading is not None
+    # token, account (both fuels), latest electricity, latest gas
+    assert len(StateStore(tmp_path / "cache").load().calls) == 4 == len(sim.calls)

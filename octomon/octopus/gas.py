@@ -1,0 +1,57 @@
+"""Which gas meter the Home Mini reads (SPEC §11): the account query's gas part.
+
+A gas meter point can list two meters -- a replaced one and the smart one -- and only the
+meter whose ``smartGasMeter.deviceId`` is set has telemetry (OCTOPUS_REST.md §6,
+BottlecapDave#1672). Other tools picked the first meter and showed nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# What the account answered about gas (the client's ``gas_status``).
+FOUND = "found"  # a smart gas meter: poll it
+NONE = "none"  # the account lists no smart gas meter
+UNSUPPORTED = "unsupported"  # the server rejected the gas fields
+OFF = "off"  # OCTOPUS_GAS=off: never asked
+UNKNOWN = "unknown"  # not asked yet
+
+NOTES = {
+    NONE: "no gas: the account has no smart gas meter with a device id",
+    UNSUPPORTED: "no gas: the Octopus API does not know the gas fields of the account query",
+    OFF: "gas is off (OCTOPUS_GAS=off)",
+}
+
+
+@dataclass(frozen=True)
+class GasMeter:
+    device_id: str
+    mprn: str | None
+    serial: str | None
+
+
+def smart_gas_meter(account: dict[str, Any]) -> GasMeter | None:
+    """The first gas meter with a ``smartGasMeter.deviceId``, over every active agreement."""
+    for agreement in dict_items(account.get("gasAgreements")):
+        point = agreement.get("meterPoint")
+        if not isinstance(point, dict):
+            continue
+        for meter in dict_items(point.get("meters")):
+            smart = meter.get("smartGasMeter")
+            device = text_value(smart.get("deviceId")) if isinstance(smart, dict) else None
+            if device:
+                return GasMeter(
+                    device, text_value(point.get("mprn")), text_value(meter.get("serialNumber"))
+                )
+    return None
+
+
+def dict_items(value: Any) -> list[dict[str, Any]]:
+    """The dicts of a JSON list (anything else: none)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def text_value(value: Any) -> str | None:
+    """A non-blank JSON string, stripped (anything else: None)."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
