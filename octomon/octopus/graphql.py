@@ -70,9 +70,7 @@ mutation ObtainToken($input: ObtainJSONWebTokenInput!) {
 }
 """
 
-DEVICES_QUERY = """
-query Devices($accountNumber: String!) {
-  account(accountNumber: $accountNumber) {
+_ELECTRICITY_METERS = """
     electricityAgreements(active: true) {
       meterPoint {
         mpan
@@ -83,24 +81,9 @@ query Devices($accountNumber: String!) {
         }
       }
     }
-  }
-}
 """
-
-# The same account query with the gas part of SPEC §11 (one call finds both fuels).
-DEVICES_GAS_QUERY = """
-query Devices($accountNumber: String!) {
-  account(accountNumber: $accountNumber) {
-    electricityAgreements(active: true) {
-      meterPoint {
-        mpan
-        meters(includeInactive: false) {
-          serialNumber
-          smartImportElectricityMeter { deviceId }
-          smartDevices { deviceId type }
-        }
-      }
-    }
+# The gas part of SPEC §11: asked in the same call, so one query finds both fuels.
+_GAS_METERS = """
     gasAgreements(active: true) {
       meterPoint {
         mprn
@@ -111,9 +94,15 @@ query Devices($accountNumber: String!) {
         }
       }
     }
-  }
+"""
+_ACCOUNT = """
+query Devices($accountNumber: String!) {
+  account(accountNumber: $accountNumber) {%s  }
 }
 """
+# Composed from the constant parts above only; values still travel in variables.
+DEVICES_QUERY = _ACCOUNT % _ELECTRICITY_METERS
+DEVICES_GAS_QUERY = _ACCOUNT % (_ELECTRICITY_METERS + _GAS_METERS)
 
 TELEMETRY_QUERY = """
 query Telemetry($deviceId: String!, $start: DateTime, $end: DateTime,
