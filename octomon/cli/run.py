@@ -106,7 +106,7 @@ def _once(monitor: "Monitor") -> ExitCode:
         ui.fail(error.message, error.hint, ExitCode.CONFIG)
     if not result.ok:
         ui.fail(
-            f"the poll cycle failed: {error.message if error else result.outcome}",
+            f"the poll cycle failed: {error.message if error else result.outcome.value}",
             error.hint if error else None,
         )
     ui.console.print(result.summary(), markup=False, soft_wrap=True)

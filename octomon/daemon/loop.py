@@ -28,13 +28,15 @@ from octomon.daemon.monitor import (
     FAILED,
     RATE_LIMITED,
     STOPPED,
+    STORE_FAILED,
     Alerts,
     CycleResult,
     Monitor,
-    StopAwareBudget,
 )
 from octomon.daemon.notify import SystemdNotifier
+from octomon.daemon.schedule import Scheduler, installation_offset
 from octomon.errors import ExitCode, OctomonError
+from octomon.octopus.budget import StopAwareBudget
 from octomon.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 CATCH_UP_PAUSE = 1.0  # seconds between catch-up windows (the budget still decides)
 MIN_RETRY = 1.0
 MAX_UNEXPECTED = 10  # unexpected errors in a row before the daemon gives up (exit 1)
+JOB_HEADROOM = 5  # API calls per hour a scheduled job leaves free for telemetry (SPEC §4.9)
 CACHE_LOCK_TIMEOUT = 5.0  # an append waits this long for `sync-cache`, then fails (refetched)
 
 
@@ -103,6 +106,10 @@ def build_monitor(
         stop=stop,
     )
     monitor.device_id = settings.octopus_device_id or state.device_id
+    monitor.scheduler = Scheduler(
+        budget, offset=installation_offset(settings.octopus_account_number), headroom=JOB_HEADROOM
+    )
+    # The scheduled jobs of other features register here: monitor.scheduler.add(SomeJob(...))
     return monitor
 
 
@@ -161,6 +168,10 @@ class Loop:
                     if m.cache_mode and not was_cache_mode:
                         next_health = self.monotonic() + self._health_delay()
                     continue
+                if m.jobs_due(self.clock()):  # one job, then look at the poll cycle again
+                    self._guarded(lambda: m.run_jobs(self.clock()))
+                    self._alive()
+                    continue
                 if m.draining:
                     self._guarded(lambda: m.drain(self.clock()))
                     if not m.draining and m.cache_mode:  # lost again
@@ -175,6 +186,9 @@ class Loop:
                 wake = next_poll
                 if m.cache_mode and not m.draining:
                     wake = min(wake, next_health)
+                job_at = m.scheduler.next_due() if m.scheduler is not None else None
+                if job_at is not None:
+                    wake = min(wake, self.monotonic() + (job_at - self.clock()).total_seconds())
                 self._wait(wake - self.monotonic())
         finally:
             if self.notifier is not None:
@@ -208,7 +222,7 @@ class Loop:
             self.notifier.watchdog()
         if result.outcome != STOPPED:
             level = logging.INFO if self.log_cycles else logging.DEBUG
-            if result.outcome in (FAILED, AUTH) or result.outcome == "store-failed":
+            if result.outcome in (FAILED, AUTH, STORE_FAILED):
                 level = logging.WARNING if self.log_cycles else logging.DEBUG
             log.log(level, "%s", result.summary())
         self._update()

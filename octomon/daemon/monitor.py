@@ -13,6 +13,7 @@ moves only after the store that justifies it, and it is saved to ``state.json`` 
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy
+from octomon.daemon.schedule import JobReport, Scheduler
 from octomon.daemon.status import Status
 from octomon.daemon.writer import DRAIN_SLICE, CacheLike, Sink, Stored, SyncFn, SyncStep, Writer
 from octomon.errors import (
@@ -34,7 +36,7 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.octopus.budget import Budget
+from octomon.octopus.budget import Budget, Interrupted
 from octomon.readings import Reading, format_time
 from octomon.state import State, StateStore
 from octomon.store.tally import Tally, TallyRecorder
@@ -48,35 +50,26 @@ SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is set
 RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))  # KT-GB-4051 (SPEC §4.1)
 SPARK_SPAN = timedelta(minutes=30)
 
-# CycleResult.outcome
-OK = "ok"  # fetched, and stored (or nothing new)
-FAILED = "failed"  # the fetch failed (counts towards "3 failed cycles in a row")
-STORE_FAILED = "store-failed"  # fetched, but the readings could not be stored anywhere
-RATE_LIMITED = "rate-limited"  # the API said too many requests, or a backoff runs
-BUDGET = "budget"  # the hourly call budget is used up: wait for a free slot
-AUTH = "auth"  # the API key was refused: fatal (exit 2)
-STOPPED = "stopped"  # a stop was requested before the cycle's first request
+
+class Outcome(enum.Enum):
+    """What a poll cycle came to (``CycleResult.outcome``)."""
+
+    OK = "ok"  # fetched, and stored (or nothing new)
+    FAILED = "failed"  # the fetch failed (counts towards "3 failed cycles in a row")
+    STORE_FAILED = "store-failed"  # fetched, but the readings could not be stored anywhere
+    RATE_LIMITED = "rate-limited"  # the API said too many requests, or a backoff runs
+    BUDGET = "budget"  # the hourly call budget is used up: wait for a free slot
+    AUTH = "auth"  # the API key was refused: fatal (exit 2)
+    STOPPED = "stopped"  # a stop was requested before the cycle's first request
 
 
-class Interrupted(OctopusError):
-    """A stop was requested: no further request is sent in this cycle."""
-
-
-class StopAwareBudget(Budget):
-    """The call ledger, refusing new requests once ``stop`` is set (SPEC §4.7).
-
-    The client takes a budget slot before every request, so this is exactly "the cycle in
-    flight ends after its current request" without reaching into the client.
-    """
-
-    def __init__(self, store: StateStore | None, max_per_hour: int, stop: threading.Event) -> None:
-        super().__init__(store, max_per_hour)
-        self.stop = stop
-
-    def reserve(self, now: datetime) -> None:
-        if self.stop.is_set():
-            raise Interrupted("stopping: no further Octopus API requests")
-        super().reserve(now)
+OK = Outcome.OK
+FAILED = Outcome.FAILED
+STORE_FAILED = Outcome.STORE_FAILED
+RATE_LIMITED = Outcome.RATE_LIMITED
+BUDGET = Outcome.BUDGET
+AUTH = Outcome.AUTH
+STOPPED = Outcome.STOPPED
 
 
 # --- the parts the monitor ties together (structural, so tests can use small fakes) -----
@@ -107,7 +100,7 @@ class CycleResult:
     """What one poll cycle did. ``outcome`` is one of the module's outcome constants."""
 
     at: datetime
-    outcome: str
+    outcome: Outcome
     mode: str
     window: tuple[datetime, datetime] | None = None
     fetched: int = 0  # readings the API returned in the window
@@ -136,7 +129,7 @@ class CycleResult:
             BUDGET: "API budget used up",
             AUTH: "API key refused",
             STOPPED: "stopped",
-        }.get(self.outcome, self.outcome)
+        }[self.outcome]
         parts = [head]
         if self.window is not None:
             parts.append(f"window {format_time(self.window[0])}..{format_time(self.window[1])}")
@@ -196,6 +189,8 @@ class Monitor:
         )
         self.tally = TallyRecorder(Tally(self.cache_dir))  # SPEC §10: counted once stored
 
+        # The jobs that are not telemetry (SPEC §4.9); build_monitor registers them.
+        self.scheduler: Scheduler | None = None
         self.cursor: datetime | None = None
         self.device_id: str | None = None
         self.status: Status | None = None
@@ -436,6 +431,20 @@ class Monitor:
         self._state_dirty = False
         self._saved_refresh = token
 
+    # --- the scheduled jobs (tariffs, settled data, gas) ----------------------------------
+
+    def jobs_due(self, now: datetime) -> bool:
+        return self.scheduler is not None and self.scheduler.due(now)
+
+    def run_jobs(self, now: datetime) -> list[JobReport]:
+        """Run at most one due job (the loop checks for a due poll cycle in between)."""
+        if self.scheduler is None:
+            return []
+        reports = self.scheduler.run_due(now, max_jobs=1)
+        if reports:
+            self._save_state()
+        return reports
+
     # --- cache mode: the health check and the drain ----------------------------------------
 
     def health_check(self, now: datetime) -> SyncStep:
@@ -463,7 +472,7 @@ class Monitor:
     def _finish(
         self,
         now: datetime,
-        outcome: str,
+        outcome: Outcome,
         window: tuple[datetime, datetime] | None,
         *,
         error: OctomonError | None = None,

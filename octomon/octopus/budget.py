@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from octomon.errors import BudgetExhausted, RateLimited
+from octomon.errors import BudgetExhausted, OctopusError, RateLimited
 from octomon.state import LEDGER_SPAN, State, StateStore
 
 BACKOFF_FIRST = 300.0  # 5 minutes
@@ -141,3 +141,24 @@ class Budget:
     def rate_limited_since(self) -> datetime | None:
         """When the current rate-limited episode began (for the over-30-minutes alert)."""
         return self._read().rate_limited_since
+
+
+class Interrupted(OctopusError):
+    """A stop was requested: no further request is sent in this cycle."""
+
+
+class StopAwareBudget(Budget):
+    """The call ledger, refusing new requests once ``stop`` is set (SPEC §4.7).
+
+    The client takes a budget slot before every request, so this is exactly "the cycle in
+    flight ends after its current request" without reaching into the client.
+    """
+
+    def __init__(self, store: StateStore | None, max_per_hour: int, stop: threading.Event) -> None:
+        super().__init__(store, max_per_hour)
+        self.stop = stop
+
+    def reserve(self, now: datetime) -> None:
+        if self.stop.is_set():
+            raise Interrupted("stopping: no further Octopus API requests")
+        super().reserve(now)

@@ -27,9 +27,7 @@ from octomon.daemon.monitor import (
     RATE_LIMITED,
     STOPPED,
     STORE_FAILED,
-    Interrupted,
     Monitor,
-    StopAwareBudget,
 )
 from octomon.daemon.status import Status
 from octomon.errors import (
@@ -44,6 +42,7 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
+from octomon.octopus.budget import Interrupted, StopAwareBudget
 from octomon.readings import Reading
 from octomon.state import StateStore
 from octomon.store.cache import AppendResult, CacheStatus
