@@ -104,7 +104,7 @@ def run_cycles(sim_url: str, cache_dir: Path, cycles: int = CYCLES) -> dict[str,
     for i in range(1, cycles + 1):
         now[0] += timedelta(seconds=60)
         result = monitor.cycle(now[0])
-        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
         stored += result.stored
         if i in (EARLY, cycles):
             gc.collect()
@@ -149,7 +149,7 @@ def test_memory_stays_flat_over_5000_cycles(sim_url: str, fast_dir: Path) -> Non
         f"(peak {r['peak']:.1f} MB); live objects {objects_early} -> {objects_late}"
     )
     print(report)
-    assert r["outcomes"] == {OK: CYCLES}, r["outcomes"]
+    assert r["outcomes"] == {OK.value: CYCLES}, r["outcomes"]
     assert r["seen"] <= 31
     assert rss_late - rss_early < 2, report  # no growth with the number of cycles
     assert objects_late - objects_early < 1000, report

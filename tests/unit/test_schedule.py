@@ -22,6 +22,7 @@ from tests.unit.test_monitor import Kit, run_loop
 from tests.unit.test_monitor import make as make
 
 T0 = datetime(2026, 11, 27, 14, 2, 0, tzinfo=timezone.utc)
+H14 = datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc)
 
 
 @dataclass
@@ -46,6 +47,17 @@ class FakeJob:
             hour, minute = self.daily
             return now.replace(hour=hour, minute=minute, second=0) + timedelta(days=1)
         return next_half_hour(now + timedelta(seconds=1))
+
+
+def one_job(
+    limit: int = 75, offset: int = 7, anchor: datetime | None = H14, **job: object
+) -> tuple[Budget, Scheduler, FakeJob]:
+    """A budget of ``limit`` calls an hour, a scheduler and one job first anchored at 14:00."""
+    budget = Budget(None, limit)
+    sched = Scheduler(budget, offset=timedelta(minutes=offset), headroom=5)
+    fake = FakeJob(budget, **job)  # type: ignore[arg-type]
+    sched.add(fake, first_anchor=anchor)
+    return budget, sched, fake
 
 
 def minutes(at: datetime) -> str:
@@ -80,10 +92,7 @@ def test_slots_are_anchor_plus_offset_and_never_in_the_minute_hh00_or_hh30() -> 
 
 
 def test_a_job_without_a_first_anchor_runs_at_the_next_half_hour_plus_offset() -> None:
-    budget = Budget(None, 75)
-    sched = Scheduler(budget, offset=timedelta(minutes=7), headroom=5)
-    job = FakeJob(budget)
-    sched.add(job)
+    _budget, sched, job = one_job(anchor=None)
     assert sched.next_due() is None  # not resolved before the scheduler has seen a time
     drive(sched, T0, T0 + timedelta(hours=2))
     assert [minutes(r) for r in job.runs] == ["14:37", "15:07", "15:37"]
@@ -91,10 +100,7 @@ def test_a_job_without_a_first_anchor_runs_at_the_next_half_hour_plus_offset() -
 
 
 def test_daily_anchors_and_the_nudge_over_many_days() -> None:
-    budget = Budget(None, 75)
-    sched = Scheduler(budget, offset=timedelta(minutes=25), headroom=5)
-    job = FakeJob(budget, daily=(16, 5))
-    sched.add(job, first_anchor=datetime(2026, 11, 27, 16, 5, tzinfo=timezone.utc))
+    _budget, sched, job = one_job(offset=25, anchor=H14.replace(hour=16, minute=5), daily=(16, 5))
     drive(sched, T0, T0 + timedelta(days=3), step=60)
     assert [r.strftime("%d %H:%M") for r in job.runs] == ["27 16:31", "28 16:31", "29 16:31"]
     assert all(r.minute not in (0, 30) for r in job.runs)
@@ -104,10 +110,7 @@ def test_a_tight_budget_defers_the_job_and_telemetry_keeps_its_headroom(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    budget = Budget(None, 20)
-    sched = Scheduler(budget, offset=timedelta(minutes=7), headroom=5)
-    job = FakeJob(budget, max_calls=3)
-    sched.add(job, first_anchor=datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc))
+    budget, sched, job = one_job(20, max_calls=3)
     for i in range(13):  # telemetry has used 13 of 20: 7 left < 3 + 5
         budget.reserve(T0 + timedelta(seconds=i))
     reports = sched.run_due(datetime(2026, 11, 27, 14, 7, tzinfo=timezone.utc))
@@ -123,10 +126,7 @@ def test_a_tight_budget_defers_the_job_and_telemetry_keeps_its_headroom(
 
 
 def test_a_backoff_defers_the_job() -> None:
-    budget = Budget(None, 75)
-    sched = Scheduler(budget, offset=timedelta(minutes=4), headroom=5)
-    job = FakeJob(budget)
-    sched.add(job, first_anchor=datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc))
+    budget, sched, job = one_job(offset=4)
     budget.rate_limited(T0)  # 5 minutes from 14:02
     reports = sched.run_due(datetime(2026, 11, 27, 14, 4, tzinfo=timezone.utc))
     assert [r.outcome for r in reports] == [JobOutcome.DEFERRED]
@@ -137,11 +137,8 @@ def test_an_error_is_logged_once_and_retried_at_later_slots(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    budget = Budget(None, 75)
-    sched = Scheduler(budget, offset=timedelta(minutes=7), headroom=5)
-    job = FakeJob(budget, daily=(14, 0))
+    _budget, sched, job = one_job(daily=(14, 0))
     job.errors = [OctopusUnavailable("HTTP 503"), OctopusUnavailable("HTTP 503"), KeyError("x")]
-    sched.add(job, first_anchor=datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc))
     drive(sched, T0, T0 + timedelta(hours=3))
     assert [minutes(r) for r in job.runs] == ["14:07", "14:37", "15:07", "15:37"]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
