@@ -226,6 +226,11 @@ class GasReading(NamedTuple):
     cost_delta_with_tax: float | None = None  # GBP inc VAT
     volume_delta: float | None = None  # m³ = kWh x 3.6 / CV / 1.02264
 
+    @property
+    def fuel(self) -> str:
+        """Not a field: the cache line's ``fuel`` and the tally's key."""
+        return GAS
+
     @classmethod
     def from_api(
         cls, item: Mapping[str, Any], device_id: str, calorific_value: Decimal

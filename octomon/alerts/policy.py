@@ -26,7 +26,7 @@ The rules, in one place:
 * Octopus failures open an episode after 3 failed cycles in a row; rate limiting after
   it has lasted over 30 minutes (rate-limited cycles neither count as failures nor break
   a run of them); staleness after 15 minutes without a new ``readAt`` while the API
-  answers.
+  answers (gas: 6 hours without a new half-hour, its own ``gas_stale`` condition).
 * One-off events: write refused (the first at once, later ones within 4 h summed into
   one follow-up), cache over its cap (every eviction: readings were lost), range lost
   (once per span), start and stop.
@@ -44,6 +44,7 @@ from enum import Enum
 OCTOPUS_FAILURES = 3
 RATE_LIMIT_AFTER = timedelta(minutes=30)
 STALE_AFTER = timedelta(minutes=15)
+GAS_STALE_AFTER = timedelta(hours=6)
 RELAPSE_WINDOW = timedelta(hours=1)
 
 
@@ -133,8 +134,7 @@ class AlertPolicy:
         self._settle: dict[str, timedelta] = {}
         self._recovered_at: dict[str, datetime] = {}
         self._octopus_failures = 0
-        self._watch_since: datetime | None = None
-        self._newest: datetime | None = None
+        self._watching: dict[str, tuple[datetime, datetime | None]] = {}  # since, newest
         self._refused_last: datetime | None = None
         self._refused_more = 0
         self._refused_message = ""
@@ -294,14 +294,9 @@ class AlertPolicy:
     def telemetry(self, now: datetime, newest_read_at: datetime | None) -> list[Alert]:
         """The API answered; ``newest_read_at`` is the newest ``readAt`` in the answer."""
         out = self._flush(now)
-        if self._watch_since is None:
-            self._watch_since = now
-        if newest_read_at is not None and (self._newest is None or newest_read_at > self._newest):
-            self._newest = newest_read_at
-        reference = max(self._newest, self._watch_since) if self._newest else self._watch_since
-        if now - reference < STALE_AFTER:
+        stale, newest = self._staleness(now, "stale", newest_read_at, STALE_AFTER)
+        if not stale:
             return out + self._recover(now, "stale")
-        newest = self._newest
 
         def make(relapse: bool) -> Alert:
             seen = (
@@ -324,6 +319,51 @@ class AlertPolicy:
             )
 
         return out + self._open(now, "stale", "stale", make)
+
+    def gas(self, now: datetime, newest_read_at: datetime | None) -> list[Alert]:
+        """The API answered a gas poll; ``newest_read_at`` is its newest half-hour."""
+        out = self._flush(now)
+        stale, newest = self._staleness(now, "gas_stale", newest_read_at, GAS_STALE_AFTER)
+        if not stale:
+            return out + self._recover(now, "gas_stale")
+
+        def make(relapse: bool) -> Alert:
+            seen = (
+                f"The newest gas half-hour is from {when(newest)} ({duration(now - newest)} ago)"
+                if newest
+                else "No gas half-hour has arrived since octomon started"
+            )
+            return Alert(
+                level=Level.WARNING,
+                title="Gas data stale",
+                text=f"{seen}, although the Octopus API answers. The gas meter reaches the Home "
+                "Mini through the smart meter hub: check the Octopus app for gas readings, and "
+                "power-cycle the Home Mini if electricity is stale too.",
+                component="gas",
+                fields={
+                    "last gas reading": when(newest) if newest else "none",
+                    **_relapse_field(relapse),
+                },
+                at=now,
+                key="gas_stale",
+            )
+
+        return out + self._open(now, "gas_stale", "gas_stale", make)
+
+    def _staleness(
+        self, now: datetime, key: str, newest_read_at: datetime | None, after: timedelta
+    ) -> tuple[bool, datetime | None]:
+        """(stale?, the newest ``readAt`` seen -- None: none since the start).
+
+        Staleness is judged from the newest ``readAt`` seen, or from when watching began
+        (a daemon that just started is not stale yet).
+        """
+        since, newest = self._watching.get(key, (now, None))
+        if newest_read_at is not None and (newest is None or newest_read_at > newest):
+            newest = newest_read_at
+        self._watching[key] = (since, newest)
+        reference = max(newest, since) if newest else since
+        return now - reference >= after, newest
 
     # --- InfluxDB and the cache -------------------------------------------------------
 
@@ -534,6 +574,7 @@ class AlertPolicy:
             "octopus": ("Octopus API recovered", "Fetching works again; the gap is caught up."),
             "rate_limit": ("Octopus API no longer rate limited", "Fetching works again."),
             "stale": ("Home Mini data fresh again", "New readings are arriving."),
+            "gas_stale": ("Gas data fresh again", "New gas half-hours are arriving."),
             "cache_write": ("Caching works again", "Readings are written to the cache again."),
             "auth": ("Octopus API key accepted", "The API key works again."),
         }
