@@ -111,6 +111,28 @@ class VictoriaMetrics:
                 return out
             time.sleep(0.2)
 
+    def points(
+        self, metric: str, wait_for: int = 1, timeout: float = 10.0
+    ) -> list[tuple[dict[str, str], int, float]]:
+        """Every (labels, unix seconds, value) of ``metric`` at any time (``start=0``),
+        e.g. ``energy_tariff_unit_rate``; polls until ``wait_for`` are visible."""
+        deadline = time.monotonic() + timeout
+        while True:
+            urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5).read()
+            query = urllib.parse.urlencode({"match[]": metric, "start": "0"})
+            with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as r:
+                body = r.read().decode()
+            out: list[tuple[dict[str, str], int, float]] = []
+            for line in body.splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    labels = {k: v for k, v in row["metric"].items() if k != "__name__"}
+                    for value, ts in zip(row["values"], row["timestamps"]):
+                        out.append((labels, ts // 1000, float(value)))
+            if len(out) >= wait_for or time.monotonic() > deadline:
+                return sorted(out, key=lambda p: (p[1], sorted(p[0].items())))
+            time.sleep(0.2)
+
     def series(self, field: str) -> list[dict[str, str]]:
         """The label sets of ``energy_consumption_<field>`` (tags check)."""
         urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5).read()

@@ -1,0 +1,324 @@
+"""Keeping the account's prices (SPEC §9): fetched within the budget, stored as ``energy_tariff``.
+
+:class:`Tariffs` fetches what is missing and stores it. Two places remember what is had:
+
+* the **tariff cursor** (``state.json`` key ``tariff_cursor``, per fuel/direction): the end
+  of the half-hours and the last UK day stored in InfluxDB. It moves only once InfluxDB
+  acknowledged the points (or, in local mode, once they are in ``tariffs.json``), so a
+  write that fails is fetched and written again at the next run: the API is the replay
+  log, and tariff points are never cached for a later sync. The first start goes 7 days
+  back.
+* ``CACHE_DIR/tariffs.json``: what was fetched (the meter points, their agreements, the
+  prices of the last days and of tomorrow), written atomically, so ``octomon tariff``
+  (and the panel) answer without a call. The account itself is re-read once a UK day.
+
+:class:`TariffsJob` is the daemon's scheduled job: at start, then daily at 16:05 UK (plus
+the installation offset the scheduler adds); while tomorrow's half-hourly prices are not
+published yet, hourly at hh:05 UK until 23:00 UK.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from octomon import fsutil
+from octomon.octopus.pricebook import (
+    HALF_HOUR,
+    UK,
+    UTC,
+    Series,
+    TariffBook,
+    uk_day,
+    uk_midnight,
+)
+from octomon.octopus.tariffs import fetch, meter_points
+from octomon.readings import escape_tag, format_time, parse_instant
+
+if TYPE_CHECKING:
+    from octomon.octopus.rest import RestClient
+    from octomon.state import State, StateStore
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "tariffs.json"
+CURSOR_KEY = "tariff_cursor"
+MEASUREMENT = "energy_tariff"
+FIRST_DAYS = 7  # the first start fetches this many UK days back (as for settled data)
+KEEP_DAYS = 8  # days before today kept in tariffs.json
+PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here ...
+LAST_TRY = time(23, 0)  # ... hourly, until here
+
+
+class LineSink(Protocol):
+    """What is needed of :class:`octomon.store.influx.InfluxSink`."""
+
+    def write_lines(self, body: str | bytes, count: int) -> None: ...
+
+
+def horizon(now: datetime) -> datetime:
+    """How far ahead prices are asked for: 23:00 UK tomorrow, where the half-hourly prices
+    published for tomorrow end (OCTOPUS_REST.md §3); a fixed tariff's last hour of
+    tomorrow is fetched the day after, like the rest of that day."""
+    return datetime.combine(uk_day(now) + timedelta(days=1), time(23, 0), UK).astimezone(UTC)
+
+
+def next_anchor(now: datetime, complete: bool) -> datetime:
+    """When the job runs next (before the scheduler's offset): 16:05 UK daily; hourly at
+    hh:05 while tomorrow's prices are missing, until 23:00 UK."""
+    local = now.astimezone(UK)
+    publish = datetime.combine(local.date(), PUBLISH, UK)
+    if local < publish:
+        return publish.astimezone(UTC)
+    if not complete:
+        # UK offsets are whole hours: hh:05 UTC is hh:05 UK.
+        at = now.astimezone(UTC).replace(minute=5, second=0, microsecond=0)
+        if at <= now:
+            at += timedelta(hours=1)
+        if at.astimezone(UK).date() == local.date() and at.astimezone(UK).time() < LAST_TRY:
+            return at
+    return datetime.combine(local.date() + timedelta(days=1), PUBLISH, UK).astimezone(UTC)
+
+
+def lines(book: TariffBook) -> tuple[str, int]:
+    """``energy_tariff`` line protocol for every price and standing charge in ``book``."""
+    out: list[str] = []
+    for (fuel, direction), prices in sorted(book.prices.items()):
+        for t, p in sorted(prices.items()):
+            out.append(
+                f"{MEASUREMENT},direction={escape_tag(direction)},fuel={escape_tag(fuel)},"
+                f"tariff_code={escape_tag(p.tariff_code)} unit_rate={float(p.unit_rate)!r},"
+                f"unit_rate_exc_vat={float(p.unit_rate_exc_vat)!r} {int(t.timestamp())}"
+            )
+    for (fuel, direction), charges in sorted(book.charges.items()):
+        for d, c in sorted(charges.items()):
+            out.append(
+                f"{MEASUREMENT},direction={escape_tag(direction)},fuel={escape_tag(fuel)},"
+                f"tariff_code={escape_tag(c.tariff_code)} "
+                f"standing_charge={float(c.standing_charge)!r},"
+                f"standing_charge_exc_vat={float(c.standing_charge_exc_vat)!r} "
+                f"{int(uk_midnight(d).timestamp())}"
+            )
+    return "\n".join(out) + ("\n" if out else ""), len(out)
+
+
+# --- CACHE_DIR/tariffs.json ------------------------------------------------------------------
+
+
+class Cached(NamedTuple):
+    book: TariffBook
+    fetched_at: datetime
+    account_day: date  # the UK day the account (meter points, agreements) was read
+
+
+class TariffCache:
+    def __init__(self, cache_dir: Path) -> None:
+        self.path = Path(cache_dir) / CACHE_FILE
+
+    def load(self) -> Cached | None:
+        """What was fetched, or None (none yet, or a damaged file: then it is re-fetched)."""
+        try:
+            obj = json.loads(self.path.read_bytes())
+            return Cached(
+                TariffBook.from_obj(obj["book"]),
+                parse_instant(obj["fetched_at"]),
+                date.fromisoformat(obj["account_day"]),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s is unreadable (%s): fetching the tariffs again", self.path, exc)
+            return None
+
+    def save(self, cached: Cached) -> None:
+        obj = {
+            "fetched_at": format_time(cached.fetched_at),
+            "account_day": cached.account_day.isoformat(),
+            "book": cached.book.to_obj(),
+        }
+        fsutil.atomic_write(self.path, json.dumps(obj, separators=(",", ":")).encode(), 0o600)
+
+
+# --- fetching and storing ----------------------------------------------------------------------
+
+
+class Cursor(NamedTuple):
+    prices: datetime  # half-hours before this are stored
+    charges: date  # standing charges of UK days up to this one are stored
+
+
+def _key(series: Series) -> str:
+    return "/".join(series)
+
+
+def _cursors(state: State) -> dict[Series, Cursor]:
+    raw = state.extra.get(CURSOR_KEY)
+    out: dict[Series, Cursor] = {}
+    for key, value in (raw if isinstance(raw, dict) else {}).items():
+        try:
+            fuel, direction = key.split("/")
+            out[(fuel, direction)] = Cursor(
+                parse_instant(value["prices"]), date.fromisoformat(value["charges"])
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("state.json: ignoring an invalid tariff cursor for %s", key)
+    return out
+
+
+class TariffRun(NamedTuple):
+    calls: int  # API requests made
+    points: int  # energy_tariff points fetched (and stored, when ``stored``)
+    stored: bool  # written to InfluxDB (False in local mode or for the command)
+    complete: bool  # tomorrow's prices are all known
+
+
+class Tariffs:
+    """Fetch what is missing, keep it in ``tariffs.json``, store it in InfluxDB."""
+
+    def __init__(
+        self,
+        client: RestClient,
+        account_number: str,
+        cache_dir: Path,
+        *,
+        night: tuple[int, int],
+        payment_method: str,
+        state: StateStore | None,
+        sink: LineSink | None,
+    ) -> None:
+        self.client = client
+        self.account_number = account_number
+        self.cache = TariffCache(cache_dir)
+        self.night = night
+        self.payment_method = payment_method
+        self.state = state
+        self.sink = sink
+        self._memory: dict[Series, Cursor] = {}  # the cursor when there is no state.json
+
+    def cursors(self) -> dict[Series, Cursor]:
+        return _cursors(self.state.load()) if self.state is not None else dict(self._memory)
+
+    def cached(self) -> Cached | None:
+        return self.cache.load()
+
+    def refresh(
+        self, now: datetime, *, since: datetime | None = None, store: bool = True
+    ) -> TariffRun:
+        """Fetch the prices not yet had up to the end of tomorrow (UK).
+
+        ``store`` (the daemon): from the tariff cursor (or ``FIRST_DAYS`` back), written
+        to InfluxDB, then the cursor moves. Else (``octomon tariff``): from today, or
+        what ``tariffs.json`` lacks, kept there only. ``since`` (``tariff --since``): from
+        that instant, stored, the cursor left where it is. Errors propagate (nothing of a
+        failed write is lost: the cursor has not moved).
+        """
+        calls = self.client.calls
+        today = uk_day(now)
+        cached = self.cache.load()
+        book = cached.book if cached is not None else TariffBook()
+        if cached is not None and cached.account_day == today and cached.book.points:
+            points, account_day = cached.book.points, cached.account_day
+        else:
+            points, account_day = meter_points(self.client.account(self.account_number)), today
+        cursors = self.cursors()
+        end = horizon(now)
+        first = uk_midnight(today - timedelta(days=FIRST_DAYS))
+        fresh = TariffBook(list(points))
+        moved: dict[Series, Cursor] = {}
+        for series in dict.fromkeys(p.series for p in points):
+            if since is not None:
+                start, charges_from = since, uk_day(since)
+            elif store:
+                cursor = cursors.get(series)
+                start = cursor.prices if cursor else first
+                charges_from = cursor.charges + timedelta(days=1) if cursor else uk_day(first)
+            else:
+                start = max(uk_midnight(today), book.covered_until(series) or uk_midnight(today))
+                known = book.charges.get(series, {})
+                charges_from = max([today, *(d + timedelta(days=1) for d in known if d >= today)])
+            if start >= end:
+                continue
+            got = fetch(
+                self.client,
+                points,
+                start,
+                end,
+                night=self.night,
+                payment_method=self.payment_method,
+                series={series},
+                charges_from={series: charges_from},
+            )
+            fresh.merge(got)
+            days = got.charges.get(series, {})
+            moved[series] = Cursor(
+                max(start, got.covered_until(series) or start),
+                max([charges_from - timedelta(days=1), *days]),
+            )
+        book.merge(fresh)
+        book = book.since(uk_midnight(today - timedelta(days=KEEP_DAYS)))
+        self.cache.save(Cached(book, now, account_day))
+        stored = False
+        if store or since is not None:
+            body, count = lines(fresh)
+            if self.sink is not None and count:
+                self.sink.write_lines(body, count)  # raises: the cursor stays
+                stored = True
+            if since is None:
+                self._advance(moved)
+        last = end - HALF_HOUR
+        complete = all(
+            (book.covered_until(p.series) or now) >= end
+            for p in points
+            if p.agreement_at(last) is not None
+        )
+        return TariffRun(self.client.calls - calls, fresh.count(), stored, complete)
+
+    def _advance(self, moved: dict[Series, Cursor]) -> None:
+        if self.state is None:
+            self._memory.update(moved)
+            return
+
+        def update(state: State) -> None:
+            raw = state.extra.get(CURSOR_KEY)
+            obj: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
+            for series, c in moved.items():
+                obj[_key(series)] = {
+                    "prices": format_time(c.prices),
+                    "charges": c.charges.isoformat(),
+                }
+            state.extra[CURSOR_KEY] = obj
+
+        self.state.update(update)
+
+
+class TariffsJob:
+    """The scheduled job (``octomon.daemon.schedule``): returns the anchor of its next run."""
+
+    name = "tariffs"
+    max_calls = 12  # the account, then unit rates and standing charges of each meter point
+
+    def __init__(self, tariffs: Tariffs) -> None:
+        self.tariffs = tariffs
+        self.last: TariffRun | None = None
+
+    def run(self, now: datetime) -> datetime:
+        result = self.tariffs.refresh(now)
+        self.last = result
+        if result.points:
+            log.info(
+                "tariffs: %d price point(s) %s (%d API call(s))",
+                result.points,
+                "stored" if result.stored else "kept in the cache",
+                result.calls,
+            )
+        return next_anchor(now, result.complete)
+
+
+def price_now(cache_dir: Path, now: datetime) -> tuple[str, float] | None:
+    """(tariff code, GBP/kWh inc. VAT) of the current import half-hour, from tariffs.json."""
+    cached = TariffCache(cache_dir).load()
+    price = cached.book.price_at(now) if cached is not None else None
+    return (price.tariff_code, float(price.unit_rate)) if price is not None else None

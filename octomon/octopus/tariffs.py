@@ -1,0 +1,285 @@
+"""Discovery and pricing (SPEC §9): what each half-hour and each UK day costs, as Octopus bills it.
+
+* **Discovery** (:func:`meter_points`): the property with ``moved_out_at`` null, its
+  electricity meter points (import or export, from ``is_export``) and gas meter points,
+  each with its agreements.
+* **Pricing** (:func:`fetch`): for each agreement overlapping the asked span, the rates of
+  its tariff (``standard-unit-rates``, or ``day-``/``night-unit-rates`` for ``E-2R-`` with
+  the ``ECONOMY7_NIGHT`` window) and its standing charges, every page. Each half-hour is
+  priced by the agreement in force *then* (a switch mid-range prices each side right);
+  each UK day's standing charge by the agreement in force at its local midnight. Rows whose
+  ``payment_method`` is set keep only OCTOPUS_PAYMENT_METHOD's; null rows apply to all (a
+  row of the chosen method wins over a null one for the same time). Prices are pence; they
+  become GBP exactly (``Decimal`` ÷ 100). Negative prices are kept.
+
+The result is a :class:`~octomon.octopus.pricebook.TariffBook`:
+``price_at(half_hour_start, fuel, direction)`` and ``standing_charge(uk_day, fuel,
+direction)`` for everything that needs a price (``energy_tariff``, ``octomon tariff``, costs).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from octomon.errors import ApiError, NotFound
+from octomon.octopus.pricebook import (
+    UTC,
+    Agreement,
+    Charge,
+    MeterPoint,
+    Price,
+    Series,
+    TariffBook,
+    half_hours,
+    in_window,
+    midnights,
+)
+from octomon.readings import format_time, parse_instant
+
+if TYPE_CHECKING:
+    from octomon.octopus.rest import RestClient
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Charge",
+    "MeterPoint",
+    "Price",
+    "TariffBook",
+    "fetch",
+    "is_dual_register",
+    "meter_points",
+    "product_code",
+]
+
+PAGE_SIZE = 1500
+METHODS = {"direct_debit": "DIRECT_DEBIT", "non_direct_debit": "NON_DIRECT_DEBIT"}
+_TARIFF = re.compile(r"^(?P<fuel>[A-Z])-(?P<registers>[0-9A-Z]+)-(?P<product>[A-Z0-9-]+)-[A-Z]$")
+
+
+# --- tariff codes --------------------------------------------------------------------------
+
+
+def product_code(tariff_code: str) -> str:
+    """``E-1R-AGILE-24-10-01-C`` -> ``AGILE-24-10-01``; a code without the fuel/register
+    prefix (``V2G-EXPORT-12M-FIXED-22-12-01-C``) loses only its region."""
+    m = _TARIFF.match(tariff_code)
+    if m is not None:
+        return m["product"]
+    return tariff_code.rsplit("-", 1)[0]
+
+
+def is_dual_register(tariff_code: str) -> bool:
+    """Economy 7 and friends: the register part holds a 2 (``E-2R-``)."""
+    m = _TARIFF.match(tariff_code)
+    return m is not None and "2" in m["registers"]
+
+
+# --- discovery -----------------------------------------------------------------------------
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        return None
+
+
+def _agreements(raw: Any) -> tuple[Agreement, ...]:
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("tariff_code"), str):
+            continue
+        start = _instant(item.get("valid_from"))
+        if start is None:
+            continue
+        out.append(Agreement(item["tariff_code"], start, _instant(item.get("valid_to"))))
+    return tuple(sorted(out, key=lambda a: a.valid_from))
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def meter_points(account: Mapping[str, Any]) -> list[MeterPoint]:
+    """The current property's meter points (``moved_out_at`` null; the latest move-in if
+    several are open). An account without one is an ``ApiError`` naming it."""
+    number = account.get("number", "the account")
+    current = [p for p in _dicts(account.get("properties")) if p.get("moved_out_at") is None]
+    if not current:
+        raise ApiError(None, f"{number} has no current property (every one has moved_out_at)")
+    prop = max(
+        current, key=lambda p: _instant(p.get("moved_in_at")) or datetime.min.replace(tzinfo=UTC)
+    )
+    points: list[MeterPoint] = []
+    for raw in _dicts(prop.get("electricity_meter_points")):
+        points.append(
+            MeterPoint(
+                "electricity",
+                "export" if raw.get("is_export") else "import",
+                str(raw.get("mpan", "")),
+                tuple(str(m.get("serial_number")) for m in _dicts(raw.get("meters"))),
+                _agreements(raw.get("agreements")),
+            )
+        )
+    for raw in _dicts(prop.get("gas_meter_points")):
+        points.append(
+            MeterPoint(
+                "gas",
+                "import",
+                str(raw.get("mprn", "")),
+                tuple(str(m.get("serial_number")) for m in _dicts(raw.get("meters"))),
+                _agreements(raw.get("agreements")),
+            )
+        )
+    return points
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+def gbp(value: Any) -> Decimal | None:
+    """Pence as the API sends them (a JSON number) -> GBP, exactly; None if not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        pence = Decimal(repr(value) if isinstance(value, float) else str(value))
+    except InvalidOperation:
+        return None
+    return pence / 100 if pence.is_finite() else None
+
+
+class _Row(NamedTuple):
+    start: datetime
+    end: datetime | None
+    inc: Decimal
+    exc: Decimal
+    specific: bool  # the row names our payment method (beats a null row)
+
+
+def _rows(raw: list[dict[str, Any]], method: str) -> list[_Row]:
+    out = []
+    for item in raw:
+        pm = item.get("payment_method")
+        if pm is not None and pm != method:
+            continue
+        start, inc, exc = (
+            _instant(item.get("valid_from")),
+            gbp(item.get("value_inc_vat")),
+            gbp(item.get("value_exc_vat")),
+        )
+        if start is None or inc is None or exc is None:
+            log.debug("skipping a rate row without a start or a value")
+            continue
+        out.append(_Row(start, _instant(item.get("valid_to")), inc, exc, pm is not None))
+    # Later and more specific rows are applied last, so they win.
+    return sorted(out, key=lambda r: (r.specific, r.start))
+
+
+def _apply(rows: list[_Row], times: list[datetime]) -> dict[datetime, _Row]:
+    """The row in force at each of ``times`` (sorted), by its validity."""
+    found: dict[datetime, _Row] = {}
+    if not times:
+        return found
+    import bisect
+
+    for row in rows:
+        lo = bisect.bisect_left(times, row.start)
+        hi = len(times) if row.end is None else bisect.bisect_left(times, row.end)
+        for t in times[lo:hi]:
+            found[t] = row
+    return found
+
+
+def fetch(
+    client: RestClient,
+    points: list[MeterPoint],
+    start: datetime,
+    end: datetime,
+    *,
+    night: tuple[int, int],
+    payment_method: str = "direct_debit",
+    series: set[Series] | None = None,
+    charges_from: Mapping[Series, date] | None = None,
+) -> TariffBook:
+    """Prices of every half-hour and UK midnight in ``[start, end)`` the published rates
+    cover, for the meter points (only ``series`` if given); standing charges only for the
+    UK days from ``charges_from[series]`` on (those before are had already). Raises the
+    client's errors; a 404 becomes ``NotFound`` naming the tariff and product codes."""
+    method = METHODS.get(payment_method, payment_method.upper())
+    book = TariffBook(points=list(points))
+    for point in points:
+        if series is not None and point.series not in series:
+            continue
+        for agreement in point.agreements:
+            lo = max(start, agreement.valid_from)
+            hi = min(end, agreement.valid_to) if agreement.valid_to else end
+            if lo >= hi:
+                continue
+            first = (charges_from or {}).get(point.series, date.min)
+            _price_agreement(client, book, point, agreement, lo, hi, night, method, first)
+    return book
+
+
+def _price_agreement(
+    client: RestClient,
+    book: TariffBook,
+    point: MeterPoint,
+    agreement: Agreement,
+    lo: datetime,
+    hi: datetime,
+    night: tuple[int, int],
+    method: str,
+    charges_from: date,
+) -> None:
+    code = agreement.tariff_code
+    base = f"products/{product_code(code)}/{point.fuel}-tariffs/{code}/"
+    params: dict[str, str | int] = {
+        "period_from": format_time(lo),
+        "period_to": format_time(hi),
+        "page_size": PAGE_SIZE,
+    }
+
+    def get(kind: str) -> list[_Row]:
+        try:
+            return _rows(client.get_all(base + kind + "/", params), method)
+        except NotFound:
+            raise NotFound(
+                f"the Octopus API has no {kind} for tariff {code} (product "
+                f"{product_code(code)}) on {point.fuel} meter point {point.identifier}",
+                "the tariff code may not be in the products API; please report it",
+            ) from None
+
+    times = [t for t in half_hours(lo, hi) if point.agreement_at(t) == agreement]
+    prices = book.prices.setdefault(point.series, {})
+    if is_dual_register(code):
+        day, night_rows = (
+            _apply(get("day-unit-rates"), times),
+            _apply(get("night-unit-rates"), times),
+        )
+        for t in times:
+            row = (night_rows if in_window(t, night) else day).get(t)
+            if row is not None:
+                prices[t] = Price(code, row.inc, row.exc)
+    else:
+        for t, row in _apply(get("standard-unit-rates"), times).items():
+            prices[t] = Price(code, row.inc, row.exc)
+    days = [
+        (d, at)
+        for d, at in midnights(lo, hi)
+        if d >= charges_from and point.agreement_at(at) == agreement
+    ]
+    if days:
+        charges = book.charges.setdefault(point.series, {})
+        found = _apply(get("standing-charges"), [at for _, at in days])
+        for d, at in days:
+            row = found.get(at)
+            if row is not None:
+                charges[d] = Charge(code, row.inc, row.exc)

@@ -1,0 +1,195 @@
+"""Pricing rules that need no server: tariff codes, discovery, rows, windows, the schedule."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from octomon.daemon.tariffs import lines, next_anchor
+from octomon.errors import ApiError
+from octomon.octopus.pricebook import Price, TariffBook, cheapest_window, in_window
+from octomon.octopus.tariffs import gbp, is_dual_register, meter_points, product_code
+
+UK = ZoneInfo("Europe/London")
+UTC = timezone.utc
+
+
+def uk(d: date, hh: int, mm: int = 0) -> datetime:
+    return datetime.combine(d, time(hh, mm), UK).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("code", "product", "dual"),
+    [
+        ("E-1R-AGILE-24-10-01-C", "AGILE-24-10-01", False),
+        ("E-2R-SUPER-GREEN-24M-21-07-30-A", "SUPER-GREEN-24M-21-07-30", True),
+        ("G-1R-SUPER-GREEN-24M-21-07-30-A", "SUPER-GREEN-24M-21-07-30", False),
+        ("E-1R-OUTGOING-VAR-24-10-26-L", "OUTGOING-VAR-24-10-26", False),
+        ("V2G-EXPORT-12M-FIXED-22-12-01-C", "V2G-EXPORT-12M-FIXED-22-12-01", False),
+    ],
+)
+def test_product_code_from_the_tariff_code(code: str, product: str, dual: bool) -> None:
+    assert product_code(code) == product
+    assert is_dual_register(code) is dual
+
+
+def point(mpan: str, export: bool, *agreements: tuple[str, str, str | None]) -> dict[str, Any]:
+    return {
+        "mpan": mpan,
+        "is_export": export,
+        "meters": [{"serial_number": f"S{mpan}"}],
+        "agreements": [
+            {"tariff_code": c, "valid_from": a, "valid_to": b} for c, a, b in agreements
+        ],
+    }
+
+
+def test_discovery_takes_the_current_property_and_its_import_export_and_gas_points() -> None:
+    moved_in = "2023-06-15T00:00:00+01:00"
+    switch_text = "2024-01-01T00:00:00Z"
+    old = {
+        "moved_in_at": "2019-01-01T00:00:00Z",
+        "moved_out_at": moved_in,
+        "electricity_meter_points": [point("1", False, ("E-1R-OLD-C", "2019-01-01T00:00Z", None))],
+        "gas_meter_points": [],
+    }
+    gas = {
+        "mprn": "9",
+        "meters": [{"serial_number": "G1"}, {"serial_number": "G2"}],
+        "agreements": [{"tariff_code": "G-1R-FIX-C", "valid_from": moved_in, "valid_to": None}],
+    }
+    current = {
+        "moved_in_at": moved_in,
+        "moved_out_at": None,
+        "electricity_meter_points": [
+            point(
+                "2",
+                False,
+                ("E-1R-FIX-C", moved_in, switch_text),
+                ("E-1R-AGILE-24-10-01-C", switch_text, None),
+            ),
+            point("3", True, ("E-1R-OUTGOING-VAR-24-10-26-C", "2024-02-01T00:00:00Z", None)),
+        ],
+        "gas_meter_points": [gas],
+    }
+    account = {"number": "A-1234ABCD", "properties": [old, current]}
+    points = meter_points(account)
+    assert [(p.fuel, p.direction, p.identifier) for p in points] == [
+        ("electricity", "import", "2"),
+        ("electricity", "export", "3"),
+        ("gas", "import", "9"),
+    ]
+    imp = points[0]
+    switch = datetime(2024, 1, 1, tzinfo=UTC)
+    assert imp.agreement_at(switch - timedelta(minutes=30)).tariff_code == "E-1R-FIX-C"  # type: ignore[union-attr]
+    assert imp.agreement_at(switch).tariff_code == "E-1R-AGILE-24-10-01-C"  # type: ignore[union-attr]
+    assert imp.agreement_at(datetime(2023, 6, 14, 23, 0, tzinfo=UTC)) is not None  # +01:00
+    assert imp.agreement_at(datetime(2023, 6, 14, 22, 30, tzinfo=UTC)) is None
+    assert points[2].serials == ("G1", "G2")
+
+
+def test_an_account_without_a_current_property_is_named() -> None:
+    with pytest.raises(ApiError, match="A-1234ABCD has no current property"):
+        meter_points({"number": "A-1234ABCD", "properties": [{"moved_out_at": "2020-01-01"}]})
+
+
+@pytest.mark.parametrize(
+    ("pence", "gbp_value"),
+    [
+        (25.0005, "0.250005"),
+        (18.291, "0.18291"),
+        (-2.079, "-0.02079"),
+        (47, "0.47"),
+        ("0.1", "0.001"),
+    ],
+)
+def test_pence_become_gbp_exactly(pence: object, gbp_value: str) -> None:
+    assert gbp(pence) == Decimal(gbp_value)
+
+
+def test_bad_values_are_not_prices() -> None:
+    assert (
+        gbp(None) is None and gbp(True) is None and gbp("x") is None and gbp(float("nan")) is None
+    )
+
+
+def test_night_windows_may_wrap_midnight() -> None:
+    at = lambda h, m: datetime(2026, 1, 1, h, m, tzinfo=UTC)  # noqa: E731
+    assert in_window(at(0, 30), (30, 450)) and not in_window(at(7, 30), (30, 450))
+    assert not in_window(at(0, 0), (30, 450))
+    assert in_window(at(23, 30), (1410, 390)) and in_window(at(6, 0), (1410, 390))
+    assert not in_window(at(6, 30), (1410, 390))
+
+
+def book_of(prices: dict[datetime, str]) -> TariffBook:
+    return TariffBook(
+        prices={
+            ("electricity", "import"): {
+                t: Price("E-1R-AGILE-24-10-01-C", Decimal(v), Decimal(v) / Decimal("1.05"))
+                for t, v in prices.items()
+            }
+        }
+    )
+
+
+def test_the_cheapest_window_is_contiguous_and_still_ahead() -> None:
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    values = ["0.30", "0.01", "0.20", "0.05", "0.06", "0.50", "0.02", "0.03"]
+    book = book_of({t0 + timedelta(minutes=30 * i): v for i, v in enumerate(values)})
+    now = t0 + timedelta(minutes=40)  # the 0.01 half-hour has begun: not ahead
+    one = cheapest_window(book, now, 1)
+    assert one is not None and one.start == t0 + timedelta(hours=3)  # 0.02 + 0.03
+    assert one.average == Decimal("0.025")
+    two = cheapest_window(book, now, 2)
+    assert two is not None and two.start == t0 + timedelta(hours=2)  # 0.06+0.50+0.02+0.03
+    assert two.average == Decimal("0.1525")
+    three = cheapest_window(book, now, 3)
+    assert three is not None and three.start == t0 + timedelta(hours=1)
+    assert cheapest_window(book, now, 4) is None  # only 6 half-hours ahead
+    del book.prices[("electricity", "import")][t0 + timedelta(hours=3, minutes=30)]
+    one = cheapest_window(book, now, 1)
+    assert one is not None and one.start == t0 + timedelta(hours=1, minutes=30)  # a hole
+
+
+def test_energy_tariff_line_protocol() -> None:
+    t = datetime(2026, 1, 31, 13, 30, tzinfo=UTC)
+    book = book_of({t: "0.250005"})
+    body, count = lines(book)
+    assert count == 1
+    assert body == (
+        "energy_tariff,direction=import,fuel=electricity,tariff_code=E-1R-AGILE-24-10-01-C "
+        f"unit_rate=0.250005,unit_rate_exc_vat={float(Decimal('0.250005') / Decimal('1.05'))!r} "
+        f"{int(t.timestamp())}\n"
+    )
+
+
+def test_the_book_round_trips_through_json_exactly() -> None:
+    import json
+
+    book = book_of({datetime(2026, 1, 31, 13, 30, tzinfo=UTC): "-0.02079"})
+    again = TariffBook.from_obj(json.loads(json.dumps(book.to_obj())))
+    assert again.prices == book.prices
+
+
+# --- the schedule: 16:05 UK daily, hourly at hh:05 while tomorrow is missing, until 23:00 ---
+
+
+@pytest.mark.parametrize(
+    ("now", "complete", "anchor"),
+    [
+        (uk(date(2026, 12, 1), 10, 17), False, uk(date(2026, 12, 1), 16, 5)),
+        (uk(date(2026, 12, 1), 10, 17), True, uk(date(2026, 12, 1), 16, 5)),
+        (uk(date(2026, 12, 1), 16, 17), True, uk(date(2026, 12, 2), 16, 5)),
+        (uk(date(2026, 12, 1), 16, 17), False, uk(date(2026, 12, 1), 17, 5)),
+        (uk(date(2026, 12, 1), 21, 30), False, uk(date(2026, 12, 1), 22, 5)),
+        (uk(date(2026, 12, 1), 22, 25), False, uk(date(2026, 12, 2), 16, 5)),
+        (uk(date(2026, 7, 1), 16, 9), False, uk(date(2026, 7, 1), 17, 5)),  # BST
+        (uk(date(2026, 7, 1), 23, 40), False, uk(date(2026, 7, 2), 16, 5)),
+    ],
+)
+def test_next_anchor(now: datetime, complete: bool, anchor: datetime) -> None:
+    assert next_anchor(now, complete) == anchor
