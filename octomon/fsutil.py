@@ -7,7 +7,9 @@ Used for ``state.json``, ``status.json`` and ``.env``. The temp file is created 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -73,3 +75,16 @@ def ensure_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(OSError):
         os.chmod(path, 0o700)
+
+
+@contextlib.contextmanager
+def flocked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``lock_path`` (0600; its directory made 0700)."""
+    if not lock_path.parent.is_dir():
+        ensure_private_dir(lock_path.parent)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

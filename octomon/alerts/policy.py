@@ -29,7 +29,7 @@ The rules, in one place:
   answers (gas: 6 hours without a new half-hour, its own ``gas_stale`` condition).
 * One-off events: write refused (the first at once, later ones within 4 h summed into
   one follow-up), cache over its cap (every eviction: readings were lost), range lost
-  (once per span), start and stop.
+  (once per span), a UK day the Home Mini caught < 95 % of (once per day), start and stop.
 
 Not thread-safe: one owner (the monitor loop) calls it.
 """
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 
 OCTOPUS_FAILURES = 3
@@ -109,6 +109,11 @@ def when(dt: datetime) -> str:
     if dt.tzinfo is not None:
         dt = dt.astimezone(timezone.utc)
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def day_label(day: date) -> str:
+    """``30 Nov`` (a UK day, as a person says it)."""
+    return f"{day.day} {day:%b}"
 
 
 def _cause_of(error: str) -> str:
@@ -290,6 +295,27 @@ class AlertPolicy:
             )
         )
         return out
+
+    def home_mini_short(
+        self, now: datetime, day: date, settled_kwh: float, home_mini_kwh: float, readings: str
+    ) -> list[Alert]:
+        """A settled UK day the Home Mini caught < 95 % of (SPEC §10). One-off: the caller
+        keeps which days were said (in state.json), so a restart does not repeat it."""
+        missed = (1 - home_mini_kwh / settled_kwh) * 100 if settled_kwh else 0.0
+        return [
+            *self._flush(now),
+            Alert(
+                level=Level.WARNING,
+                title="Home Mini missed readings",
+                text=f"the Home Mini missed {missed:.1f}% of {day_label(day)}: settled "
+                f"{settled_kwh:.2f} kWh, Home Mini {home_mini_kwh:.2f} kWh; power-cycle it "
+                "if this repeats",
+                component="home_mini",
+                fields={"day": day.isoformat(), "readings": readings},
+                at=now,
+                key="reconciliation",
+            ),
+        ]
 
     def telemetry(self, now: datetime, newest_read_at: datetime | None) -> list[Alert]:
         """The API answered; ``newest_read_at`` is the newest ``readAt`` in the answer."""

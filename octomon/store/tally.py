@@ -19,11 +19,8 @@ their readings count is not a coverage figure (gas reports half-hourly).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -170,7 +167,7 @@ class Tally:
         batch = list(readings)
         if not batch:
             return 0
-        with self._locked():
+        with fsutil.flocked(self.lock_path):
             fuels = self._read()
             added, _ = merge(fuels, batch)
             if added:
@@ -191,17 +188,6 @@ class Tally:
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("%s is damaged: the Home Mini tally starts again empty", self.path.name)
             return {}
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        if not self.cache_dir.is_dir():
-            fsutil.ensure_private_dir(self.cache_dir)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
 
 class TallyRecorder:

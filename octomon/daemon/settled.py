@@ -1,0 +1,280 @@
+"""The settled job (SPEC §10): fetch settled half-hours, store them, reconcile, alert.
+
+When: daily at 09:00 UK (+ the installation offset the scheduler adds), then every 6 h
+while yesterday is still missing; the first run is at the scheduler's first slot after
+start. What: for each meter, ``[fetched cursor, now)`` (first start: the last 7 UK days),
+kept in ``CACHE_DIR/settled.json`` for the commands, and written to InfluxDB as
+``energy_settled`` points from the *written* cursor, with ``energy_reconciliation`` points
+for the last 7 days. Two cursors per meter in ``state.json``: ``fetched`` (what the API has
+given) and ``written`` (what InfluxDB acknowledged). An InfluxDB failure moves neither
+``written`` nor costs another API call: the points are retried from the file at the next
+half-hour slot. Settled points are never put in the readings cache (the API and the file
+are their replay log).
+
+Alerts: at start and after each run, every settled UK day of the last 7 not yet judged gets
+one verdict, kept in ``state.json`` so a restart does not repeat it: a warning when the Home
+Mini caught < 95 % of the energy or of the readings, an info log line otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from octomon.alerts.policy import Alert, AlertPolicy, day_label
+from octomon.daemon.reconcile import day_report, half_hour_recons
+from octomon.errors import InfluxError
+from octomon.octopus.consumption import Meter, Rest, fetch
+from octomon.readings import escape_tag, format_time, parse_instant
+from octomon.state import State, StateStore
+from octomon.store.settled import SettledData, SettledStore
+from octomon.store.tally import Tally
+from octomon.uktime import HALF_HOUR, UK, day_start, half_hours, uk_day
+
+log = logging.getLogger(__name__)
+
+FIRST_DAYS = 7
+RETRY = timedelta(hours=6)
+DAILY = time(9, 0)  # UK
+STATE_KEY = "settled"
+ALERTED_KEEP = 40  # days
+
+
+class LineSink(Protocol):
+    def write_lines(self, body: bytes | str, count: int) -> None: ...
+
+
+def settled_line(meter: Meter, start: datetime, kwh: float) -> str:
+    """The ``energy_settled`` point (SPEC §3)."""
+    return (
+        f"energy_settled,direction={escape_tag(meter.direction)},fuel={escape_tag(meter.fuel)},"
+        f"meter={escape_tag(meter.serial)} consumption={float(kwh)!r} {int(start.timestamp())}"
+    )
+
+
+@dataclass
+class Cursors:
+    """Per meter: ``fetched`` (the API gave up to here) and ``written`` (InfluxDB took)."""
+
+    fetched: dict[str, datetime]
+    written: dict[str, datetime]
+    alerted: list[str]
+
+    @classmethod
+    def of(cls, state: State) -> Cursors:
+        raw = state.extra.get(STATE_KEY)
+        raw = raw if isinstance(raw, dict) else {}
+
+        def times(name: str) -> dict[str, datetime]:
+            out: dict[str, datetime] = {}
+            table = raw.get(name)
+            for key, value in table.items() if isinstance(table, dict) else []:
+                try:
+                    out[str(key)] = parse_instant(str(value))
+                except ValueError:
+                    log.warning("state.json: ignoring an invalid settled cursor")
+            return out
+
+        alerted = raw.get("alerted")
+        days = [str(d) for d in alerted] if isinstance(alerted, list) else []
+        return cls(times("fetched"), times("written"), days)
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "fetched": {k: format_time(v) for k, v in sorted(self.fetched.items())},
+            "written": {k: format_time(v) for k, v in sorted(self.written.items())},
+            "alerted": sorted(self.alerted)[-ALERTED_KEEP:],
+        }
+
+
+def first_since(now: datetime) -> datetime:
+    """The first start's window: the last 7 UK days."""
+    return day_start(uk_day(now) - timedelta(days=FIRST_DAYS))
+
+
+def next_daily(now: datetime) -> datetime:
+    """The next 09:00 UK strictly after ``now``."""
+    today = uk_day(now)
+    at = datetime.combine(today, DAILY, UK).astimezone(timezone.utc)
+    if at <= now:
+        at = datetime.combine(today + timedelta(days=1), DAILY, UK).astimezone(timezone.utc)
+    return at
+
+
+def floor_half_hour(now: datetime) -> datetime:
+    t = int(now.timestamp())
+    return datetime.fromtimestamp(t - t % 1800, timezone.utc)
+
+
+class SettledJob:
+    """A :class:`~octomon.daemon.schedule.Job`; see the module docstring."""
+
+    name = "settled"
+
+    def __init__(
+        self,
+        *,
+        rest: Rest,
+        meters: Callable[[], list[Meter]],
+        store: StateStore,
+        cache_dir: Path,
+        sink: LineSink | None,
+        policy: AlertPolicy,
+        emit: Callable[[Sequence[Alert]], None],
+        max_meters: int = 3,
+    ) -> None:
+        self.rest = rest
+        self.discover = meters
+        self.store = store
+        self.settled = SettledStore(cache_dir)
+        self.tally = Tally(cache_dir)
+        self.sink = sink
+        self.policy = policy
+        self.emit = emit
+        self.max_calls = 1 + max_meters  # account discovery, then one request per meter
+        self._meters: list[Meter] | None = None
+        self._fetch_at: datetime | None = None  # None: fetch at the next run
+        self._write_failing = False
+
+    # --- the scheduled run --------------------------------------------------------------
+
+    def run(self, now: datetime) -> datetime:
+        """Fetch if due, write what InfluxDB lacks, judge days; the next anchor (UTC)."""
+        if self._fetch_at is None or now >= self._fetch_at:
+            data = self.fetch(now)
+            self._fetch_at = self.next_fetch(now, data)
+        written = self.write(now)
+        self.judge(now)
+        assert self._fetch_at is not None
+        if not written:  # InfluxDB was away: try the points again at the next half-hour
+            return min(self._fetch_at, floor_half_hour(now) + HALF_HOUR)
+        return self._fetch_at
+
+    def meters(self) -> list[Meter]:
+        if self._meters is None:
+            self._meters = self.discover()
+        return self._meters
+
+    def fetch(self, now: datetime) -> SettledData:
+        """Every meter from its fetched cursor to now, into ``settled.json``; raises the
+        Octopus errors (the scheduler retries) and ``OSError``."""
+        cursors = Cursors.of(self.store.load())
+        data = self.settled.load()
+        first = first_since(now)
+        moved: dict[str, datetime] = {}
+        for meter in self.meters():
+            since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
+            values = fetch(self.rest, meter, since, now)
+            data = self.settled.add(meter, values)
+            if values:
+                moved[meter.key] = max(values) + HALF_HOUR
+                log.info(
+                    "settled %s %s: %d half-hours up to %s",
+                    meter.fuel,
+                    meter.direction,
+                    len(values),
+                    format_time(max(values) + HALF_HOUR),
+                )
+        if moved:
+            self._update(lambda c: c.fetched.update(moved))
+        return data
+
+    def next_fetch(self, now: datetime, data: SettledData) -> datetime:
+        """Tomorrow's 09:00 UK once yesterday is in; else 6 h on (at most the next 09:00)."""
+        yesterday = uk_day(now) - timedelta(days=1)
+        known = [m for m in self.meters() if m.key in data.meters and data.meters[m.key].values]
+        complete = all(_day_in(data, m, yesterday) for m in known)
+        daily = next_daily(now)
+        if complete and known:
+            return daily
+        return min(floor_half_hour(now) + RETRY, daily)
+
+    def write(self, now: datetime) -> bool:
+        """``energy_settled`` from each written cursor, and the last 7 days' reconciliation.
+
+        False when InfluxDB did not take them (logged once per state change); local mode
+        (no sink) keeps only the file, and the written cursor follows the fetched one.
+        """
+        data = self.settled.load()
+        cursors = Cursors.of(self.store.load())
+        lines: list[str] = []
+        moved: dict[str, datetime] = {}
+        for key, entry in data.meters.items():
+            since = cursors.written.get(key)
+            new = {k: v for k, v in entry.values.items() if since is None or k >= since}
+            if new:
+                lines += [settled_line(entry.meter, k, v) for k, v in sorted(new.items())]
+                moved[key] = max(new) + HALF_HOUR
+        if not moved:
+            return True
+        if self.sink is not None:
+            recons = half_hour_recons(data, self.tally.load(), first_since(now), now)
+            lines += [r.line() for r in recons]
+            try:
+                self.sink.write_lines("\n".join(lines) + "\n", len(lines))
+            except InfluxError as exc:
+                if not self._write_failing:
+                    log.warning("settled: InfluxDB did not take the points (%s); retrying", exc)
+                self._write_failing = True
+                return False
+            if self._write_failing:
+                log.info("settled: InfluxDB takes the points again")
+            self._write_failing = False
+        self._update(lambda c: c.written.update(moved))
+        return True
+
+    # --- the verdicts -------------------------------------------------------------------
+
+    def judge(self, now: datetime) -> list[date]:
+        """One verdict for every settled UK day of the last 7 not yet judged; the days."""
+        cursors = Cursors.of(self.store.load())
+        data, tally = self.settled.load(), self.tally.load()
+        today = uk_day(now)
+        judged: list[date] = []
+        alerts: list[Alert] = []
+        for n in range(FIRST_DAYS, 0, -1):
+            day = today - timedelta(days=n)
+            if day.isoformat() in cursors.alerted:
+                continue
+            report = day_report(data, tally, day)
+            if not report.judged or report.settled_kwh is None:
+                continue
+            judged.append(day)
+            readings = f"{report.readings:,} of {report.expected_readings:,}"
+            if report.short:
+                alerts += self.policy.home_mini_short(
+                    now, day, report.settled_kwh, report.home_mini_kwh, readings
+                )
+            else:
+                share = (
+                    report.home_mini_kwh / report.settled_kwh * 100 if report.settled_kwh else 100.0
+                )
+                log.info(
+                    "%s: the Home Mini caught %.1f%% of your %.2f kWh (%s readings)",
+                    day_label(day),
+                    share,
+                    report.settled_kwh,
+                    readings,
+                )
+        if judged:
+            self._update(lambda c: c.alerted.extend(d.isoformat() for d in judged))
+            if alerts:
+                self.emit(alerts)
+        return judged
+
+    def _update(self, change: Callable[[Cursors], None]) -> None:
+        def mutate(state: State) -> None:
+            cursors = Cursors.of(state)
+            change(cursors)
+            state.extra[STATE_KEY] = cursors.to_obj()
+
+        self.store.update(mutate)
+
+
+def _day_in(data: SettledData, meter: Meter, day: date) -> bool:
+    values = data.meters[meter.key].values
+    return all(hh in values for hh in half_hours(day))

@@ -1,0 +1,72 @@
+"""Settled half-hourly consumption from the REST API (OCTOPUS_REST.md §4, SPEC §10).
+
+``interval_start`` carries the UK offset (``+01:00`` in BST, ``Z`` in GMT); rows come
+newest first unless ``order_by=period``; the endpoint sometimes answers a little more than
+the window asked for, so rows outside it are dropped here, in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from octomon.readings import format_time, parse_instant
+
+PAGE_SIZE = 25_000  # a year of half-hours: one request for any window octomon asks for
+ELECTRICITY = "electricity"
+GAS = "gas"
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A meter whose settled consumption octomon reads."""
+
+    fuel: str  # electricity | gas
+    direction: str  # import | export
+    point: str  # MPAN or MPRN
+    serial: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.fuel}/{self.direction}/{self.serial}"
+
+    @property
+    def path(self) -> str:
+        kind = "electricity-meter-points" if self.fuel == ELECTRICITY else "gas-meter-points"
+        return f"{kind}/{self.point}/meters/{self.serial}/consumption/"
+
+
+class Rest(Protocol):
+    def get_all(
+        self, path: str, params: dict[str, str | int] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+def fetch(client: Rest, meter: Meter, since: datetime, until: datetime) -> dict[datetime, float]:
+    """The settled kWh (m³ for a gas meter reporting volume) of every half-hour starting in
+    ``[since, until)``, keyed by its UTC start. Raises octomon's Octopus errors."""
+    rows = client.get_all(
+        meter.path,
+        {
+            "period_from": format_time(since),
+            "period_to": format_time(until),
+            "order_by": "period",
+            "page_size": PAGE_SIZE,
+        },
+    )
+    out: dict[datetime, float] = {}
+    for row in rows:
+        start, value = row.get("interval_start"), row.get("consumption")
+        if not isinstance(start, str) or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        try:
+            at = parse_instant(start)
+        except ValueError:
+            continue
+        if since <= at < until:
+            out[at] = float(value)
+    return out

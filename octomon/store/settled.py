@@ -1,0 +1,127 @@
+"""The settled consumption octomon fetched, kept in ``CACHE_DIR/settled.json`` (SPEC §10).
+
+For the commands (``reconcile``, ``costs``): they answer from here without an API call, and
+the daemon alerts from here whichever process fetched the data. Not the InfluxDB replay log
+(the API is): this file only remembers the last :data:`KEEP` of half-hours per meter.
+Read-modify-write under ``CACHE_DIR/settled.lock``, replaced atomically, 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from octomon import fsutil
+from octomon.octopus.consumption import ELECTRICITY, Meter
+from octomon.readings import format_time, parse_instant
+from octomon.uktime import half_hours
+
+log = logging.getLogger(__name__)
+
+SETTLED_FILE = "settled.json"
+LOCK_FILE = "settled.lock"
+KEEP = timedelta(days=60)
+_VERSION = 1
+
+
+@dataclass
+class MeterData:
+    meter: Meter
+    values: dict[datetime, float]  # UTC half-hour start -> kWh
+
+
+class SettledData:
+    """What was fetched, per meter: ``settled_kwh(half_hour)``, UK days, completeness."""
+
+    def __init__(self, meters: dict[str, MeterData] | None = None) -> None:
+        self.meters = meters or {}
+
+    def of(self, fuel: str = ELECTRICITY, direction: str = "import") -> list[MeterData]:
+        return [
+            m
+            for m in self.meters.values()
+            if m.meter.fuel == fuel and m.meter.direction == direction
+        ]
+
+    def settled_kwh(
+        self, half_hour: datetime, fuel: str = ELECTRICITY, direction: str = "import"
+    ) -> float | None:
+        """The settled kWh of the half-hour starting at ``half_hour`` (None: not settled)."""
+        values = [m.values[half_hour] for m in self.of(fuel, direction) if half_hour in m.values]
+        return sum(values) if values else None
+
+    def day_settled(self, day: date, fuel: str = ELECTRICITY, direction: str = "import") -> bool:
+        """Every half-hour of the UK day (46, 48 or 50) has a settled value."""
+        meters = self.of(fuel, direction)
+        return bool(meters) and all(any(hh in m.values for m in meters) for hh in half_hours(day))
+
+    def newest(self, fuel: str = ELECTRICITY, direction: str = "import") -> datetime | None:
+        starts = [max(m.values) for m in self.of(fuel, direction) if m.values]
+        return max(starts) if starts else None
+
+
+class SettledStore:
+    """``CACHE_DIR/settled.json``; see the module docstring."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.path = self.cache_dir / SETTLED_FILE
+        self.lock_path = self.cache_dir / LOCK_FILE
+
+    def load(self) -> SettledData:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return SettledData()
+        except OSError as exc:
+            log.warning("cannot read %s (%s)", self.path, exc.strerror)
+            return SettledData()
+        try:
+            return _decode(json.loads(raw))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("%s is damaged: settled data will be fetched again", self.path.name)
+            return SettledData()
+
+    def add(self, meter: Meter, values: dict[datetime, float]) -> SettledData:
+        """Merge fetched half-hours in (under the lock); raises OSError if not written."""
+        with fsutil.flocked(self.lock_path):
+            data = self.load()
+            entry = data.meters.setdefault(meter.key, MeterData(meter, {}))
+            entry.meter = meter
+            entry.values.update(values)
+            if entry.values:
+                horizon = max(entry.values) - KEEP
+                entry.values = {k: v for k, v in sorted(entry.values.items()) if k >= horizon}
+            fsutil.atomic_write(self.path, _encode(data), 0o600)
+            return data
+
+
+def _encode(data: SettledData) -> bytes:
+    meters: dict[str, Any] = {}
+    for key, m in sorted(data.meters.items()):
+        meters[key] = {
+            "fuel": m.meter.fuel,
+            "direction": m.meter.direction,
+            "point": m.meter.point,
+            "serial": m.meter.serial,
+            "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
+        }
+    obj = {"version": _VERSION, "meters": meters}
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _decode(obj: Any) -> SettledData:
+    if not isinstance(obj, dict) or obj.get("version") != _VERSION:
+        raise ValueError("not a settled file")
+    meters: dict[str, MeterData] = {}
+    for key, m in obj["meters"].items():
+        meter = Meter(str(m["fuel"]), str(m["direction"]), str(m["point"]), str(m["serial"]))
+        values = {
+            parse_instant(k).astimezone(timezone.utc): float(v) for k, v in m["half_hours"].items()
+        }
+        meters[str(key)] = MeterData(meter, values)
+    return SettledData(meters)
