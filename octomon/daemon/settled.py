@@ -27,18 +27,19 @@ from typing import Any, Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
 from octomon.daemon.reconcile import day_report, half_hour_recons
-from octomon.errors import InfluxError
+from octomon.errors import InfluxError, NotFound
 from octomon.octopus.consumption import Meter, Rest, fetch
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.state import State, StateStore
 from octomon.store.settled import SettledData, SettledStore
 from octomon.store.tally import Tally
-from octomon.uktime import HALF_HOUR, UK, day_start, half_hours, uk_day
+from octomon.uktime import HALF_HOUR, UK, day_start, days, half_hours, uk_day
 
 log = logging.getLogger(__name__)
 
 FIRST_DAYS = 7
 RETRY = timedelta(hours=6)
+RECHECK = timedelta(hours=1)  # `reconcile` does not ask again sooner
 DAILY = time(9, 0)  # UK
 STATE_KEY = "settled"
 ALERTED_KEEP = 40  # days
@@ -166,10 +167,15 @@ class SettledJob:
         data = self.settled.load()
         first = first_since(now)
         moved: dict[str, datetime] = {}
-        for meter in self.meters():
+        for meter in list(self.meters()):
             since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
-            values = fetch(self.rest, meter, since, now)
-            data = self.settled.add(meter, values)
+            try:
+                values = fetch(self.rest, meter, since, now)
+            except NotFound:  # a meter without settled data (an old or non-smart one)
+                log.info("settled: the API has no consumption for meter %s", meter.serial)
+                self.meters().remove(meter)
+                continue
+            data = self.settled.add(meter, values, now)
             if values:
                 moved[meter.key] = max(values) + HALF_HOUR
                 log.info(
@@ -278,3 +284,34 @@ class SettledJob:
 def _day_in(data: SettledData, meter: Meter, day: date) -> bool:
     values = data.meters[meter.key].values
     return all(hh in values for hh in half_hours(day))
+
+
+def fill(
+    rest: Rest, meters: list[Meter], settled: SettledStore, since: date, until: date, now: datetime
+) -> tuple[SettledData, int]:
+    """``octomon reconcile``: fetch the settled UK days in ``[since, until]`` the file lacks
+    (days before today only; a meter asked within the last hour is not asked again).
+    Returns the data and the number of meters asked; raises the Octopus errors."""
+    data = settled.load()
+    asked = 0
+    today = uk_day(now)
+    for meter in meters:
+        entry = data.meters.get(meter.key)
+        if entry is not None and entry.checked_at and entry.checked_at > now - RECHECK:
+            continue
+        lacking = [
+            d
+            for d in days(since, min(until, today - timedelta(days=1)))
+            if entry is None or not all(hh in entry.values for hh in half_hours(d))
+        ]
+        if not lacking:
+            continue
+        lo, hi = day_start(lacking[0]), day_start(lacking[-1] + timedelta(days=1))
+        try:
+            values = fetch(rest, meter, lo, min(hi, now))
+        except NotFound:
+            continue
+        finally:
+            asked += 1
+        data = settled.add(meter, values, now)
+    return data, asked

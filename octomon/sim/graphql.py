@@ -65,6 +65,9 @@ Faults, switchable at any time from a test (plain attributes read per request, o
 * ``retention = timedelta(days=30)``: an older ``start`` gets KT-GB-4051; ``latest`` looks
   back no further.
 * ``legacy_schema = True``: ``costDeltaWithTax`` and ``export`` do not exist (HTTP 400).
+* ``settled.bad_day``: a UK day on which the Home Mini misses about a fifth of its readings
+  (the meter measures them: see :mod:`octomon.sim.consumption`); default the day before
+  yesterday at construction, ``None`` for none.
 * ``no_device = True``: the meter has no smart devices (``null`` / ``[]``), telemetry 4050.
 * ``no_gas = True``: the account has no gas (``gasAgreements: []``), gas telemetry 4050.
 * ``no_gas_schema = True``: the schema has no gas fields: an account query naming
@@ -376,6 +379,9 @@ class SimHomeMini:
         from octomon.sim.rest import SimRest  # imports this module: bound here, not above
 
         self.rest = SimRest(self)
+        from octomon.sim.consumption import SimSettled
+
+        self.settled = SimSettled(self)  # settled consumption, and the Home Mini's bad day
 
     # ---- the readings, as a pure function of (seed, ts) and the upload faults
 
@@ -386,7 +392,9 @@ class SimHomeMini:
             return None
         day, i = divmod(int(t), _DAY)
         data = self._model.day(day)
-        return data.item(i // _STEP) if data.present[i // _STEP] else None
+        if not data.present[i // _STEP] or self.settled.hidden(int(t)):
+            return None
+        return data.item(i // _STEP)
 
     def available_at(self, ts: datetime) -> datetime:
         """When the reading of step ``ts`` becomes visible (depends on ``late_uploads``)."""
@@ -421,6 +429,8 @@ class SimHomeMini:
 
     def _hidden(self, ts: int) -> bool:
         if self._frozen_since is not None and ts >= self._frozen_since:
+            return True
+        if self.settled.hidden(ts):
             return True
         return any(a <= ts < b for a, b in self._lost)
 

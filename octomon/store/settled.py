@@ -32,6 +32,7 @@ _VERSION = 1
 class MeterData:
     meter: Meter
     values: dict[datetime, float]  # UTC half-hour start -> kWh
+    checked_at: datetime | None = None  # the last time the API was asked
 
 
 class SettledData:
@@ -86,12 +87,13 @@ class SettledStore:
             log.warning("%s is damaged: settled data will be fetched again", self.path.name)
             return SettledData()
 
-    def add(self, meter: Meter, values: dict[datetime, float]) -> SettledData:
+    def add(self, meter: Meter, values: dict[datetime, float], checked_at: datetime) -> SettledData:
         """Merge fetched half-hours in (under the lock); raises OSError if not written."""
         with fsutil.flocked(self.lock_path):
             data = self.load()
             entry = data.meters.setdefault(meter.key, MeterData(meter, {}))
             entry.meter = meter
+            entry.checked_at = checked_at
             entry.values.update(values)
             if entry.values:
                 horizon = max(entry.values) - KEEP
@@ -108,6 +110,7 @@ def _encode(data: SettledData) -> bytes:
             "direction": m.meter.direction,
             "point": m.meter.point,
             "serial": m.meter.serial,
+            "checked_at": format_time(m.checked_at) if m.checked_at else None,
             "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
         }
     obj = {"version": _VERSION, "meters": meters}
@@ -123,5 +126,6 @@ def _decode(obj: Any) -> SettledData:
         values = {
             parse_instant(k).astimezone(timezone.utc): float(v) for k, v in m["half_hours"].items()
         }
-        meters[str(key)] = MeterData(meter, values)
+        checked = m.get("checked_at")
+        meters[str(key)] = MeterData(meter, values, parse_instant(checked) if checked else None)
     return SettledData(meters)
