@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from octomon import fsutil
-from octomon.readings import Reading, format_time, parse_instant
+from octomon.readings import AnyReading, GasReading, format_time, parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,8 @@ def half_hour_of(at: datetime) -> datetime:
     return datetime.fromtimestamp(t - t % HALF_HOUR, timezone.utc)
 
 
-def fuel_of(reading: Reading) -> str:
-    """``gas`` for a gas reading, else ``electricity`` (a reading without ``fuel``)."""
-    fuel = getattr(reading, "fuel", None)
-    return fuel if isinstance(fuel, str) and fuel else ELECTRICITY
+def fuel_of(reading: AnyReading) -> str:
+    return GAS if isinstance(reading, GasReading) else ELECTRICITY
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ class TallyData:
 
 
 def merge(
-    fuels: dict[str, dict[int, tuple[int, int]]], readings: Iterable[Reading]
+    fuels: dict[str, dict[int, tuple[int, int]]], readings: Iterable[AnyReading]
 ) -> tuple[int, int]:
     """Count ``readings`` into ``fuels`` in place; (readings newly counted, half-hours touched)."""
     added = 0
@@ -159,7 +157,7 @@ class Tally:
         """The tally on disk (empty when missing; a damaged file is logged and read as empty)."""
         return TallyData(self._read())
 
-    def record(self, readings: Iterable[Reading]) -> int:
+    def record(self, readings: Iterable[AnyReading]) -> int:
         """Count stored readings in (under the lock); the number newly counted.
 
         Raises ``OSError`` when the file cannot be written (nothing is changed then).
@@ -197,10 +195,10 @@ class TallyRecorder:
 
     def __init__(self, tally: Tally) -> None:
         self.tally = tally
-        self._pending: list[Reading] = []
+        self._pending: list[AnyReading] = []
         self._failing = False
 
-    def stored(self, readings: Iterable[Reading]) -> None:
+    def stored(self, readings: Iterable[AnyReading]) -> None:
         self._pending.extend(readings)
         if not self._pending:
             return
