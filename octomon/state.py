@@ -39,7 +39,16 @@ _KNOWN = (
     "backoff_until",
     "backoff_seconds",
     "rate_limited_since",
+    *(
+        "gas_cursor",
+        "gas_newest",
+        "gas_device_id",
+        "gas_mprn",
+        "gas_serial",
+    ),
 )
+_GAS_INSTANTS = ("gas_cursor", "gas_newest")
+_GAS_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial")
 
 
 def format_instant(dt: datetime) -> str:
@@ -58,6 +67,12 @@ class State:
     backoff_until: datetime | None = None  # rate-limit backoff end
     backoff_seconds: float = 0  # current backoff step (300 .. 1800)
     rate_limited_since: datetime | None = None  # start of the current rate-limited episode
+    # Gas (SPEC §11): its own cursor, its newest stored half-hour, the meter found.
+    gas_cursor: datetime | None = None
+    gas_newest: datetime | None = None
+    gas_device_id: str | None = None
+    gas_mprn: str | None = None
+    gas_serial: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, preserved
 
     def prune(self) -> None:
@@ -82,6 +97,8 @@ class State:
             backoff_seconds=self.backoff_seconds,
             rate_limited_since=t(self.rate_limited_since),
         )
+        obj.update({k: t(getattr(self, k)) for k in _GAS_INSTANTS if getattr(self, k)})
+        obj.update({k: getattr(self, k) for k in _GAS_TEXTS if getattr(self, k)})
         return obj
 
     @classmethod
@@ -92,7 +109,13 @@ class State:
         def bad(name: str) -> None:
             log.warning("state.json: ignoring an invalid %s", name)
 
-        for name in ("cursor", "refresh_expires_at", "backoff_until", "rate_limited_since"):
+        for name in (
+            "cursor",
+            "refresh_expires_at",
+            "backoff_until",
+            "rate_limited_since",
+            *_GAS_INSTANTS,
+        ):
             value = obj.get(name)
             if value is None:
                 continue
@@ -102,7 +125,7 @@ class State:
                 setattr(state, name, parse_instant(value))
             except ValueError:
                 bad(name)
-        for name in ("device_id", "refresh_token"):
+        for name in ("device_id", "refresh_token", *_GAS_TEXTS):
             value = obj.get(name)
             if value is None:
                 continue

@@ -73,7 +73,7 @@ Faults, switchable at any time from a test (plain attributes read per request, o
 * ``no_gas_schema = True``: the schema has no gas fields: an account query naming
   ``gasAgreements`` is HTTP 400 (as ``legacy_schema``); the same query without them works.
 * ``freeze_gas(at=None)`` / ``unfreeze_gas()``: no gas half-hour from ``at`` on is served while
-  frozen; afterwards the meter uploads what it kept (the span is served again).
+  frozen; the span [at, unfreeze time) stays missing for ever (as ``freeze``).
 
 The rate limit counts every request reaching the sim (refused ones too) in a rolling hour of sim
 clock; request number ``rate_limit_per_hour + 1`` is refused. ``calls``, ``served`` and
@@ -361,6 +361,7 @@ class SimHomeMini:
         self.gas_served: dict[datetime, dict[str, str | None]] = {}
         self._gas = gas_model(seed)
         self._gas_frozen_since: int | None = None
+        self._gas_lost: list[tuple[int, int]] = []
         self.calls: list[tuple[datetime, str]] = []
         self.rate_limited_answers = 0
         self.served: dict[datetime, dict[str, str | None]] = {}
@@ -465,9 +466,12 @@ class SimHomeMini:
             self._gas_frozen_since = math.ceil(_seconds(at or self.clock()))
 
     def unfreeze_gas(self) -> None:
-        """The gas meter reconnects and uploads what it kept: the frozen span is served again."""
+        """The gas meter reconnects: uploads resume from now; the frozen span stays missing."""
         with self.lock:
-            self._gas_frozen_since = None
+            if self._gas_frozen_since is not None:
+                now = math.ceil(_seconds(self.clock()))
+                self._gas_lost.append((self._gas_frozen_since, now))
+                self._gas_frozen_since = None
 
     def expire_tokens(self, refresh: bool = False) -> None:
         """Expire every access token issued so far (and the refresh tokens if ``refresh``)."""
@@ -795,10 +799,15 @@ class SimHomeMini:
 
     def _gas_visible(self, start: float, end: float, now: float) -> list[tuple[GasDay, int]]:
         found = self._gas.visible(start, end, now)
-        frozen = self._gas_frozen_since
-        if frozen is None:
+        frozen, lost = self._gas_frozen_since, self._gas_lost
+        if frozen is None and not lost:
             return found
-        return [(d, s) for d, s in found if d.day * _DAY + s * HALF_HOUR < frozen]
+        out = []
+        for d, s in found:
+            t = d.day * _DAY + s * HALF_HOUR
+            if (frozen is None or t < frozen) and not any(a <= t < b for a, b in lost):
+                out.append((d, s))
+        return out
 
     def _gas_item(self, data: GasDay, slot: int, selection: list[str]) -> dict[str, str | None]:
         full = data.item(slot)

@@ -1,0 +1,119 @@
+"""The gap-free cursor of SPEC §4.1, for one stream of readings (gas; see ``Cursor``).
+
+The cursor is the point up to which history is settled: the ``readAt`` of the newest
+reading durably stored, or -- when a fetched window's readings were *all* stored (or it had
+none) and its end is older than ``settle_after`` -- that end, whichever is later. A window
+is ``[cursor - overlap, min(now, start + max_window))``; the first start looks
+``first_lookback`` back. Readings already stored in this process's life (remembered for the
+overlap span) are not stored again. Clock rule: if ``now`` is earlier than the cursor or the
+previous run (the system clock ran fast and was corrected), the cursor returns to the newest
+reading actually stored (``newest``) and that span is fetched again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+MAX_WINDOW = timedelta(hours=6)
+SETTLE_AFTER = timedelta(minutes=15)
+# KT-GB-4051 (start too old): the window start jumps to now - 24 h, then now - 6 h.
+RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))
+
+
+class _Timed(Protocol):
+    @property
+    def read_at(self) -> datetime: ...
+
+
+_R = TypeVar("_R", bound=_Timed)
+
+
+class Cursor:
+    def __init__(
+        self,
+        *,
+        overlap: timedelta,
+        first_lookback: timedelta,
+        at: datetime | None = None,
+        newest: datetime | None = None,
+        max_window: timedelta = MAX_WINDOW,
+        settle_after: timedelta = SETTLE_AFTER,
+    ) -> None:
+        self.overlap = overlap
+        self.first_lookback = first_lookback
+        self.max_window = max_window
+        self.settle_after = settle_after
+        self.at = at  # the settled point
+        self.newest = newest  # the newest readAt actually stored
+        self.dirty = False  # changed since the owner last saved it
+        self._anchor: datetime | None = None  # first start: where the first window begins
+        self._last_run: datetime | None = None
+        self._seen: set[datetime] = set()
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """``[cursor - overlap, min(now, start + max_window))``."""
+        if self.at is not None:
+            start = self.at - self.overlap
+        else:
+            if self._anchor is None:
+                self._anchor = now - self.first_lookback
+            start = self._anchor
+        return start, min(now, start + self.max_window)
+
+    def clock_went_back(self, now: datetime) -> bool:
+        """Apply the clock rule; True when it moved the cursor back (the caller says so)."""
+        last, self._last_run = self._last_run, now
+        behind = (self.at is not None and now < self.at) or (last is not None and now < last)
+        if not behind:
+            return False
+        self.at = self.newest if self.newest is not None and self.newest <= now else None
+        self._anchor = None
+        self._seen.clear()
+        self.dirty = True
+        return True
+
+    def retention_jump(self, start: datetime, now: datetime) -> datetime | None:
+        """Where the window starts after KT-GB-4051 (None: no further jump); moves the cursor."""
+        jump = next((now - b for b in RETENTION_JUMPS if now - b > start + self.overlap), None)
+        if jump is not None:
+            self.at, self._anchor, self.dirty = jump + self.overlap, None, True
+        return jump
+
+    def fresh(self, readings: Iterable[_R]) -> list[_R]:
+        """The readings not stored yet in this process's life."""
+        return [r for r in readings if r.read_at not in self._seen]
+
+    def advance(
+        self, stored: Sequence[_Timed], unstored: Sequence[_Timed], end: datetime, now: datetime
+    ) -> bool:
+        """Move the cursor after a window ``[…, end)`` was stored; True if it moved."""
+        self._seen.update(r.read_at for r in stored)
+        if stored:
+            top = max(r.read_at for r in stored)
+            if self.newest is None or top > self.newest:
+                self.newest, self.dirty = top, True
+        candidates: list[datetime] = []
+        if unstored:
+            # Never move past a reading that could not be stored: the next window must
+            # still contain it.
+            oldest = min(r.read_at for r in unstored)
+            stored = [r for r in stored if r.read_at < oldest]
+        elif end <= now - self.settle_after:
+            candidates.append(end)  # an old window, all stored (or empty): settled
+        if stored:
+            candidates.append(max(r.read_at for r in stored))
+        moved = bool(candidates) and (self.at is None or max(candidates) > self.at)
+        if moved:
+            self.at, self._anchor, self.dirty = max(candidates), None, True
+        self._forget_old()
+        return moved
+
+    def _forget_old(self) -> None:
+        """Keep only the read_ats that the next window can still contain (bounded memory)."""
+        if self.at is None or not self._seen:
+            return
+        horizon = self.at - self.overlap
+        if min(self._seen) < horizon:
+            self._seen = {t for t in self._seen if t >= horizon}

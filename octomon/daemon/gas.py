@@ -1,0 +1,244 @@
+"""The gas poll (SPEC §11): a scheduled job (``octomon.daemon.schedule``), not a poll cycle.
+
+Every ``GAS_POLL_INTERVAL_SECONDS`` at the installation's offset (never at hh:00/hh:30), one
+window ``[gas cursor - 2 h, now)`` of at most 6 h at ``HALF_HOURLY`` grouping, with its own
+gap-free cursor under the rules of SPEC §4.1 (``octomon.daemon.cursor``, the clock rule
+included), stored through the monitor's writer -- InfluxDB ``gas_consumption``, or gas lines
+in the cache when InfluxDB is away -- and counted into the tally. At defaults that is two
+calls an hour (one per run; a token renewal is the telemetry's).
+
+A server without gas, or an account without a smart gas meter, costs one account query at
+start and nothing after (``OctopusClient.gas``). Today's totals (UK day) are kept in
+``state.json`` so a restart does not zero them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from octomon.alerts.policy import Alert, AlertPolicy
+from octomon.daemon.cursor import Cursor
+from octomon.errors import RangeTooOld
+from octomon.octopus.gas import GasMeter
+from octomon.readings import AnyReading, GasReading, format_time
+from octomon.state import State, StateStore
+
+log = logging.getLogger(__name__)
+
+OVERLAP = timedelta(hours=2)
+FIRST_LOOKBACK = timedelta(hours=2)
+MAX_CALLS = 2  # one window of at most 6 h, plus a token renewal should it fall due
+
+
+class GasClient(Protocol):
+    def gas(self) -> GasMeter | None: ...
+    def gas_telemetry(self, start: datetime, end: datetime) -> list[GasReading]: ...
+
+
+class StoredLike(Protocol):
+    @property
+    def stored(self) -> Sequence[AnyReading]: ...
+    @property
+    def unstored(self) -> Sequence[AnyReading]: ...
+
+
+class GasStore(Protocol):
+    """Where gas readings go: the monitor's writer (InfluxDB, or the cache behind it)."""
+
+    def store(self, readings: Sequence[AnyReading], now: datetime) -> StoredLike: ...
+
+
+@dataclass
+class GasToday:
+    """Today's gas (UK day), from the half-hours stored; what the panel and status show."""
+
+    day: str = ""  # ISO date, UK
+    half_hours: dict[str, tuple[float, float, float]] | None = None  # readAt -> kWh, m³, GBP
+    last_reading_at: datetime | None = None
+
+    def add(self, readings: Sequence[GasReading], now: datetime) -> None:
+        day = uk_date(now)
+        if day != self.day or self.half_hours is None:
+            self.day, self.half_hours = day, {}
+        for r in readings:
+            if self.last_reading_at is None or r.read_at > self.last_reading_at:
+                self.last_reading_at = r.read_at
+            if uk_date(r.read_at) == day:
+                self.half_hours[format_time(r.read_at)] = (
+                    r.consumption_delta or 0.0,
+                    r.volume_delta or 0.0,
+                    r.cost_delta_with_tax
+                    if r.cost_delta_with_tax is not None
+                    else r.cost_delta or 0.0,
+                )
+
+    def totals(self, now: datetime) -> tuple[float, float, float] | None:
+        """(kWh, m³, GBP inc VAT where known) of today, or None when nothing is known today."""
+        if self.day != uk_date(now) or not self.half_hours:
+            return None
+        kwh, m3, gbp = (sum(v[i] for v in self.half_hours.values()) for i in range(3))
+        return kwh, m3, gbp
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "half_hours": {k: list(v) for k, v in (self.half_hours or {}).items()},
+            "last": format_time(self.last_reading_at) if self.last_reading_at else None,
+        }
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> GasToday:
+        from octomon.readings import parse_time
+
+        today = cls()
+        if not isinstance(obj, dict):
+            return today
+        try:
+            today.day = str(obj.get("day") or "")
+            raw = obj.get("half_hours") or {}
+            today.half_hours = {
+                str(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in raw.items()
+            }
+            last = obj.get("last")
+            today.last_reading_at = parse_time(last) if isinstance(last, str) else None
+        except (TypeError, ValueError, IndexError, AttributeError):
+            log.warning("state.json: ignoring an invalid gas_today")
+            return cls()
+        return today
+
+
+def uk_date(at: datetime) -> str:
+    """The UK calendar date (GMT/BST) of ``at``: daily totals follow UK time (SPEC §3)."""
+    from zoneinfo import ZoneInfo
+
+    return at.astimezone(ZoneInfo("Europe/London")).date().isoformat()
+
+
+def next_anchor(now: datetime, interval: int) -> datetime:
+    """The next multiple of ``interval`` seconds since the epoch: every half-hour at the
+    defaults, so the scheduler's slot is hh:00/hh:30 + the installation's offset."""
+    t = int(now.timestamp())
+    return datetime.fromtimestamp(t - t % interval + interval, timezone.utc)
+
+
+class GasJob:
+    """One gas window per run; see the module docstring."""
+
+    name = "gas"
+    max_calls = MAX_CALLS
+
+    def __init__(
+        self,
+        *,
+        client: GasClient,
+        writer: GasStore,
+        store: StateStore,
+        policy: AlertPolicy,
+        emit: Callable[[Sequence[Alert]], None],
+        interval: int,
+        recorded: Callable[[Sequence[GasReading]], None] = lambda _: None,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.store = store
+        self.policy = policy
+        self.emit = emit
+        self.interval = interval
+        self.recorded = recorded  # the tally hook, after every durable store
+        self.cursor = Cursor(overlap=OVERLAP, first_lookback=FIRST_LOOKBACK)
+        self.today = GasToday()
+        self.meter: GasMeter | None = None
+        self.last_result: str = "not run yet"
+        self._loaded = False
+
+    def load(self, state: State) -> None:
+        """Take the gas cursor and today's totals from ``state.json`` (once, at start)."""
+        self._loaded = True
+        self.cursor.at, self.cursor.newest = state.gas_cursor, state.gas_newest
+        self.today = GasToday.from_obj(state.extra.get("gas_today"))
+
+    def run(self, now: datetime) -> datetime:
+        if not self._loaded:
+            self.load(self.store.load())
+        if self.cursor.clock_went_back(now):
+            log.warning(
+                "gas: the clock is earlier than the gas cursor; fetching again from %s",
+                format_time(self.cursor.at) if self.cursor.at else "two hours back",
+            )
+        self.meter = self.client.gas()
+        if self.meter is None:
+            self.last_result = "no gas meter"
+            return next_anchor(now, self.interval)
+        start, end = self.cursor.window(now)
+        if end > start:
+            start, end, readings = self._fetch(start, end, now)
+            if end >= now:  # a catch-up window is old by design: staleness is judged at now
+                self.emit(self.policy.gas(now, readings[-1].read_at if readings else None))
+            fresh = self.cursor.fresh(readings)
+            outcome = self.writer.store(fresh, now)
+            stored = [r for r in outcome.stored if isinstance(r, GasReading)]
+            self.recorded(stored)  # before the cursor moves: a crash re-stores them
+            self.today.add(stored, now)
+            self.cursor.advance(stored, outcome.unstored, end, now)
+            self.last_result = (
+                f"gas {format_time(start)}..{format_time(end)}: {len(readings)} half-hour(s), "
+                f"{len(stored)} stored"
+                + (f", {len(outcome.unstored)} NOT stored" if outcome.unstored else "")
+            )
+            log.info("%s", self.last_result)
+        self._save()
+        return next_anchor(now, self.interval)
+
+    def _fetch(
+        self, start: datetime, end: datetime, now: datetime
+    ) -> tuple[datetime, datetime, list[GasReading]]:
+        while True:
+            try:
+                readings = self.client.gas_telemetry(start, end)
+                break
+            except RangeTooOld:
+                jump = self.cursor.retention_jump(start, now)
+                if jump is None:
+                    raise
+                log.warning(
+                    "gas: the Octopus API no longer serves %s..%s (KT-GB-4051): those "
+                    "half-hours are lost; continuing from %s",
+                    format_time(start),
+                    format_time(jump),
+                    format_time(jump),
+                )
+                start, end = jump, min(now, jump + self.cursor.max_window)
+        return start, end, [r for r in readings if start <= r.read_at < end]
+
+    def _save(self) -> None:
+        """Persist the gas cursor, the meter and today's totals; retried next run on failure."""
+        cursor, newest, meter, today = (
+            self.cursor.at,
+            self.cursor.newest,
+            self.meter,
+            self.today.to_obj(),
+        )
+
+        def mutate(state: State) -> None:
+            if cursor is not None:
+                state.gas_cursor = cursor
+            if newest is not None:
+                state.gas_newest = newest
+            if meter is not None:
+                state.gas_device_id, state.gas_mprn, state.gas_serial = (
+                    meter.device_id,
+                    meter.mprn,
+                    meter.serial,
+                )
+            state.extra["gas_today"] = today
+
+        try:
+            self.store.update(mutate)
+        except OSError as exc:
+            log.error("could not save state.json (%s); retrying at the next gas run", exc)
+            return
+        self.cursor.dirty = False
