@@ -16,8 +16,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-MAX_WINDOW = timedelta(hours=6)
-SETTLE_AFTER = timedelta(minutes=15)
+from octomon.octopus.graphql import MAX_WINDOW
+
+SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is settled
 # KT-GB-4051 (start too old): the window start jumps to now - 24 h, then now - 6 h.
 RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))
 
@@ -50,7 +51,7 @@ class Cursor:
         self.dirty = False  # changed since the owner last saved it
         self._anchor: datetime | None = None  # first start: where the first window begins
         self._last_run: datetime | None = None
-        self._seen: set[datetime] = set()
+        self.seen: set[datetime] = set()  # read_ats stored in this run, within the overlap
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         """``[cursor - overlap, min(now, start + max_window))``."""
@@ -70,7 +71,7 @@ class Cursor:
             return False
         self.at = self.newest if self.newest is not None and self.newest <= now else None
         self._anchor = None
-        self._seen.clear()
+        self.seen.clear()
         self.dirty = True
         return True
 
@@ -83,13 +84,13 @@ class Cursor:
 
     def fresh(self, readings: Iterable[_R]) -> list[_R]:
         """The readings not stored yet in this process's life."""
-        return [r for r in readings if r.read_at not in self._seen]
+        return [r for r in readings if r.read_at not in self.seen]
 
     def advance(
         self, stored: Sequence[_Timed], unstored: Sequence[_Timed], end: datetime, now: datetime
     ) -> bool:
         """Move the cursor after a window ``[…, end)`` was stored; True if it moved."""
-        self._seen.update(r.read_at for r in stored)
+        self.seen.update(r.read_at for r in stored)
         if stored:
             top = max(r.read_at for r in stored)
             if self.newest is None or top > self.newest:
@@ -112,8 +113,8 @@ class Cursor:
 
     def _forget_old(self) -> None:
         """Keep only the read_ats that the next window can still contain (bounded memory)."""
-        if self.at is None or not self._seen:
+        if self.at is None or not self.seen:
             return
         horizon = self.at - self.overlap
-        if min(self._seen) < horizon:
-            self._seen = {t for t in self._seen if t >= horizon}
+        if min(self.seen) < horizon:
+            self.seen = {t for t in self.seen if t >= horizon}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy
+from octomon.daemon.cursor import Cursor
 from octomon.daemon.schedule import JobReport, Scheduler
 from octomon.daemon.status import Status
 from octomon.daemon.writer import DRAIN_SLICE, CacheLike, Sink, Stored, SyncFn, SyncStep, Writer
@@ -44,10 +45,7 @@ from octomon.store.tally import Tally, TallyRecorder
 log = logging.getLogger(__name__)
 
 OVERLAP = timedelta(minutes=5)
-MAX_WINDOW = timedelta(hours=6)
 FIRST_LOOKBACK = timedelta(hours=1)
-SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is settled
-RETENTION_JUMPS = (timedelta(hours=24), timedelta(hours=6))  # KT-GB-4051 (SPEC §4.1)
 SPARK_SPAN = timedelta(minutes=30)
 
 
@@ -191,16 +189,28 @@ class Monitor:
 
         # The jobs that are not telemetry (SPEC §4.9); build_monitor registers them.
         self.scheduler: Scheduler | None = None
-        self.cursor: datetime | None = None
+        # The SPEC §4.1 rules (window, settling, the overlap's memory) live in Cursor.
+        self.stream = Cursor(overlap=OVERLAP, first_lookback=FIRST_LOOKBACK)
         self.device_id: str | None = None
         self.status: Status | None = None
-        self._anchor: datetime | None = None  # first start: where the first window begins
-        self._seen: set[datetime] = set()  # read_ats stored in this run, within the overlap
         self._range_episode = False
         self._state_dirty = False
         self._status_failing = False
         self._saved_refresh: str | None = None
         self._started = False
+
+    @property
+    def cursor(self) -> datetime | None:
+        """The settled point (SPEC §4.1)."""
+        return self.stream.at
+
+    @cursor.setter
+    def cursor(self, value: datetime | None) -> None:
+        self.stream.at = value
+
+    @property
+    def _seen(self) -> set[datetime]:  # the read_ats stored in this run, within the overlap
+        return self.stream.seen
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -277,13 +287,7 @@ class Monitor:
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         """``[cursor − 5 min, min(now, start + 6 h))``; the first start looks 1 h back."""
-        if self.cursor is not None:
-            start = self.cursor - OVERLAP
-        else:
-            if self._anchor is None:
-                self._anchor = now - FIRST_LOOKBACK
-            start = self._anchor
-        return start, min(now, start + MAX_WINDOW)
+        return self.stream.window(now)
 
     def cycle(self, now: datetime) -> CycleResult:
         """One poll cycle: fetch one window, store it durably, move the cursor, report."""
@@ -323,12 +327,10 @@ class Monitor:
             newest = readings[-1].read_at if readings else None
             self._emit(self.policy.telemetry(now, newest))
 
-        fresh = [r for r in readings if r.read_at not in self._seen]
+        fresh = self.stream.fresh(readings)
         outcome = self.writer.store(fresh, now)
         self.tally.stored(outcome.stored)  # before the cursor moves: a crash re-stores them
-        self._seen.update(r.read_at for r in outcome.stored)
         self._advance(outcome, end, now)
-        self._forget_old()
         self._show(readings, fresh)
         return self._finish(
             now,
@@ -355,13 +357,12 @@ class Monitor:
                 readings = self.client.telemetry(start, end, "TEN_SECONDS")
                 break
             except RangeTooOld:
-                jump = next((now - b for b in RETENTION_JUMPS if now - b > start + OVERLAP), None)
+                # The cursor moves past the lost span: the next window starts at ``jump``.
+                jump = self.stream.retention_jump(start, now)
                 if jump is None:
                     raise
                 self._lost_span(start, jump, now)
-                start, end = jump, min(now, jump + MAX_WINDOW)
-                # The cursor moves past the lost span: the next window starts at ``jump``.
-                self.cursor, self._anchor = jump + OVERLAP, None
+                start, end = jump, min(now, jump + self.stream.max_window)
                 self._state_dirty = True
                 self._save_state()
         self._range_episode = False
@@ -382,30 +383,9 @@ class Monitor:
     # --- the cursor and the state ----------------------------------------------------------
 
     def _advance(self, outcome: Stored, end: datetime, now: datetime) -> None:
-        stored = outcome.stored
-        candidates: list[datetime] = []
-        if outcome.unstored:
-            # Never move past a reading that could not be stored: the next window must
-            # still contain it.
-            oldest = min(r.read_at for r in outcome.unstored)
-            stored = [r for r in stored if r.read_at < oldest]
-        elif end <= now - SETTLE_AFTER:
-            candidates.append(end)  # an old window, all stored (or empty): settled
-        if stored:
-            candidates.append(max(r.read_at for r in stored))
-        if candidates and (self.cursor is None or max(candidates) > self.cursor):
-            self.cursor = max(candidates)
-            self._anchor = None
+        if self.stream.advance(outcome.stored, outcome.unstored, end, now):
             self._state_dirty = True
         self._save_state()
-
-    def _forget_old(self) -> None:
-        """Keep only the read_ats that the next window can still contain (bounded memory)."""
-        if self.cursor is None or not self._seen:
-            return
-        horizon = self.cursor - OVERLAP
-        if min(self._seen) < horizon:
-            self._seen = {t for t in self._seen if t >= horizon}
 
     def _save_state(self, *, force: bool = False) -> None:
         """Persist cursor, device and refresh token; a failure is retried next cycle."""
