@@ -129,6 +129,10 @@ def render(status: Status, now: datetime) -> RenderableType:
     else:
         grid.add_row("last reading", Text("none yet", style="dim"))
 
+    gas = status.gas_summary(now)
+    if gas is not None:
+        grid.add_row("gas", gas)
+
     grid.add_row("stored", f"{status.stored_this_session:,} readings this session")
 
     mode = Text(MODE_LABELS.get(status.mode, status.mode), style=_MODE_STYLES.get(status.mode, ""))

@@ -130,6 +130,9 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     table.add_row("last reading", _when(current.last_reading_at, now))
     if current.last_demand_kw is not None:
         table.add_row("demand", f"{current.last_demand_kw:.3f} kW")
+    gas = current.gas_summary(now)
+    if gas is not None:
+        table.add_row("gas", gas)
     table.add_row("cache backlog", f"{current.cache_backlog:,} readings")
     table.add_row(
         "API calls", f"{current.calls_last_hour} in the last hour (budget {current.call_budget})"

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.cursor import Cursor
+from octomon.daemon.status import Status
 from octomon.errors import RangeTooOld
 from octomon.octopus.gas import GasMeter
 from octomon.readings import AnyReading, GasReading, format_time
@@ -192,6 +193,16 @@ class GasJob:
             log.info("%s", self.last_result)
         self._save()
         return next_anchor(now, self.interval)
+
+    def fill(self, status: Status, now: datetime) -> None:
+        """Today's gas and the newest half-hour, for the panel and ``status.json``."""
+        totals = self.today.totals(now)
+        status.gas_today_kwh, status.gas_today_m3, status.gas_today_gbp = totals or (
+            None,
+            None,
+            None,
+        )
+        status.gas_last_reading_at = self.today.last_reading_at
 
     def _fetch(
         self, start: datetime, end: datetime, now: datetime

@@ -189,6 +189,8 @@ class Monitor:
 
         # The jobs that are not telemetry (SPEC §4.9); build_monitor registers them.
         self.scheduler: Scheduler | None = None
+        # What the jobs add to the status (gas today, the price now): fill(status, now).
+        self.status_fillers: list[Callable[[Status, datetime], None]] = []
         # The SPEC §4.1 rules (window, settling, the overlap's memory) live in Cursor.
         self.stream = Cursor(overlap=OVERLAP, first_lookback=FIRST_LOOKBACK)
         self.device_id: str | None = None
@@ -523,6 +525,8 @@ class Monitor:
         status.mode = self.mode
         status.cache_backlog = self.backlog
         status.calls_last_hour = self._calls(now) if calls is None else calls
+        for fill in self.status_fillers:
+            fill(status, now)
 
     def write_status(self) -> None:
         """Rewrite ``status.json``; a failure is logged once and retried next time."""

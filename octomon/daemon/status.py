@@ -17,7 +17,13 @@ from octomon.readings import format_time, parse_time
 
 STATUS_FILE = "status.json"
 MODES = ("influxdb", "cache", "local")
-_TIMES = ("started_at", "last_cycle_at", "last_good_cycle_at", "last_reading_at")
+_TIMES = (
+    "started_at",
+    "last_cycle_at",
+    "last_good_cycle_at",
+    "last_reading_at",
+    "gas_last_reading_at",
+)
 
 
 @dataclass
@@ -36,6 +42,11 @@ class Status:
     last_error: str | None = None
     last_alert: str | None = None
     pid: int = 0
+    # Gas (SPEC §11): today's totals (UK day) and the newest half-hour stored; None: no gas.
+    gas_today_kwh: float | None = None
+    gas_today_m3: float | None = None
+    gas_today_gbp: float | None = None
+    gas_last_reading_at: datetime | None = None
     # (time, kW) over the last 30 minutes for the panel's sparkline; not written to disk.
     demand_history: list[tuple[datetime, float]] = field(default_factory=list)
 
@@ -70,6 +81,23 @@ class Status:
             if known.get(key):
                 known[key] = parse_time(known[key])
         return cls(**known)
+
+    def gas_summary(self, now: datetime) -> str | None:
+        """``today 12.345 kWh (1.123 m³), £0.72; last half-hour 14:00 UTC (45 min ago)``."""
+        if self.gas_last_reading_at is None and self.gas_today_kwh is None:
+            return None
+        from octomon.alerts.policy import duration
+
+        today = "today: none yet"
+        if self.gas_today_kwh is not None:
+            today = f"today {self.gas_today_kwh:.3f} kWh ({self.gas_today_m3 or 0:.3f} m³)"
+            if self.gas_today_gbp is not None:
+                today += f", £{self.gas_today_gbp:.2f}"
+        last = self.gas_last_reading_at
+        if last is None:
+            return today
+        age = duration(now - last)
+        return f"{today}; last half-hour {last.strftime('%H:%M')} UTC ({age} ago)"
 
     def write(self, cache_dir: Path) -> None:
         """Atomic rewrite (0600); raises OSError for the caller to log and retry."""

@@ -226,3 +226,40 @@ def test_scheduled_at_the_offset_never_at_hh00_or_hh30(rig: Rig, clock: ManualCl
     offset = installation_offset(DEFAULT_ACCOUNT)
     late = runs[0] - next_anchor(runs[0] - HALF, 1800) - offset  # this test ticks every minute
     assert timedelta(0) <= late < timedelta(minutes=2)
+
+
+def test_today_is_shown_in_kwh_m3_and_pounds_with_the_last_half_hours_age(
+    rig: Rig, clock: ManualClock
+) -> None:
+    from rich.console import Console
+
+    from octomon.cli.panel import render
+    from octomon.daemon.status import Status
+
+    for _ in range(4):
+        rig.job.run(clock.now)
+        clock.advance(minutes=30)
+    today = [r for r in rig.writer.kept.values() if r.read_at.date() == clock.now.date()]
+    status = Status(started_at=T0, poll_interval=60, call_budget=75)
+    rig.job.fill(status, clock.now)
+    assert status.gas_today_kwh == pytest.approx(sum(r.consumption_delta or 0 for r in today))
+    assert status.gas_today_m3 == pytest.approx(sum(r.volume_delta or 0 for r in today))
+    assert status.gas_today_gbp == pytest.approx(sum(r.cost_delta_with_tax or 0 for r in today))
+    newest: GasReading = rig.writer.kept[max(rig.writer.kept)]
+    assert status.gas_last_reading_at == newest.read_at
+    age = int((clock.now - newest.read_at).total_seconds() // 60)
+    expected = (
+        f"today {status.gas_today_kwh:.3f} kWh ({status.gas_today_m3:.3f} m³), "
+        f"£{status.gas_today_gbp:.2f}; last half-hour {newest.read_at:%H:%M} UTC "
+        f"(1 h {age - 60} min ago)"
+    )
+    assert status.gas_summary(clock.now) == expected
+    console = Console(record=True, width=140)
+    console.print(render(status, clock.now))
+    assert f"│ gas              {expected} │" in console.export_text()
+    # Saved with the state: a restart shows the same day.
+    again = rig.new_job()
+    again.load(rig.store.load())
+    other = Status(started_at=T0, poll_interval=60, call_budget=75)
+    again.fill(other, clock.now)
+    assert other.gas_summary(clock.now) == expected
