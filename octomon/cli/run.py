@@ -185,6 +185,7 @@ def _demo(once: bool) -> ExitCode:
             octopus_api_key=sim.api_key,
             octopus_account_number=sim.account_number,
             octopus_api_url=server.url,
+            octopus_rest_url=server.rest_url,
             poll_interval_seconds=DEMO_POLL_SECONDS,
             cache_dir=tmp / "cache",
             log_level=ui.early_log_level(),

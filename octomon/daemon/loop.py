@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from octomon import fsutil
 from octomon.alerts.policy import AlertPolicy
@@ -36,8 +37,11 @@ from octomon.daemon.monitor import (
 from octomon.daemon.notify import SystemdNotifier
 from octomon.daemon.schedule import Scheduler, installation_offset
 from octomon.errors import ExitCode, OctomonError
-from octomon.octopus.budget import StopAwareBudget
+from octomon.octopus.budget import Budget, StopAwareBudget
 from octomon.state import StateStore
+
+if TYPE_CHECKING:
+    from octomon.daemon.tariffs import LineSink, TariffsJob
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +110,38 @@ def build_monitor(
         stop=stop,
     )
     monitor.device_id = settings.octopus_device_id or state.device_id
-    monitor.scheduler = Scheduler(
-        budget, offset=installation_offset(settings.octopus_account_number), headroom=JOB_HEADROOM
-    )
+    offset = installation_offset(settings.octopus_account_number)
+    monitor.scheduler = Scheduler(budget, offset=offset, headroom=JOB_HEADROOM)
     # The scheduled jobs of other features register here: monitor.scheduler.add(SomeJob(...))
+    monitor.scheduler.add(_tariffs_job(settings, budget, sink, store, clock), clock() - offset)
     return monitor
+
+
+def _tariffs_job(
+    settings: Settings, budget: Budget, sink: LineSink | None, store: StateStore, clock: Clock
+) -> TariffsJob:
+    """Prices (SPEC §9): at start (its first anchor is now - offset), then on its own schedule."""
+    from octomon.config import night_window
+    from octomon.daemon.tariffs import Tariffs, TariffsJob
+    from octomon.octopus.rest import RestClient
+
+    assert settings.octopus_api_key and settings.octopus_account_number
+    rest = RestClient(
+        api_key=settings.octopus_api_key,
+        base_url=settings.octopus_rest_url,
+        budget=budget,
+        clock=clock,
+    )
+    tariffs = Tariffs(
+        rest,
+        settings.octopus_account_number,
+        Path(settings.cache_dir),
+        night=night_window(settings.economy7_night),
+        payment_method=settings.octopus_payment_method,
+        state=store,
+        sink=sink,
+    )
+    return TariffsJob(tariffs)
 
 
 class Loop:

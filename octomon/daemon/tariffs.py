@@ -35,7 +35,7 @@ from octomon.octopus.pricebook import (
     uk_day,
     uk_midnight,
 )
-from octomon.octopus.tariffs import fetch, meter_points
+from octomon.octopus.tariffs import fetch, is_dual_register, meter_points
 from octomon.readings import escape_tag, format_time, parse_instant
 
 if TYPE_CHECKING:
@@ -298,15 +298,30 @@ class TariffsJob:
     """The scheduled job (``octomon.daemon.schedule``): returns the anchor of its next run."""
 
     name = "tariffs"
-    max_calls = 12  # the account, then unit rates and standing charges of each meter point
 
     def __init__(self, tariffs: Tariffs) -> None:
         self.tariffs = tariffs
         self.last: TariffRun | None = None
+        self.max_calls = self._estimate()
+
+    def _estimate(self) -> int:
+        """The calls of one run (the scheduler keeps that much room beside telemetry): the
+        account, then unit rates (day and night for E-2R) and standing charges per meter
+        point, one page each (page_size 1500: more than 30 days of half-hours)."""
+        cached = self.tariffs.cached()
+        points = cached.book.points if cached is not None else []
+        if not points:
+            return 5  # the account, an electricity and a gas meter point
+        return 1 + sum(
+            3 if is_dual_register(p.agreements[-1].tariff_code) else 2
+            for p in points
+            if p.agreements
+        )
 
     def run(self, now: datetime) -> datetime:
         result = self.tariffs.refresh(now)
         self.last = result
+        self.max_calls = self._estimate()
         if result.points:
             log.info(
                 "tariffs: %d price point(s) %s (%d API call(s))",

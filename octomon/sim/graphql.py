@@ -553,9 +553,13 @@ class SimHomeMini:
             return _json(200, {"data": {field: data}})
 
     def _rest(self, method: str, path: str, authorization: str | None) -> SimResponse:
-        """REST requests (``sim.rest``) count in the same rolling hour as GraphQL ones."""
+        """REST requests (``sim.rest``) count in the same rolling hour as GraphQL ones, and
+        are in ``calls`` as the operation "rest" (``rest.calls`` has their paths)."""
         with self.lock:
-            now = _seconds(self.clock())
+            now_dt = self.clock()
+            now = _seconds(now_dt)
+            if self.record:
+                self.calls.append((now_dt, "rest"))
             self._window.append(now)
             while self._window and self._window[0] <= now - 3600:
                 self._window.popleft()

@@ -41,6 +41,7 @@ def daemon_env(
         OCTOPUS_API_KEY=sim.api_key,
         OCTOPUS_ACCOUNT_NUMBER=sim.account_number,
         OCTOPUS_API_URL=api_url,
+        OCTOPUS_REST_URL=api_url.rsplit("graphql/", 1)[0],  # the sim serves both
         OCTOPUS_MAX_CALLS_PER_HOUR=str(budget),
         POLL_INTERVAL_SECONDS=str(poll),
         HEALTH_CHECK_SECONDS=str(health),

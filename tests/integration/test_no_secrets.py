@@ -93,6 +93,7 @@ def test_no_command_prints_a_secret_at_debug(
             OCTOPUS_API_KEY=API_KEY,
             OCTOPUS_ACCOUNT_NUMBER=DEFAULT_ACCOUNT,
             OCTOPUS_API_URL=server.url,
+            OCTOPUS_REST_URL=server.rest_url,
             INFLUXDB_URL=influx_url,
             INFLUXDB_TOKEN=INFLUX_TOKEN,
             INFLUXDB_ORG="home",

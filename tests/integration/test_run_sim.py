@@ -69,6 +69,7 @@ def make_rig(tmp_path: Path, sim: SimHomeMini, clock: ManualClock, server: SimSe
         octopus_api_key=sim.api_key,
         octopus_account_number=sim.account_number,
         octopus_api_url=server.url,
+        octopus_rest_url=server.rest_url,
         cache_dir=tmp_path / "cache",
         poll_interval_seconds=60,
     )
@@ -255,6 +256,7 @@ def test_a_slack_outage_costs_a_cycle_nothing_and_loses_no_reading(tmp_path: Pat
             octopus_api_key=sim.api_key,
             octopus_account_number=sim.account_number,
             octopus_api_url=server.url,
+            octopus_rest_url=server.rest_url,
             influxdb_url=f"http://127.0.0.1:{free_port()}",  # nothing listens: cache mode
             influxdb_token="token-for-a-dead-influxdb",
             influxdb_org="home",

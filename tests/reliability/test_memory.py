@@ -93,6 +93,7 @@ def run_cycles(sim_url: str, cache_dir: Path, cycles: int = CYCLES) -> dict[str,
         octopus_api_key=sim.DEFAULT_API_KEY,
         octopus_account_number=sim.DEFAULT_ACCOUNT,
         octopus_api_url=sim_url,
+        octopus_rest_url=sim_url.rsplit("graphql/", 1)[0],
         cache_dir=cache_dir,
     )
     monitor = build_monitor(settings, stop=threading.Event(), clock=lambda: now[0], alerter=Quiet())
