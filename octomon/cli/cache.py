@@ -1,4 +1,4 @@
-"""`octomon sync-cache` and `octomon cache status|export`: parse, call the core, render."""
+"""`octomon sync-cache` and `octomon cache status|export|requeue`: parse, call, render."""
 
 import enum
 import sys
@@ -13,6 +13,7 @@ from octomon.errors import ExitCode, InfluxRefused
 from octomon.readings import FIELDS, format_time
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Iterable
 
     from octomon.readings import Reading
@@ -33,6 +34,7 @@ def register(app: typer.Typer, only: str | None = None) -> None:
         cache_app = typer.Typer(help="Inspect and export the local cache.", no_args_is_help=True)
         ui.command(cache_app, "status")(status)
         ui.command(cache_app, "export")(export)
+        ui.command(cache_app, "requeue")(requeue)
         app.add_typer(cache_app, name="cache")
 
 
@@ -48,23 +50,29 @@ def sync_cache(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     if cache.is_empty():
         typer.echo(f"nothing to sync: the cache in {settings.cache_dir} is empty")
         return
+    import threading
+
     from octomon.store.influx import InfluxSink
     from octomon.store.sync import sync, tune_allocator
 
     tune_allocator()
     sink = InfluxSink.from_settings(settings)
+    stop = threading.Event()
     try:
-        if ui.is_terminal():
-            result = _sync_with_bar(cache, sink)
-        else:
-            printer = _PlainProgress(sys.stdout)
-            result = sync(cache, sink, lock_timeout=LOCK_WAIT, progress=printer)
+        with ui.stop_on_signals(stop):
+            if ui.is_terminal():
+                result = _sync_with_bar(cache, sink, stop)
+            else:
+                printer = _PlainProgress(sys.stdout)
+                result = sync(
+                    cache, sink, lock_timeout=LOCK_WAIT, progress=printer, stop=stop.is_set
+                )
     finally:
         sink.close()
     _report(result, settings.cache_dir)
 
 
-def _sync_with_bar(cache: "Cache", sink: "InfluxSink") -> "SyncResult":
+def _sync_with_bar(cache: "Cache", sink: "InfluxSink", stop: "threading.Event") -> "SyncResult":
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from octomon.store.sync import sync
@@ -83,6 +91,7 @@ def _sync_with_bar(cache: "Cache", sink: "InfluxSink") -> "SyncResult":
             sink,
             lock_timeout=LOCK_WAIT,
             progress=lambda n: bar.advance(task, n),
+            stop=stop.is_set,
         )
 
 
@@ -119,6 +128,11 @@ def _report(result: "SyncResult", cache_dir: Path) -> None:
         )
     if error is not None and not isinstance(error, InfluxRefused):
         ui.fail(f"{result.left:,} readings left in the cache: {error.message}", error.hint)
+    if result.stopped:
+        ui.fail(
+            f"stopped on request; {result.left:,} readings left in the cache",
+            "run `octomon sync-cache` again to send them",
+        )
     if result.rejected:
         raise typer.Exit(int(ExitCode.FAILED))
     if result.left:
@@ -250,3 +264,30 @@ def _csv_row(r: "Reading") -> list[str]:
         value = getattr(r, name)
         row.append("" if value is None else repr(float(value)))
     return row
+
+
+# --- cache requeue --------------------------------------------------------------------------
+
+
+def requeue(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
+    """Put readings set aside under CACHE_DIR/rejected/ back into the cache for the next sync."""
+    settings = ui.load_settings(ctx, env_file, ["cache"])
+    from octomon.clock import utcnow
+    from octomon.store.cache import Cache
+
+    result = Cache(settings.cache_dir, settings.cache_max_mb).requeue(utcnow())
+    if not result.files:
+        typer.echo(f"nothing to requeue: {settings.cache_dir / 'rejected'} holds no readings")
+        return
+    line = (
+        f"requeued {result.readings:,} readings from {result.files} rejected "
+        f"file{'s' if result.files != 1 else ''}; the next sync sends them"
+    )
+    if result.archive is not None:
+        line += f" (reasons kept in {result.archive})"
+    typer.echo(line)
+    if result.quarantined:
+        typer.echo(
+            f"{result.quarantined:,} line(s) that were no reading moved to "
+            f"{settings.cache_dir / 'quarantine'}"
+        )

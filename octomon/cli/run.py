@@ -1,13 +1,9 @@
 """`octomon run`: the monitor daemon (SPEC §4), `--once`, and `--demo` (SPEC §8)."""
 
-import contextlib
 import logging
 import os
-import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -118,7 +114,7 @@ def _daemon(monitor: "Monitor", stop: threading.Event) -> ExitCode:
     from octomon.daemon.notify import SystemdNotifier
 
     notifier = SystemdNotifier.from_env(os.environ)
-    with _signals(stop):
+    with ui.stop_on_signals(stop):
         if ui.is_terminal():
             from octomon.cli.panel import LivePanel
 
@@ -146,25 +142,6 @@ def _daemon(monitor: "Monitor", stop: threading.Event) -> ExitCode:
         ui.fail("the monitor stopped after repeated unexpected errors", "see the log above")
     log.info("stopped")
     return ExitCode.OK
-
-
-@contextlib.contextmanager
-def _signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop``; a second Ctrl-C interrupts at once."""
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        if not stop.is_set():
-            log.info("%s received: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _demo(once: bool) -> ExitCode:

@@ -7,11 +7,12 @@ secrets scrubbed) and its exit code; the traceback goes to the DEBUG log only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -21,6 +22,8 @@ from octomon import logs, redact
 from octomon.errors import ExitCode, OctomonError
 
 if TYPE_CHECKING:
+    import threading
+
     from rich.console import Console
 
     from octomon.config import Settings
@@ -149,3 +152,23 @@ def early_log_level() -> str:
 
 def is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (`run`, `sync-cache`); a second Ctrl-C interrupts."""
+    import signal
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not stop.is_set():
+            log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -15,9 +15,9 @@ Rules that matter:
 * The daemon's cursor is never touched: history written here is history, not progress.
 * Storing follows SPEC §4.4: InfluxDB directly, or the cache in local mode, while the cache
   holds readings (they queue behind it), or from the moment InfluxDB is lost or refuses
-  the credentials; a batch InfluxDB refuses (400/413/422) is split in halves, each sent
-  once more, and what is still refused is set aside under ``rejected/``. Re-running is
-  harmless (one point per series and timestamp).
+  the credentials; what InfluxDB refuses is split and set aside under ``rejected/`` by
+  :func:`octomon.store.delivery.deliver`, as for live data. Re-running is harmless (one
+  point per series and timestamp).
 * KT-GB-4051 (the start is too old): the oldest start the API still serves is searched
   for (the daemon's jumps, now - 24 h then now - 6 h, then halving the gap to 15 minutes),
   and the span before it is reported as missing.
@@ -36,15 +36,13 @@ from octomon.clock import Clock, utcnow
 from octomon.errors import (
     BudgetExhausted,
     CacheError,
-    InfluxConfigError,
-    InfluxRefused,
-    InfluxUnavailable,
     OctomonError,
     OctopusUnavailable,
     RangeTooOld,
     RateLimited,
 )
 from octomon.readings import Reading
+from octomon.store.delivery import deliver_readings
 
 if TYPE_CHECKING:
     from octomon.octopus.budget import Budget
@@ -70,7 +68,7 @@ Wait = Callable[[float], bool]
 class Sink(Protocol):
     """What is needed of :class:`octomon.store.influx.InfluxSink`."""
 
-    def write(self, readings: Sequence[Reading]) -> object: ...
+    def write_lines(self, body: bytes | str, count: int) -> None: ...
 
 
 class ReadingCache(Protocol):
@@ -80,7 +78,9 @@ class ReadingCache(Protocol):
 
     def is_empty(self) -> bool: ...
 
-    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> object: ...
+    def write_rejected(
+        self, lines: Sequence[str | bytes], message: str, now: datetime
+    ) -> object: ...
 
 
 # --- the plan ---------------------------------------------------------------------------
@@ -340,52 +340,33 @@ class _Run:
     def store(self, readings: list[Reading]) -> None:
         if not readings:
             return
-        if self.result.cache_reason is None and self.sink is not None:
-            self.write(readings, split=True)
-        else:
-            self.append(readings)
-
-    def write(self, readings: list[Reading], *, split: bool) -> None:
-        """One write; on 400/413/422 each half is sent once more (SPEC §4.4), as live data."""
-        assert self.sink is not None
-        if self.result.cache_reason is not None:  # InfluxDB was lost meanwhile
+        if self.result.cache_reason is not None or self.sink is None:
             self.append(readings)
             return
-        try:
-            self.sink.write(readings)
-        except InfluxRefused as exc:
-            if split and len(readings) > 1:
-                mid = len(readings) // 2
-                self.write(readings[:mid], split=False)
-                self.write(readings[mid:], split=False)
-            elif split:
-                self.write(readings, split=False)
-            else:
-                self.set_aside(readings, exc)
-        except (InfluxUnavailable, InfluxConfigError) as exc:
-            self.to_cache(f"InfluxDB: {_describe(exc)}")
-            self.append(readings)
-        else:
-            self.result.stored += len(readings)
-            self.counted(readings)
+        done = deliver_readings(
+            self.sink,
+            readings,
+            rejected=self.cache,
+            now=self.clock(),
+        )
+        self.result.stored += done.acknowledged_count
+        self.counted(done.acknowledged)
+        if done.set_aside:
+            self.result.rejected += len(done.set_aside)
+            if self.result.rejected_message is None:
+                self.result.rejected_message = done.refused_message
+        if done.failure is not None:
+            self.to_cache(f"InfluxDB: {_describe(done.failure)}")
+            self.append(done.undelivered)
+        if done.cache_error is not None:
+            raise _Failed(
+                f"could not set aside readings InfluxDB refused: {done.cache_error.message}"
+            )
 
     def counted(self, readings: list[Reading]) -> None:
         """Stored: into the Home Mini tally (SPEC §10)."""
         if self.tally is not None:
             self.tally.stored(readings)
-
-    def set_aside(self, readings: list[Reading], exc: InfluxRefused) -> None:
-        try:
-            self.cache.write_rejected(
-                [r.to_json() for r in readings], exc.server_message, self.clock()
-            )
-        except (CacheError, OSError) as err:
-            raise _Failed(
-                f"could not set aside readings InfluxDB refused: {_reason(err)}"
-            ) from None
-        self.result.rejected += len(readings)
-        if self.result.rejected_message is None:
-            self.result.rejected_message = f"HTTP {exc.status}: {exc.server_message}"
 
     def append(self, readings: list[Reading]) -> None:
         try:

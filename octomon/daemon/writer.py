@@ -4,9 +4,9 @@ Direct mode writes each cycle's readings in one request. When InfluxDB fails the
 readings are cached and the writer is in *cache mode*: new readings queue behind the
 backlog (one path, order kept) until a health check -- a write of the oldest cached batch,
 the only proof that InfluxDB takes our data -- succeeds and the backlog has drained in
-bounded slices. Local mode (no InfluxDB) is cache mode for good. Data InfluxDB refuses
-(400/413/422) is split in halves, each sent once more, and what is still refused is set
-aside under ``CACHE_DIR/rejected/``.
+bounded slices. Local mode (no InfluxDB) is cache mode for good. What becomes of a batch
+(acknowledged, refused and set aside, unavailable) is decided by
+:func:`octomon.store.delivery.deliver`.
 
 Every failure becomes one alert per state change through the alert policy; nothing here
 sleeps or reads a clock.
@@ -32,6 +32,7 @@ from octomon.errors import (
     OctomonError,
 )
 from octomon.readings import Reading
+from octomon.store.delivery import deliver_readings
 
 if TYPE_CHECKING:
     from octomon.store.cache import AppendResult, CacheStatus
@@ -44,7 +45,7 @@ LOCK_TIMEOUT = 1.0  # seconds a sync waits for the cache lock before trying late
 
 
 class Sink(Protocol):
-    def write(self, readings: Sequence[Reading]) -> Any: ...
+    def write_lines(self, body: bytes | str, count: int) -> None: ...
     def close(self) -> None: ...
 
 
@@ -52,7 +53,7 @@ class CacheLike(Protocol):
     def append(self, readings: Sequence[Reading]) -> AppendResult: ...
     def is_empty(self) -> bool: ...
     def status(self) -> CacheStatus: ...
-    def write_rejected(self, lines: Sequence[str], message: str, now: datetime) -> Any: ...
+    def write_rejected(self, lines: Sequence[str | bytes], message: str, now: datetime) -> Any: ...
 
 
 SyncFn = Callable[..., Any]  # octomon.store.sync.sync
@@ -152,56 +153,38 @@ class Writer:
             # durable; a slow InfluxDB must not hold up a clean stop).
             self._append(readings, now, out)
             return out
-        self._write(readings, now, out, split=True)
+        self._write(readings, now, out)
         if out.stored and not self._cache_mode and self._influx_down:
             self._influx_down = False
             self.emit(self.policy.influx_restored(now))
         out.stored.sort(key=lambda r: r.read_at)
         return out
 
-    def _write(self, readings: list[Reading], now: datetime, out: Stored, *, split: bool) -> None:
-        """One write request; on 400/413/422 each half is sent once more."""
+    def _write(self, readings: list[Reading], now: datetime, out: Stored) -> None:
+        """One write request; what InfluxDB refuses is split and set aside by delivery."""
         assert self.sink is not None
-        try:
-            self.sink.write(readings)
-        except InfluxRefused as exc:
-            if split and len(readings) > 1:
-                mid = len(readings) // 2
-                self._write(readings[:mid], now, out, split=False)
-                self._write(readings[mid:], now, out, split=False)
-            elif split:
-                self._write(readings, now, out, split=False)
-            else:
-                self._set_aside(readings, exc, now, out)
-        except (InfluxUnavailable, InfluxConfigError) as exc:
-            self._lost(now, exc)
-            self._append(readings, now, out)
-            out.error = out.error or exc
-        else:
-            out.stored.extend(readings)
-
-    def _set_aside(
-        self, readings: list[Reading], exc: InfluxRefused, now: datetime, out: Stored
-    ) -> None:
-        try:
-            self.cache.write_rejected([r.to_json() for r in readings], exc.server_message, now)
-        except CacheError as err:
-            log.error("could not set aside %d refused readings: %s", len(readings), err.message)
-            out.unstored.extend(readings)
-            out.error = err
-            self.emit(self.policy.cache_failed(now, err.message))
-            return
-        out.stored.extend(readings)
-        out.rejected += len(readings)
-        out.error = exc
-        log.error(
-            "InfluxDB refused %d readings (HTTP %d: %s); they are kept under %s",
-            len(readings),
-            exc.status,
-            exc.server_message,
-            self.cache_dir / "rejected",
+        done = deliver_readings(
+            self.sink,
+            readings,
+            rejected=self.cache,
+            now=now,
         )
-        self.emit(self.policy.write_refused(now, len(readings), exc.server_message))
+        out.stored.extend(done.acknowledged)
+        out.stored.extend(done.set_aside)
+        if done.set_aside:
+            out.rejected += len(done.set_aside)
+            out.error = done.refusal
+            message = done.refusal.server_message if done.refusal else ""
+            self.emit(self.policy.write_refused(now, len(done.set_aside), message))
+        if done.unstored:
+            assert done.cache_error is not None
+            out.unstored.extend(done.unstored)
+            out.error = done.cache_error
+            self.emit(self.policy.cache_failed(now, done.cache_error.message))
+        if done.failure is not None:
+            self._lost(now, done.failure)
+            self._append(done.undelivered, now, out)
+            out.error = out.error or done.failure
 
     def _lost(self, now: datetime, exc: InfluxError) -> None:
         """InfluxDB failed: cache mode from now on; one alert per state change."""
@@ -288,6 +271,7 @@ class Writer:
                 max_readings=max_readings,
                 lock_timeout=LOCK_TIMEOUT,
                 now=lambda: now,
+                stop=self.stop.is_set,
             )
         except CacheError as exc:  # CacheBusy: `sync-cache` holds the lock; try later
             log.info("cache sync postponed: %s", exc.message)

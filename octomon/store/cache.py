@@ -6,11 +6,9 @@ file (``cache.lock``, ``flock``) serialises appends, the start and the end of a 
 sync, quarantining and eviction; it is never held for a process's life, nor while data
 travels to InfluxDB.
 
-``cache.index`` records, per file, how many leading bytes octomon's own writer produced
-and their CRC-32. Bytes that still match were written in the canonical layout, so a
-reader may take the fast path (``octomon.store.sync``); anything else — a hand-edited file, a
-torn tail, a file from elsewhere — is parsed line by line. The index is only a hint: if
-it is lost or stale, the cache is read the slow way, never wrongly.
+No side file: a reader recognises the canonical layout by its bytes (the fast path of
+``octomon.store.sync`` and of :meth:`Cache.status`), whoever wrote it, and parses
+anything else — a hand edit, a torn tail — line by line.
 
 Standard library only: ``cache status`` imports this module. ``json`` is imported where
 it is used: ``cache status`` on an empty cache (the normal state while InfluxDB is up)
@@ -23,13 +21,12 @@ import contextlib
 import errno
 import fcntl
 import logging
-import math
 import os
 import re
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -42,12 +39,13 @@ log = logging.getLogger(__name__)
 
 FILE_RE = re.compile(r"^cache_\d{4}-\d\d-\d\d\.jsonl$")
 LOCK_NAME = "cache.lock"
-INDEX_NAME = "cache.index"
 QUARANTINE = "quarantine"
 REJECTED = "rejected"
+REQUEUED = "requeued"  # rejected/requeued/: the reasons of readings put back in the cache
 BLOCK = 1 << 20  # bytes read at a time
 _TS = slice(12, 32)  # read_at inside a canonical line: {"read_at":"2026-11-27T14:00:10Z",…
-_UNSAFE_DEVICE = set('",:=\\')
+_HEAD = slice(0, 12)
+_AFTER_TS = slice(31, 47)
 
 
 # --- results -----------------------------------------------------------------------------
@@ -61,6 +59,13 @@ class AppendResult(NamedTuple):
     appended: int
     evicted_files: tuple[str, ...] = ()
     evicted_readings: int = 0
+
+
+class RequeueResult(NamedTuple):
+    readings: int = 0  # moved back into the cache
+    files: int = 0  # rejected files emptied
+    quarantined: int = 0  # lines of them that were no reading (moved to quarantine/)
+    archive: Path | None = None  # where the .txt reasons went
 
 
 class CacheStatus(NamedTuple):
@@ -92,9 +97,6 @@ class Snapshot(NamedTuple):
     handle: BinaryIO
     size: int  # only whole appends: taken while holding the lock
     identity: tuple[int, int, int, int]  # device, inode, size, mtime (ns)
-    trusted: int  # bytes [0, trusted) are octomon's canonical lines (CRC verified)
-    crcs: dict[int, int]  # CRC-32 of [0, offset) for the offsets asked for
-    device: str = ""  # the one device id of every trusted line ("" if several or unknown)
 
     def close(self) -> None:
         self.handle.close()
@@ -121,22 +123,6 @@ def parse_line(raw: bytes) -> Reading:
         raise ValueError(str(exc)) from None
 
 
-def fast_eligible(reading: Reading) -> bool:
-    """Can the canonical line of ``reading`` take the sync fast path (``octomon.store.sync``)?
-
-    Its device id must pass through JSON and line protocol unescaped, and every field
-    must be a finite float (JSON then holds exactly Python's ``repr``).
-    """
-    dev = reading.device_id
-    if not (dev and dev.isascii() and dev.isprintable() and " " not in dev):
-        return False
-    if _UNSAFE_DEVICE & set(dev):
-        return False
-    values = [getattr(reading, name) for name in FIELDS]
-    known = [v for v in values if v is not None]
-    return bool(known) and all(type(v) is float and math.isfinite(v) for v in known)
-
-
 def blocks(handle: BinaryIO, start: int, end: int, size: int = BLOCK) -> Iterator[bytes]:
     """``[start, end)`` in blocks that end on a newline (the last one may not)."""
     handle.seek(start)
@@ -159,24 +145,6 @@ def blocks(handle: BinaryIO, start: int, end: int, size: int = BLOCK) -> Iterato
             yield data[:cut]
     if carry:
         yield carry
-
-
-def crcs_of(handle: BinaryIO, offsets: Sequence[int]) -> dict[int, int]:
-    """CRC-32 of ``[0, offset)`` for each offset, in one pass."""
-    want = sorted(set(o for o in offsets if o >= 0))
-    out: dict[int, int] = {}
-    crc = 0
-    pos = 0
-    handle.seek(0)
-    for target in want:
-        while pos < target:
-            data = handle.read(min(BLOCK, target - pos))
-            if not data:
-                return out
-            crc = zlib.crc32(data, crc)
-            pos += len(data)
-        out[target] = crc
-    return out
 
 
 def count_lines(handle: BinaryIO, start: int, end: int) -> int:
@@ -282,21 +250,15 @@ class Cache:
             days.setdefault(day, []).append(r)
         # Formatted before the lock is taken: the lock is held for the writes only.
         payloads = {
-            day: (
-                "".join(r.to_json() + "\n" for r in group).encode("utf-8"),
-                all(fast_eligible(r) for r in group),
-                group[0].device_id if all(r.device_id == group[0].device_id for r in group) else "",
-            )
+            day: "".join(r.to_json() + "\n" for r in group).encode("utf-8")
             for day, group in days.items()
         }
         with self.lock():
-            index = self._read_index()
-            changed = False
             touched: list[tuple[int, int, str]] = []  # (fd, old size, name)
             created = False
             try:
                 for day in sorted(payloads):
-                    payload, eligible, device = payloads[day]
+                    payload = payloads[day]
                     name = f"cache_{day}.jsonl"
                     fd = os.open(
                         self.directory / name,
@@ -310,18 +272,6 @@ class Cache:
                     raw = b"\n" + payload if torn else payload
                     write_all(fd, raw)
                     os.fsync(fd)
-                    claim = index.get(name)
-                    trusted = not torn and eligible
-                    if trusted and size == 0:
-                        index[name] = (len(raw), zlib.crc32(raw), device)
-                        changed = True
-                    elif trusted and claim is not None and claim[0] == size:
-                        same = device if claim[2] == device else ""
-                        index[name] = (size + len(raw), zlib.crc32(raw, claim[1]), same)
-                        changed = True
-                    elif size == 0 and claim is not None:
-                        del index[name]
-                        changed = True
             except OSError as exc:
                 for fd, size, _ in touched:
                     with contextlib.suppress(OSError):
@@ -333,13 +283,7 @@ class Cache:
                     os.close(fd)
             if created:
                 fsync_dir(self.directory)
-            evicted, lost = self._evict({name for _, _, name in touched}, index)
-            present = {p.name for p in self.files()}
-            for name in [n for n in index if n not in present]:
-                del index[name]
-                changed = True
-            if changed or evicted:
-                self._write_index(index)
+            evicted, lost = self._evict({name for _, _, name in touched})
         if evicted:
             log.error(
                 "cache over CACHE_MAX_MB: dropped %d day file(s) holding %d readings: %s",
@@ -349,7 +293,7 @@ class Cache:
             )
         return AppendResult(len(readings), tuple(evicted), lost)
 
-    def _evict(self, keep: set[str], index: dict[str, _Claim]) -> tuple[list[str], int]:
+    def _evict(self, keep: set[str]) -> tuple[list[str], int]:
         """Drop whole oldest day files (never one just appended to) while over the cap."""
         sizes = []
         for path in self.files():
@@ -372,58 +316,16 @@ class Cache:
             except OSError as exc:
                 log.error("could not drop %s: %s", path.name, exc.strerror or exc)
                 continue
-            index.pop(path.name, None)
             evicted.append(path.name)
             total -= size
         if evicted:
             fsync_dir(self.directory)
         return evicted, lost
 
-    # --- the index of octomon-written bytes ------------------------------------------------
-
-    def _read_index(self) -> dict[str, _Claim]:
-        import json
-
-        try:
-            obj = json.loads((self.directory / INDEX_NAME).read_bytes())
-            files = obj["files"]
-            return {
-                str(k): (int(v[0]), int(v[1]), str(v[2]) if len(v) > 2 else "")
-                for k, v in files.items()
-                if isinstance(v, list) and len(v) in (2, 3)
-            }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return {}
-
-    def _write_index(self, index: dict[str, _Claim]) -> None:
-        """Best effort, no fsync: a lost or stale index only slows reading down."""
-        path = self.directory / INDEX_NAME
-        tmp = path.with_name(f".{INDEX_NAME}.{os.getpid()}.tmp")
-        import json
-
-        data = json.dumps({"version": 1, "files": {k: list(v) for k, v in index.items()}})
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                write_all(fd, data.encode())
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("could not update %s: %s", path, exc)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
     # --- reading for a sync --------------------------------------------------------------
 
-    def open_snapshot(
-        self, name: str, lock_timeout: float | None = None, checkpoints: Sequence[int] = ()
-    ) -> Snapshot | None:
-        """Open a day file as it is between appends (taken under the lock); None if gone.
-
-        The CRC of the octomon-written prefix is checked here (outside the lock), and of
-        ``[0, offset)`` for each checkpoint.
-        """
+    def open_snapshot(self, name: str, lock_timeout: float | None = None) -> Snapshot | None:
+        """Open a day file as it is between appends (taken under the lock); None if gone."""
         with self.lock(lock_timeout):
             try:
                 handle = open(self.directory / name, "rb")  # noqa: SIM115 (returned)
@@ -432,18 +334,7 @@ class Cache:
             except OSError as exc:
                 raise self._error(f"read {name}", exc) from None
             st = os.fstat(handle.fileno())
-            claim = self._read_index().get(name)
-        try:
-            wanted = [c for c in checkpoints if c <= st.st_size]
-            if claim is not None and claim[0] <= st.st_size:
-                wanted.append(claim[0])
-            crcs = crcs_of(handle, wanted)
-        except OSError as exc:
-            handle.close()
-            raise self._error(f"read {name}", exc) from None
-        trusted = claim[0] if claim is not None and crcs.get(claim[0]) == claim[1] else 0
-        device = claim[2] if claim is not None and trusted else ""
-        return Snapshot(name, handle, st.st_size, _identity(st), trusted, crcs, device)
+        return Snapshot(name, handle, st.st_size, _identity(st))
 
     def remove_if_unchanged(self, snap: Snapshot, lock_timeout: float | None = None) -> bool:
         """Delete a fully acknowledged file, unless it changed since ``snap`` was taken.
@@ -461,9 +352,8 @@ class Cache:
                 return False
             except OSError as exc:
                 raise self._error(f"delete {snap.name}", exc) from None
-            # No fsync of the directory, no index update: a deletion lost in a crash only
-            # means resending readings (harmless), and stale index entries are pruned by
-            # the next append.
+            # No fsync of the directory: a deletion lost in a crash only means resending
+            # readings (harmless).
             return True
 
     def quarantine(
@@ -536,14 +426,73 @@ class Cache:
             raise self._error("set refused readings aside", exc) from None
         return path
 
+    def requeue(self, now: datetime) -> RequeueResult:
+        """Move the readings under ``rejected/`` back into the day files (`cache requeue`).
+
+        File by file: its readings are appended (under the cache lock, durable), then the
+        file is deleted and its ``.txt`` reason moved to ``rejected/requeued/``. A crash in
+        between only means the readings are queued twice (harmless: one point per
+        timestamp). A line that is not a reading goes to ``quarantine/``.
+        """
+        rdir = self.directory / REJECTED
+        try:
+            names = sorted(e.name for e in os.scandir(rdir) if e.name.endswith(".jsonl"))
+        except FileNotFoundError:
+            return RequeueResult()
+        except OSError as exc:
+            raise self._error("list rejected/", exc) from None
+        archive = rdir / REQUEUED
+        moved = files = bad_count = 0
+        for name in names:
+            path = rdir / name
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._error(
+                    f"read rejected/{name} ({moved} readings requeued before it)", exc
+                ) from None
+            readings: list[Reading] = []
+            bad: list[tuple[int, bytes, str]] = []
+            offset = 0
+            for raw in split_lines(data):
+                here, offset = offset, offset + len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    readings.append(parse_line(raw))
+                except ValueError as exc:
+                    bad.append((here, raw, str(exc) or "unreadable"))
+            if readings:
+                self.append(readings)
+            if bad:
+                bad_count += self.quarantine(name, bad, now)
+            try:
+                ensure_private_dir(archive)
+                note = path.with_suffix(".txt")
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(note, archive / note.name)
+                path.unlink()
+                fsync_dir(rdir)
+            except OSError as exc:
+                raise self._error(f"remove rejected/{name} after requeueing it", exc) from None
+            moved += len(readings)
+            files += 1
+        return RequeueResult(moved, files, bad_count, archive if files else None)
+
     # --- reading ---------------------------------------------------------------------------
 
     def status(self) -> CacheStatus:
-        """Streamed over every file; creates nothing."""
+        """Streamed over every file; creates nothing.
+
+        A block of lines that all look canonical (SPEC §4.5) is counted by its bytes, its
+        times taken from their fixed place; any other block is parsed line by line.
+        """
         if not self.directory.is_dir():
             return CacheStatus()
         files = self.files()
-        index = self._read_index() if files else {}
         readings = total = 0
         oldest: str | None = None
         newest: str | None = None
@@ -554,30 +503,19 @@ class Cache:
             with f:
                 size = os.fstat(f.fileno()).st_size
                 total += size
-                claim = index.get(path.name)
-                trusted = 0
-                if (
-                    claim is not None
-                    and claim[0] <= size
-                    and crcs_of(f, [claim[0]]).get(claim[0]) == claim[1]
-                ):
-                    trusted = claim[0]
-                for block in blocks(f, 0, trusted):
-                    lines = block.split(b"\n")
-                    if not lines[-1]:
-                        lines.pop()
-                    readings += len(lines)
-                    lo = min(map(_item, lines)).decode()
-                    hi = max(map(_item, lines)).decode()
-                    oldest = lo if oldest is None or lo < oldest else oldest
-                    newest = hi if newest is None or hi > newest else newest
-                for _, _, reading in iter_lines(f, trusted, size):
-                    if reading is None:
-                        continue
-                    readings += 1
-                    ts = format_time(reading.read_at)
-                    oldest = ts if oldest is None or ts < oldest else oldest
-                    newest = ts if newest is None or ts > newest else newest
+                for block in blocks(f, 0, size):
+                    lo: str | None
+                    hi: str | None
+                    span = _canonical_span(block)
+                    if span is not None:
+                        count, lo, hi = span
+                    else:
+                        count, lo, hi = _parsed_span(block)
+                    readings += count
+                    if lo is not None and (oldest is None or lo < oldest):
+                        oldest = lo
+                    if hi is not None and (newest is None or hi > newest):
+                        newest = hi
         return CacheStatus(
             files=len(files),
             readings=readings,
@@ -641,15 +579,47 @@ def _floats(r: Reading) -> Reading:
     return Reading(r.read_at, r.device_id, *floats)
 
 
-_Claim = tuple[int, int, str]  # octomon-written bytes, their CRC-32, their one device ("": several)
-
-
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _item(line: bytes) -> bytes:
-    return line[_TS]
+def _canonical_span(block: bytes) -> tuple[int, str, str] | None:
+    """(readings, oldest, newest) of a block of canonical-looking lines, else None."""
+    lines = block.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    if not lines:
+        return 0, "", ""
+    if set(map(itemgetter(_HEAD), lines)) != {b'{"read_at":"'}:
+        return None
+    if set(map(itemgetter(_AFTER_TS), lines)) != {b'Z","device_id":"'}:
+        return None
+    if set(map(itemgetter(-1), lines)) != {0x7D}:  # "}"
+        return None
+    lo = min(map(itemgetter(_TS), lines)).decode()
+    hi = max(map(itemgetter(_TS), lines)).decode()
+    try:
+        parse_time(lo), parse_time(hi)
+    except ValueError:
+        return None
+    return len(lines), lo, hi
+
+
+def _parsed_span(block: bytes) -> tuple[int, str | None, str | None]:
+    count = 0
+    lo: str | None = None
+    hi: str | None = None
+    for raw in split_lines(block):
+        if not raw.strip():
+            continue
+        try:
+            ts = format_time(parse_line(raw).read_at)
+        except ValueError:
+            continue
+        count += 1
+        lo = ts if lo is None or ts < lo else lo
+        hi = ts if hi is None or ts > hi else hi
+    return count, lo, hi
 
 
 def iter_lines(handle: BinaryIO, start: int, end: int) -> Iterator[tuple[int, str, Reading | None]]:

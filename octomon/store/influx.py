@@ -1,43 +1,33 @@
-"""The InfluxDB sink: the v2 write API over one keep-alive HTTP connection.
+"""The InfluxDB transport: influxdb-client's synchronous write API, ping and buckets API.
 
-Every answer and every connection failure is classified in one place,
-:func:`classify` / :func:`_unreachable`, following SPEC §4.4: *unavailable* (keep the
-readings cached, retry; carries ``Retry-After``), *configuration* (401/403/404: token, org
-or bucket) and *refused* (400/413/422: the data itself).
+octomon builds its own line protocol and hands the client pre-built **bytes** at second
+precision (``Point`` objects would cost 7×; SPEC §7). The client is told everything
+explicitly, because it reads nothing from the environment by itself: 10 s timeouts, no
+retries of its own (octomon's cache is the retry), TLS verification always on with
+``INFLUXDB_CA_CERT`` as the CA bundle, and the proxy that ``HTTPS_PROXY``/``HTTP_PROXY``
+/``NO_PROXY`` name for this URL (:func:`proxy_for`, with ``urllib``'s rules, as
+``requests`` and ``curl`` users expect). One client — one urllib3 connection pool — per
+process and server (:func:`_client`).
 
-The transport is the standard library's ``http.client`` rather than influxdb-client:
-importing influxdb-client costs about 0.5 s here, a quarter of the whole time a 500,000
-reading ``sync-cache`` takes (SPEC §7 measures the command as a whole process), and the
-write API is one POST of line protocol. Writes are synchronous by construction (a write
-returns only once the server answered), never batched in memory: the durable buffer is
-octomon's own cache. Messages never contain the token (nor a password in the URL).
+This module imports influxdb_client when a sink is made: only commands that talk to
+InfluxDB do that. Every answer is classified by :mod:`octomon.store.delivery`; transport
+failures (no answer) are always *unavailable*. Messages never contain the token.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import json
 import logging
-import socket
-import ssl
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from octomon import __version__, redact
-from octomon.errors import (
-    ConfigError,
-    InfluxConfigError,
-    InfluxError,
-    InfluxRefused,
-    InfluxUnavailable,
-)
+from octomon import redact
+from octomon.errors import ConfigError, InfluxConfigError, InfluxError, InfluxUnavailable
 from octomon.readings import Reading
+from octomon.store.delivery import Answer, classify, safe_url
 
 if TYPE_CHECKING:
     from octomon.config import Settings
@@ -46,227 +36,165 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000  # readings per write request
 TEST_MEASUREMENT = "octomon_test"
-_MAX_BODY = 64 * 1024  # of an error answer, kept for its message
+TIMEOUT = 10.0  # seconds, connect and read (SPEC §4.7: a stop never waits longer)
+_R = TypeVar("_R")
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    reason: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def text(self, limit: int = 300) -> str:
-        """The server's message: InfluxDB's JSON ``message``, else the body's start."""
-        raw = self.body.decode("utf-8", "replace").strip()
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-            raw = obj["message"]
-        raw = " ".join(raw.split())
-        return raw if len(raw) <= limit else raw[: limit - 1] + "…"
-
-    def influx_json(self) -> dict[str, object] | None:
-        try:
-            obj = json.loads(self.body.decode("utf-8", "replace"))
-        except ValueError:
-            return None
-        return obj if isinstance(obj, dict) else None
+# --- proxies ----------------------------------------------------------------------------------
 
 
-def retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (a number of seconds or an HTTP date), else ``None``."""
-    if not value:
+def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy for ``url`` from ``environ`` (``urllib.request``'s rules), or None.
+
+    ``https_proxy``/``http_proxy`` by the URL's scheme (lower-case names win over
+    upper-case), unless ``no_proxy`` names the host (a suffix, ``host:port``, or ``*``).
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+    proxies: dict[str, str] = {}
+    for key in sorted(environ, key=lambda k: k.islower()):  # upper-case first: lower wins
+        value = environ[key]
+        if value and key.lower().endswith("_proxy"):
+            proxies[key.lower()[:-6]] = value
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme or "")
+    if not proxy or not parts.hostname:
         return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if proxy_bypass_environment(host, proxies):
         return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
-def classify(answer: Answer, where: str, *, bucket: str = "", org: str = "") -> InfluxError | None:
-    """THE mapping of an HTTP answer to an error (SPEC §4.4); ``None`` when it succeeded."""
-    status = answer.status
-    if 200 <= status < 300:
-        return None
-    message = answer.text()
-    said = f": {message}" if message else ""
-    if status in (400, 413, 422):
-        return InfluxRefused(
-            f"InfluxDB refused the data (HTTP {status}){said}", status, message or answer.reason
-        )
-    if status == 401:
-        return InfluxConfigError(
-            f"InfluxDB refused the token (HTTP 401){said}", cause="token", status=status
-        )
-    if status == 403:
-        return InfluxConfigError(
-            f"the token is not allowed to write to bucket {bucket!r} (HTTP 403){said}",
-            cause="token",
-            status=status,
-        )
-    if status == 404:
-        if "org" in message.lower() and "bucket" not in message.lower():
-            return InfluxConfigError(
-                f"InfluxDB does not know the organisation {org!r} (HTTP 404){said}",
-                cause="org",
-                status=status,
-            )
-        hint = "" if answer.influx_json() else " (is INFLUXDB_URL the server's base URL?)"
-        return InfluxConfigError(
-            f"{where} has no bucket {bucket!r} (HTTP 404){said}{hint}",
-            cause="bucket",
-            status=status,
-        )
-    if status == 429 or status >= 500 or status == 408:
-        wait = retry_after(answer.headers.get("retry-after"))
-        after = f"; retry after {wait:.0f} s" if wait is not None else ""
-        return InfluxUnavailable(
-            f"InfluxDB is unavailable (HTTP {status} {answer.reason}){said}{after}",
-            retry_after=wait,
-        )
-    # Anything else (a redirect, 405, …) is not InfluxDB's write API answering: keep the
-    # readings cached and retry, with a message that says what came back.
-    target = _safe_url(answer.headers.get("location", ""))
-    where_to = f" to {target}" if 300 <= status < 400 and target else ""
-    return InfluxUnavailable(
-        f"{where} answered HTTP {status} {answer.reason}{where_to}{said} "
-        "(is INFLUXDB_URL the InfluxDB base URL?)"
-    )
+def _split_proxy(proxy: str) -> tuple[str, dict[str, str] | None]:
+    """(proxy URL without credentials, Proxy-Authorization headers); credentials masked."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(proxy)
+    if not parts.username:
+        return proxy, None
+    import base64
+
+    creds = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    redact.register(parts.password)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    bare = parts._replace(netloc=netloc).geturl()
+    token = base64.b64encode(creds.encode()).decode()
+    redact.register(token)
+    return bare, {"Proxy-Authorization": f"Basic {token}"}
 
 
-def _unreachable(exc: BaseException, where: str) -> InfluxError:
-    """THE mapping of a connection failure (no HTTP answer) to an error."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return InfluxUnavailable(
-            f"the TLS certificate of {where} could not be verified ({exc.verify_message})",
-            hint="check INFLUXDB_URL and the server's certificate",
-        )
-    if isinstance(exc, TimeoutError | socket.timeout):
-        why = "timed out"
-    elif isinstance(exc, ConnectionRefusedError):
-        why = "connection refused"
-    elif isinstance(exc, socket.gaierror):
-        why = "host name could not be resolved"
-    elif isinstance(exc, http.client.RemoteDisconnected):
-        why = "the server closed the connection without answering"
-    elif isinstance(exc, OSError) and exc.strerror:
-        why = exc.strerror.lower()
-    else:
-        why = type(exc).__name__
-    return InfluxUnavailable(f"cannot reach InfluxDB at {where}: {why}")
+# --- one client per process -------------------------------------------------------------------
+
+_CLIENTS: dict[tuple[object, ...], list[Any]] = {}  # key -> [InfluxDBClient, write_api, users]
+_CLIENTS_LOCK = threading.Lock()
 
 
-def _safe_url(url: str) -> str:
-    """scheme://host[:port]/path without user, password or query (for messages)."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return ""
-    if not parts.hostname:
-        return ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path.rstrip('/')}"
+def _client(key: tuple[object, ...], make: Callable[[], Any]) -> tuple[Any, Any]:
+    with _CLIENTS_LOCK:
+        entry = _CLIENTS.get(key)
+        if entry is None:
+            from influxdb_client.client.write_api import SYNCHRONOUS
+
+            client = make()
+            entry = _CLIENTS[key] = [client, client.write_api(write_options=SYNCHRONOUS), 0]
+        entry[2] += 1
+        return entry[0], entry[1]
 
 
-_WRITE_HEADERS = {"Content-Type": "text/plain; charset=utf-8"}
+def _release(key: tuple[object, ...]) -> None:
+    with _CLIENTS_LOCK:
+        entry = _CLIENTS.get(key)
+        if entry is None:
+            return
+        entry[2] -= 1
+        if entry[2] <= 0:
+            del _CLIENTS[key]
+            entry[0].close()
 
 
-@dataclass
-class _Exchange:
-    method: str
-    path: str
-    body: bytes | None
-    headers: dict[str, str]
-    reused: bool = False
-
-
-def _stale(exc: BaseException) -> bool:
-    """The failure of a reused keep-alive connection that the server had closed."""
-    return isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
-
-
-class PendingWrite:
-    """A write request on the wire; :meth:`result` reads and classifies the answer."""
-
-    def __init__(self, sink: InfluxSink, exchange: _Exchange, count: int) -> None:
-        self._sink = sink
-        self._exchange: _Exchange | None = exchange
-        self.count = count
-
-    def result(self) -> None:
-        exchange, self._exchange = self._exchange, None
-        if exchange is None:
-            raise RuntimeError("the answer of this write was already read")
-        sink = self._sink
-        try:
-            answer = sink._finish(exchange)
-        finally:
-            sink._lock.release()
-        error = classify(answer, sink.where, bucket=sink.bucket, org=sink.org)
-        if error is not None:
-            log.debug("write of %d points failed: %s", self.count, error.message)
-            raise error
-        log.debug("wrote %d points", self.count)
-
-    def abandon(self) -> None:
-        """Give up on the answer (the connection is closed); the data may have been taken."""
-        if self._exchange is not None:
-            self._exchange = None
-            self._sink._drop()
-            self._sink._lock.release()
+# --- the sink -----------------------------------------------------------------------------------
 
 
 class InfluxSink:
-    """Synchronous writes of line protocol (second precision) to ``/api/v2/write``.
+    """Synchronous writes of line protocol (second precision) through influxdb-client.
 
-    One connection, reused; a request on a reused connection that the server had
-    closed is sent once more on a new one. Thread-safe (one request at a time).
+    Thread-safe; sinks for the same server, token and settings share one client.
     """
 
-    def __init__(self, url: str, token: str, org: str, bucket: str, timeout: float = 10.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError([f"INFLUXDB_URL={_safe_url(url)!r}: must be an http(s) URL"])
-        self.url = url
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        org: str,
+        bucket: str,
+        *,
+        ca_cert: str | os.PathLike[str] | None = None,
+        proxy: str | None = None,
+        timeout: float = TIMEOUT,
+    ) -> None:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError([f"INFLUXDB_URL={safe_url(url)!r}: must be an http(s) URL"])
+        if ca_cert is not None and not os.access(ca_cert, os.R_OK):
+            raise ConfigError([f"INFLUXDB_CA_CERT={os.fspath(ca_cert)!r}: cannot be read"])
+        self.url = url.rstrip("/")
         self.org = org
         self.bucket = bucket
-        self.timeout = timeout
-        self.where = _safe_url(url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._base = parts.path.rstrip("/")
+        self.where = safe_url(url)
+        self.proxy = proxy
         redact.register(token)
-        self._auth = {"Authorization": f"Token {token}"}
-        self._write_path = f"{self._base}/api/v2/write?" + urlencode(
-            {"org": org, "bucket": bucket, "precision": "s"}, quote_via=quote
-        )
-        self._conn: http.client.HTTPConnection | None = None
-        self._lock = threading.Lock()
+        proxy_url, proxy_headers = _split_proxy(proxy) if proxy else (None, None)
+        ca = os.fspath(ca_cert) if ca_cert is not None else None
+        self._key: tuple[object, ...] = (self.url, token, org, ca, proxy, timeout)
+
+        def make() -> Any:
+            from influxdb_client.client.influxdb_client import InfluxDBClient
+
+            return InfluxDBClient(
+                url=self.url,
+                token=token,
+                org=org,
+                timeout=int(timeout * 1000),
+                verify_ssl=True,
+                ssl_ca_cert=ca,
+                proxy=proxy_url,
+                proxy_headers=proxy_headers,
+                retries=False,
+                enable_gzip=False,
+                connection_pool_maxsize=2,
+            )
+
+        self._client, self._write_api = _client(self._key, make)
+        self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> InfluxSink:
+    def from_settings(
+        cls, settings: Settings, environ: Mapping[str, str] | None = None
+    ) -> InfluxSink:
+        """The sink of the INFLUXDB_ settings; the proxy from ``environ`` (the process's)."""
         if not settings.influxdb_url:
             raise ConfigError(["INFLUXDB_URL is required (this command talks to InfluxDB)"])
+        env = os.environ if environ is None else environ
         return cls(
             settings.influxdb_url,
             settings.influxdb_token or "",
             settings.influxdb_org or "",
             settings.influxdb_bucket,
+            ca_cert=settings.influxdb_ca_cert,
+            proxy=proxy_for(settings.influxdb_url, env),
         )
 
-    # --- writing ---------------------------------------------------------------------
+    # --- writing ---------------------------------------------------------------------------
 
     def write(self, readings: Sequence[Reading]) -> None:
         """One request per 5,000 readings; raises the classified error of the first failure."""
@@ -274,32 +202,38 @@ class InfluxSink:
             chunk = readings[i : i + MAX_BATCH]
             self.write_lines("\n".join(r.to_line_protocol() for r in chunk), len(chunk))
 
-    def write_lines(self, body: str | bytes, count: int) -> None:
-        """Post pre-built line protocol (second precision) holding ``count`` points."""
-        if body:
-            self.send(body, count).result()
+    def write_lines(self, body: bytes | str, count: int) -> None:
+        """Post pre-built line protocol (second precision) holding ``count`` points.
 
-    def send(self, body: str | bytes, count: int) -> PendingWrite:
-        """Send a write and return before its answer is read (see :class:`PendingWrite`).
-
-        The sink is held until ``result()`` (or ``abandon()``) is called: a sync prepares
-        its next batch meanwhile, while the server digests this one.
+        Raises InfluxUnavailable, InfluxConfigError or InfluxRefused (SPEC §4.4).
         """
+        if not body:
+            return
         data = body.encode("utf-8") if isinstance(body, str) else body
-        self._lock.acquire()
-        try:
-            exchange = self._start("POST", self._write_path, data, _WRITE_HEADERS, True)
-        except BaseException:
-            self._lock.release()
-            raise
-        return PendingWrite(self, exchange, count)
+        self._post(data)
+        log.debug("wrote %d points", count)
 
-    # --- checks ----------------------------------------------------------------------
+    def _post(self, data: bytes) -> None:
+        answer = self._call(
+            lambda: self._write_api.write(
+                bucket=self.bucket, org=self.org, record=data, write_precision="s"
+            )
+        )
+        if answer is not None:
+            error = classify(answer, self.where, bucket=self.bucket, org=self.org)
+            if error is not None:
+                log.debug("write failed: %s", error.message)
+                raise error
+
+    # --- checks (test-influx) -----------------------------------------------------------------
 
     def ping(self) -> None:
         """Reachable: ``/ping`` answers 2xx (or 401/403 where even ping needs a token)."""
-        answer = self._request("GET", f"{self._base}/ping", None, {}, auth=False)
-        if 200 <= answer.status < 300 or answer.status in (401, 403):
+        from influxdb_client.service.ping_service import PingService
+
+        service = PingService(self._client.api_client)  # type: ignore[no-untyped-call]
+        answer = self._call(service.get_ping)
+        if answer is None or 200 <= answer.status < 300 or answer.status in (401, 403):
             return
         if answer.status >= 500 or answer.status == 429:
             error = classify(answer, self.where)
@@ -311,143 +245,120 @@ class InfluxSink:
             hint="check INFLUXDB_URL (the server's base URL, e.g. http://host:8086)",
         )
 
-    def verify(self) -> bool:
-        """Token, org and bucket through ``/api/v2/buckets``.
+    def list_buckets(self) -> list[str] | None:
+        """Names of the buckets called ``bucket`` in ``org`` the token may read.
 
-        ``True`` when verified; ``False`` when this server cannot tell (no such endpoint,
-        as on VictoriaMetrics or InfluxDB 1.8, or a write-only token); raises
-        :class:`InfluxConfigError` naming the token, the org or the bucket.
+        None when this server has no buckets API (VictoriaMetrics, InfluxDB 1.8); an
+        empty list also when listing is forbidden (403: a write-only token). Raises
+        InfluxConfigError for a refused token or an unknown organisation.
         """
-        query = urlencode({"name": self.bucket, "org": self.org}, quote_via=quote)
-        answer = self._request("GET", f"{self._base}/api/v2/buckets?{query}", None, {})
-        found = answer.influx_json() if answer.status == 200 else None
-        listed = found.get("buckets") if found is not None else None
-        if isinstance(listed, list):
-            names = [b.get("name") for b in listed if isinstance(b, dict)]
-            if self.bucket in names:
-                return True
-            raise InfluxConfigError(
-                f"InfluxDB has no bucket {self.bucket!r} in organisation {self.org!r}",
-                cause="bucket",
-                status=404,
+        import json
+
+        box: list[Any] = []
+
+        def get() -> None:
+            response = self._client.buckets_api().find_buckets(
+                name=self.bucket, org=self.org, _preload_content=False
             )
-        if answer.status == 401:
-            error = classify(answer, self.where)
+            box.append(response.data)
+
+        answer = self._call(get)
+        if answer is None:
+            try:
+                listed = json.loads(box[0]).get("buckets")
+            except (ValueError, AttributeError):
+                return None
+            if not isinstance(listed, list):
+                return None
+            return [str(b.get("name")) for b in listed if isinstance(b, dict)]
+        if answer.status == 403:
+            return []
+        is_influx = answer.influx_error() is not None
+        if answer.status == 401 or (answer.status == 404 and is_influx):
+            error = classify(answer, self.where, bucket=self.bucket, org=self.org)
             assert error is not None
             raise error
-        if answer.status == 404 and answer.influx_json() is not None:
-            lowered = answer.text().lower()
-            if "org" in lowered:
-                raise InfluxConfigError(
-                    f"InfluxDB does not know the organisation {self.org!r} (HTTP 404): "
-                    f"{answer.text()}",
-                    cause="org",
-                    status=404,
-                )
-            if "bucket" in lowered:
-                raise InfluxConfigError(
-                    f"InfluxDB has no bucket {self.bucket!r} (HTTP 404): {answer.text()}",
-                    cause="bucket",
-                    status=404,
-                )
         if answer.status >= 500 or answer.status == 429:
             error = classify(answer, self.where)
             assert error is not None
             raise error
-        return False
+        return None
 
-    # --- the one HTTP helper -----------------------------------------------------------
+    def check_write(self) -> None:
+        """Prove the token may write to the bucket without storing anything: an empty write.
 
-    def _connect(self) -> http.client.HTTPConnection:
-        if self._https:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context()
+        InfluxDB 2.x (``http/write_handler.go``) resolves the org (404), the bucket (404)
+        and the token's write permission on it (403) before it reads the body, and an
+        empty body holds no point: 204, nothing written.
+        """
+        self._post(b"")
+
+    # --- the one call helper ------------------------------------------------------------------
+
+    def _call(self, func: Callable[[], object]) -> Answer | None:
+        """Run one client call: None when it succeeded, its Answer when InfluxDB said no.
+
+        Raises InfluxUnavailable when no answer came (connection, TLS, timeout, proxy).
+        """
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        if self._closed:
+            raise InfluxUnavailable("the InfluxDB connection was closed")
+        try:
+            func()
+        except ApiException as exc:
+            if not exc.status:  # influxdb-client's wrapping of urllib3's SSLError
+                raise self._unreachable(exc, str(exc.reason or "")) from None
+            return _answer_of(exc)
+        except (HTTPError, OSError, UnicodeDecodeError) as exc:
+            raise self._unreachable(exc, str(exc)) from None
+        return None
+
+    def _unreachable(self, exc: BaseException, text: str) -> InfluxError:
+        """THE mapping of a failure without an HTTP answer: always *unavailable*."""
+        from urllib3 import exceptions as u3
+
+        hint = None
+        lowered = text.lower()
+        via = f" through the proxy {safe_url(self.proxy)}" if self.proxy else ""
+        if "certificate" in lowered or isinstance(exc, u3.SSLError) or "ssl" in lowered:
+            detail = _ssl_detail(text)
+            why = f"its TLS certificate could not be verified ({detail})"
+            if "certificate" not in lowered:
+                why = f"TLS failed ({detail})"
+            hint = (
+                "set INFLUXDB_CA_CERT to the PEM file of the CA that signed the server's "
+                "certificate (verification stays on), or check INFLUXDB_URL"
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        *,
-        auth: bool = True,
-    ) -> Answer:
-        with self._lock:
-            return self._finish(self._start(method, path, body, headers, auth))
-
-    def _start(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str], auth: bool
-    ) -> _Exchange:
-        """Send a request (the lock is held); a closed keep-alive connection is renewed."""
-        all_headers = {"User-Agent": f"octomon/{__version__}", **headers}
-        if auth:
-            all_headers.update(self._auth)
-        exchange = _Exchange(method, path, body, all_headers)
-        for attempt in (1, 2):
-            exchange.reused = self._conn is not None
-            if self._conn is None:
-                self._conn = self._connect()
-            try:
-                self._conn.request(method, path, body=body, headers=all_headers)
-                return exchange
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                if attempt == 1 and exchange.reused and _stale(exc):
-                    continue
-                raise self._failed(exc, method) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _finish(self, exchange: _Exchange) -> Answer:
-        """Read the answer of the request in flight (the lock is held)."""
-        for attempt in (1, 2):
-            conn = self._conn
-            try:
-                if conn is None:
-                    raise http.client.RemoteDisconnected("connection lost")
-                response = conn.getresponse()
-                error_answer = response.status >= 300
-                data = response.read(_MAX_BODY) if error_answer else response.read()
-                if (error_answer and not response.isclosed()) or response.will_close:
-                    self._drop()  # an unread rest of an error body, or the server says so
-                return Answer(
-                    response.status,
-                    response.reason,
-                    {k.lower(): v for k, v in response.getheaders()},
-                    data,
-                )
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                if attempt == 1 and exchange.reused and _stale(exc):
-                    log.debug("InfluxDB had closed the idle connection; sending again")
-                    exchange.reused = False
-                    self._conn = self._connect()
-                    try:
-                        self._conn.request(
-                            exchange.method, exchange.path, exchange.body, exchange.headers
-                        )
-                    except (OSError, http.client.HTTPException) as again:
-                        self._drop()
-                        raise self._failed(again, exchange.method) from None
-                    continue
-                raise self._failed(exc, exchange.method) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _failed(self, exc: BaseException, method: str) -> InfluxError:
-        error = _unreachable(exc, self.where)
-        log.debug("%s %s failed: %s", method, self.where, error.message)
+        elif isinstance(exc, u3.ProxyError):
+            why = f"the proxy {safe_url(self.proxy or '')} failed ({_last_reason(exc)})"
+            hint = "check HTTPS_PROXY / HTTP_PROXY (and NO_PROXY)"
+            via = ""
+        elif isinstance(exc, u3.NameResolutionError):
+            why = "host name could not be resolved"
+        elif isinstance(exc, u3.NewConnectionError):
+            why = "connection refused" if "refused" in lowered else _last_reason(exc)
+        elif isinstance(exc, u3.TimeoutError | TimeoutError):
+            why = f"timed out (no answer within {TIMEOUT:g} s)"
+        elif isinstance(exc, u3.ProtocolError):
+            why = "the server closed the connection without answering"
+        elif isinstance(exc, UnicodeDecodeError):
+            why = "the server answered with a body that is not UTF-8 text"
+        elif isinstance(exc, OSError) and exc.strerror:
+            why = exc.strerror.lower()
+        else:
+            why = type(exc).__name__
+        error = InfluxUnavailable(f"cannot reach InfluxDB at {self.where}{via}: {why}", hint=hint)
+        log.debug("%s", error.message)
         return error
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.close()
-            self._conn = None
+    # --- closing -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
+        if not self._closed:
+            self._closed = True
+            _release(self._key)
 
     def __enter__(self) -> InfluxSink:
         return self
@@ -456,7 +367,37 @@ class InfluxSink:
         self.close()
 
 
-# --- test-influx -----------------------------------------------------------------------
+def _answer_of(exc: Any) -> Answer:
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}
+    return Answer(int(exc.status), str(exc.reason or ""), headers, str(body or ""))
+
+
+def _ssl_detail(text: str) -> str:
+    """The useful part of an OpenSSL message: ``self-signed certificate`` and the like."""
+    for marker in ("certificate verify failed: ", "CERTIFICATE_VERIFY_FAILED] "):
+        at = text.find(marker)
+        if at >= 0:
+            rest = text[at + len(marker) :]
+            return rest.split("(")[0].split(")")[0].strip() or "verify failed"
+    if "wrong version number" in text.lower():
+        return "the server does not speak TLS on this port: try http://"
+    return " ".join(text.split("\n")[-1].split())[:200] or "TLS error"
+
+
+def _last_reason(exc: BaseException) -> str:
+    inner: BaseException | None = exc
+    while inner is not None and inner.__context__ is not None:
+        inner = inner.__context__
+    text = str(inner or exc)
+    if isinstance(inner, OSError) and inner.strerror:
+        text = inner.strerror
+    return " ".join(text.split())[:200]
+
+
+# --- test-influx ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -466,25 +407,42 @@ class InfluxCheck:
     wrote_point: bool
 
 
-def check(settings: Settings, *, write_test_point: bool = False) -> InfluxCheck:
+def check(
+    settings: Settings, *, write_test_point: bool = False, environ: Mapping[str, str] | None = None
+) -> InfluxCheck:
     """Reachability, then token/org/bucket; with ``write_test_point`` one real write.
 
-    The test point goes to measurement ``octomon_test`` (never ``energy_consumption``).
+    A token that cannot list buckets (an empty list, or 403) is checked with an empty
+    write. The test point goes to ``octomon_test``, never ``energy_consumption``.
     """
-    sink = InfluxSink.from_settings(settings)
+    sink = InfluxSink.from_settings(settings, environ)
     try:
         sink.ping()
-        verified = sink.verify()
-        if verified:
-            summary = (
-                f"reachable; token, organisation {sink.org!r} and bucket {sink.bucket!r} verified"
-            )
-        else:
+        names = sink.list_buckets()
+        org, bucket = sink.org, sink.bucket
+        if names is None:
+            verified = False
             summary = "reachable; org and bucket cannot be verified on this server"
+        elif bucket in names:
+            verified = True
+            summary = f"reachable; token, organisation {org!r} and bucket {bucket!r} verified"
+        else:
+            try:
+                sink.check_write()
+            except InfluxConfigError as exc:
+                if not names:
+                    exc.message = f"cannot list buckets with this token, and {exc.message}"
+                raise
+            verified = True
+            summary = (
+                f"reachable; cannot list buckets with this token; it may write to bucket "
+                f"{bucket!r} in organisation {org!r} (checked with an empty write: nothing "
+                "stored)"
+            )
         if write_test_point:
             now = int(time.time())
             sink.write_lines(f"{TEST_MEASUREMENT},source=octomon value=1 {now}", 1)
-            summary += f"; wrote a test point ({TEST_MEASUREMENT}) to bucket {sink.bucket!r}"
+            summary += f"; wrote a test point ({TEST_MEASUREMENT}) to bucket {bucket!r}"
         elif not verified:
             summary += " (--write-test-point proves that writing works)"
         return InfluxCheck(summary, verified, write_test_point)

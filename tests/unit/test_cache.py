@@ -16,7 +16,7 @@ import pytest
 from octomon.errors import CacheBusy, CacheError
 from octomon.readings import Reading
 from octomon.store import cache as cache_mod
-from octomon.store.cache import Cache, CacheStatus, fast_eligible
+from octomon.store.cache import Cache, CacheStatus
 
 T0 = datetime(2026, 11, 27, 23, 59, 40, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"
@@ -113,34 +113,19 @@ def test_hand_edited_lines_are_read_in_full(tmp_path: Path) -> None:
     assert cache.status().readings == 2
 
 
-def test_index_marks_only_octomon_written_bytes(tmp_path: Path) -> None:
-    cache = Cache(tmp_path)
+def test_no_side_file_is_written_and_status_reads_any_canonical_file(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
     cache.append([reading(0), reading(1)])
-    name = "cache_2026-11-27.jsonl"
-    size = (tmp_path / name).stat().st_size
-    snap = cache.open_snapshot(name)
-    assert snap is not None and snap.trusted == size
-    snap.close()
-    # A hand edit that keeps the size: the CRC no longer matches, nothing is trusted.
-    data = (tmp_path / name).read_bytes().replace(b'"demand":0.2,', b'"demand":0.3,')
-    (tmp_path / name).write_bytes(data)
-    snap = cache.open_snapshot(name)
-    assert snap is not None and snap.trusted == 0
-    snap.close()
-    # Appends after an untrusted gap stay untrusted; a new day file starts trusted.
-    cache.append([reading(2)])
-    snap = cache.open_snapshot("cache_2026-11-28.jsonl")
-    assert snap is not None and snap.trusted == snap.size > 0
-    snap.close()
-
-
-def test_unusual_device_ids_and_values_are_not_fast_eligible() -> None:
-    assert fast_eligible(reading(0))
-    for dev in ("a b", 'a"b', "a,b", "a=b", "a:b", "é", "", "a\\b"):
-        assert not fast_eligible(Reading(T0, dev, demand=0.1))
-    assert not fast_eligible(Reading(T0, DEV))  # no value at all
-    assert not fast_eligible(Reading(T0, DEV, demand=1))  # type: ignore[arg-type]
-    assert not fast_eligible(Reading(T0, DEV, demand=float("nan")))
+    names = sorted(p.name for p in cache.directory.iterdir())
+    assert names == ["cache.lock", "cache_2026-11-27.jsonl"]
+    # The same bytes written by hand (a restored backup): the same status.
+    other = Cache(tmp_path / "copy")
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "cache_2026-11-27.jsonl").write_bytes(
+        (cache.directory / "cache_2026-11-27.jsonl").read_bytes()
+    )
+    assert other.status()._replace(bytes=0) == cache.status()._replace(bytes=0)
+    assert other.status().readings == 2
 
 
 def test_cap_drops_whole_oldest_days_but_never_the_one_appended_to(tmp_path: Path) -> None:
@@ -261,20 +246,28 @@ def test_numbers_are_written_as_json_floats(tmp_path: Path) -> None:
     cache.append([Reading(T0, DEV, demand=1, consumption=5038)])  # type: ignore[arg-type]
     (line,) = lines(cache.files()[0])
     assert line.endswith('"demand":1.0,"consumption":5038.0}')
-    snap = cache.open_snapshot(cache.files()[0].name)
-    assert snap is not None and snap.trusted == snap.size  # and it takes the fast path
-    snap.close()
 
 
-def test_index_knows_when_a_file_holds_one_device(tmp_path: Path) -> None:
+def test_requeue_puts_rejected_readings_back_and_archives_the_reasons(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    cache.append([reading(0)])
-    cache.append([reading(1)])
-    name = "cache_2026-11-27.jsonl"
-    snap = cache.open_snapshot(name)
-    assert snap is not None and snap.device == DEV
-    snap.close()
-    cache.append([Reading(T0 + timedelta(seconds=15), "another", demand=0.1)])
-    snap = cache.open_snapshot(name)
-    assert snap is not None and snap.device == "" and snap.trusted == snap.size
-    snap.close()
+    cache.write_rejected([reading(0).to_json(), reading(1).to_json()], "HTTP 400: bad", T0)
+    cache.write_rejected([reading(2).to_json(), "not a reading"], "HTTP 422: conflict", T0)
+    assert cache.status().rejected == 4
+    result = cache.requeue(T0)
+    assert (result.readings, result.files, result.quarantined) == (3, 2, 1)
+    assert [r.read_at for r in cache.iter_readings()] == [reading(i).read_at for i in range(3)]
+    status = cache.status()
+    assert status.rejected == 0 and status.readings == 3 and status.quarantined == 1
+    archived = sorted(p.read_text() for p in (tmp_path / "rejected" / "requeued").iterdir())
+    assert archived == ["HTTP 400: bad\n", "HTTP 422: conflict\n"]
+    assert cache.requeue(T0).files == 0  # nothing left
+
+
+def test_requeue_of_an_unreadable_file_says_which_and_keeps_the_rest(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    (tmp_path / "rejected").mkdir(mode=0o700)
+    (tmp_path / "rejected" / "rejected_20000101T000000Z.jsonl").mkdir()  # cannot be read
+    kept = cache.write_rejected([reading(0).to_json()], "HTTP 400: bad", T0)
+    with pytest.raises(CacheError, match=r"read rejected/rejected_20000101T000000Z\.jsonl"):
+        cache.requeue(T0)
+    assert kept.exists() and cache.status().rejected == 1  # nothing lost, nothing moved

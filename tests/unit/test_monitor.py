@@ -47,6 +47,7 @@ from octomon.readings import Reading
 from octomon.state import StateStore
 from octomon.store.cache import AppendResult, CacheStatus
 from tests.helpers.clock import ManualClock as Clock
+from tests.helpers.lineproto import readings_of
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"
@@ -117,6 +118,9 @@ class FakeSink:
         self.error: Exception | None = None
         self.refuse: Callable[[Sequence[Reading]], bool] | None = None
 
+    def write_lines(self, body: bytes | str, count: int) -> None:
+        self.write(readings_of(body))
+
     def write(self, readings: Sequence[Reading]) -> None:
         self.requests.append(len(readings))
         if self.error is not None:
@@ -168,6 +172,7 @@ def fake_sync(
     lock_timeout: float = 30,
     now: Any = None,
     batch_size: int = 5000,
+    stop: Any = None,
 ) -> SyncResult:
     n = min(len(cache.lines), max_readings or len(cache.lines))
     batch = cache.lines[:n]
@@ -445,7 +450,7 @@ def test_influx_config_error_caches_and_names_the_cause(make) -> None:  # type: 
     assert len([a for a in kit.alerts.sent if a.key == "influx"]) == 1
 
 
-def test_refused_data_is_split_in_halves_and_the_refused_half_set_aside(make) -> None:  # type: ignore[no-untyped-def]
+def test_refused_data_is_split_in_halves_until_only_the_bad_reading_is_set_aside(make) -> None:  # type: ignore[no-untyped-def]
     kit = make()
     kit.cycle(0)
     assert kit.monitor.cursor is not None
@@ -454,12 +459,13 @@ def test_refused_data_is_split_in_halves_and_the_refused_half_set_aside(make) ->
     before = len(kit.sink.points)
     result = kit.cycle(60)
     assert result.outcome == OK
-    assert result.rejected == 3  # the half holding the bad reading
-    assert len(kit.sink.points) - before == 3  # the good half was written
-    assert kit.sink.requests[-3:] == [6, 3, 3]  # the batch, then each half once more
+    assert result.rejected == 1  # only the bad reading
+    assert len(kit.sink.points) - before == 5  # every good one was written
+    # The batch, its halves, the refused half's halves, and so on down to the bad one.
+    assert kit.sink.requests[-7:] == [6, 3, 3, 1, 2, 1, 1]
     assert len(kit.cache.rejected) == 1
     lines, message = kit.cache.rejected[0]
-    assert message == "field type conflict"
+    assert message == "HTTP 422: field type conflict" and len(lines) == 1
     assert [json.loads(line)["read_at"] for line in lines][-1] == target.strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
