@@ -91,6 +91,7 @@ def _split_proxy(proxy: str) -> tuple[str, dict[str, str] | None]:
 
 _CLIENTS: dict[tuple[object, ...], list[Any]] = {}  # key -> [InfluxDBClient, write_api, users]
 _CLIENTS_LOCK = threading.Lock()
+_AT_EXIT: list[bool] = []
 
 
 def _client(key: tuple[object, ...], make: Callable[[], Any]) -> tuple[Any, Any]:
@@ -99,10 +100,27 @@ def _client(key: tuple[object, ...], make: Callable[[], Any]) -> tuple[Any, Any]
         if entry is None:
             from influxdb_client.client.write_api import SYNCHRONOUS
 
+            if not _AT_EXIT:
+                import atexit
+
+                _AT_EXIT.append(True)
+
+                # A client still open at exit closes now, while the modules its __del__
+                # needs are alive (else Python prints "Exception ignored …" on shutdown).
+                atexit.register(_close_all)
+
             client = make()
             entry = _CLIENTS[key] = [client, client.write_api(write_options=SYNCHRONOUS), 0]
         entry[2] += 1
         return entry[0], entry[1]
+
+
+def _close_all() -> None:
+    with _CLIENTS_LOCK:
+        entries = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for entry in entries:
+        entry[0].close()
 
 
 def _release(key: tuple[object, ...]) -> None:
