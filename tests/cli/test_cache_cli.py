@@ -225,3 +225,34 @@ def test_export_of_an_empty_cache(cache_dir: Path) -> None:
 def test_export_rejects_an_unknown_format() -> None:
     result = invoke("cache", "export", "--format", "xml")
     assert result.exit_code == 2
+
+
+# --- cache requeue ----------------------------------------------------------------------------
+
+
+def test_cache_requeue_with_nothing_set_aside(cache_dir: Path) -> None:
+    result = invoke("cache", "requeue")
+    assert result.exit_code == 0
+    assert result.output == f"nothing to requeue: {cache_dir / 'rejected'} holds no readings\n"
+
+
+def test_cache_requeue_moves_readings_back_and_says_how_many(cache_dir: Path) -> None:
+    cache = Cache(cache_dir)
+    now = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    cache.write_rejected([r.to_json() for r in readings(3)], "HTTP 400: bad", now)
+    result = invoke("cache", "requeue")
+    assert result.exit_code == 0
+    assert result.output == (
+        "requeued 3 readings from 1 rejected file; the next sync sends them "
+        f"(reasons kept in {cache_dir / 'rejected' / 'requeued'})\n"
+    )
+    assert Cache(cache_dir).status().readings == 3
+
+
+def test_cache_requeue_names_an_unreadable_file_in_one_line(cache_dir: Path) -> None:
+    (cache_dir / "rejected" / "rejected_20260101T000000Z.jsonl").mkdir(parents=True)
+    result = invoke("cache", "requeue")
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith("error: could not read rejected/rejected_20260101T000000Z.jsonl")
+    assert "Traceback" not in result.output

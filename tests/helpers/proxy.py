@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 
 class ForwardingProxy:
-    def __init__(self, upstream: tuple[str, int]) -> None:
+    def __init__(self, upstream: tuple[str, int], delay: float = 0.0) -> None:
         self.upstream = upstream
+        self.delay = delay  # seconds added to every forwarded request (a slow link)
         self.seen: list[str] = []  # the absolute URIs it was asked for
         proxy = self
 
@@ -50,6 +52,8 @@ class ForwardingProxy:
 
     def _forward(self, h: BaseHTTPRequestHandler) -> None:
         self.seen.append(h.path)
+        if self.delay:
+            time.sleep(self.delay)
         parts = urlsplit(h.path)
         if not parts.scheme:  # not a proxy request
             h.send_response(400)
