@@ -31,8 +31,9 @@ COMMANDS: dict[str, str] = {
     "cache": "cache",
     "backfill": "backfill",
     "status": "status",
+    "tariff": "tariff",
 }
-MODULES = ("run", "configure", "checks", "cache", "backfill", "status")  # --help order
+MODULES = ("run", "configure", "checks", "cache", "backfill", "tariff", "status")  # --help order
 
 
 def _version(value: bool) -> None:

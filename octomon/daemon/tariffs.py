@@ -66,6 +66,16 @@ def horizon(now: datetime) -> datetime:
     return datetime.combine(uk_day(now) + timedelta(days=1), time(23, 0), UK).astimezone(UTC)
 
 
+def tomorrow_known(book: TariffBook, now: datetime) -> bool:
+    """Every meter point still in force at the horizon is priced up to it."""
+    end = horizon(now)
+    return all(
+        (book.covered_until(p.series) or now) >= end
+        for p in book.points
+        if p.agreement_at(end - HALF_HOUR) is not None
+    )
+
+
 def next_anchor(now: datetime, complete: bool) -> datetime:
     """When the job runs next (before the scheduler's offset): 16:05 UK daily; hourly at
     hh:05 while tomorrow's prices are missing, until 23:00 UK."""
@@ -268,12 +278,7 @@ class Tariffs:
                 stored = True
             if since is None:
                 self._advance(moved)
-        last = end - HALF_HOUR
-        complete = all(
-            (book.covered_until(p.series) or now) >= end
-            for p in points
-            if p.agreement_at(last) is not None
-        )
+        complete = tomorrow_known(book, now)
         return TariffRun(self.client.calls - calls, fresh.count(), stored, complete)
 
     def _advance(self, moved: dict[Series, Cursor]) -> None:

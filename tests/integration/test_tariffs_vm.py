@@ -19,6 +19,7 @@ from octomon.config import night_window
 from octomon.daemon.tariffs import Tariffs
 from octomon.errors import InfluxUnavailable
 from octomon.octopus.budget import Budget
+from octomon.octopus.pricebook import half_hour_floor
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
@@ -235,3 +236,40 @@ def test_influxdb_down_loses_no_tariff_point(make_rig: MakeRig) -> None:
     assert len(rig.read("standing_charge", "gas", wait_for=16)) == 9
     cursor = rig.tariffs.cursors()[("electricity", "import")]
     assert cursor.prices == end and cursor.charges == date(2026, 2, 5)
+
+
+def test_tariff_since_stores_older_rates(tmp_path: Path, victoria: VictoriaMetrics) -> None:
+    from tests.helpers.cli import invoke
+
+    sim = SimHomeMini()  # the real clock: the command reads it
+    with SimServer(sim) as server:
+        env = {
+            "OCTOPUS_API_KEY": sim.api_key,
+            "OCTOPUS_ACCOUNT_NUMBER": sim.account_number,
+            "OCTOPUS_API_URL": server.url,
+            "OCTOPUS_REST_URL": server.rest_url,
+            "INFLUXDB_URL": victoria.url,
+            "INFLUXDB_TOKEN": "vm-token",
+            "INFLUXDB_ORG": "home",
+            "INFLUXDB_BUCKET": "octopus_energy",
+        }
+        now = datetime.now(UTC)
+        since = now.astimezone(UK).date() - timedelta(days=20)  # before the switch
+        result = invoke("tariff", "--since", since.isoformat(), env=env)
+    assert result.exit_code == 0, result.output
+    assert "stored " in result.output and " energy_tariff points in InfluxDB" in result.output
+    start = uk(since)
+    past = int((half_hour_floor(now) - start).total_seconds() // 1800) + 1  # the current one
+    rates = {
+        ts: v
+        for labels, ts, v in victoria.points("energy_tariff_unit_rate", wait_for=2 * past)
+        if labels["fuel"] == "electricity" and ts < now.timestamp()
+    }
+    assert len(rates) == past  # every half-hour from the UK day asked for, to now
+    assert min(rates) == int(start.timestamp())
+    first = {
+        labels["tariff_code"]
+        for labels, ts, _ in victoria.points("energy_tariff_unit_rate")
+        if ts == int(start.timestamp()) and labels["fuel"] == "electricity"
+    }
+    assert first == {ids.FIXED_IMPORT_TARIFF}
