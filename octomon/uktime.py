@@ -21,14 +21,14 @@ def uk_day(at: datetime) -> date:
     return at.astimezone(UK).date()
 
 
-def day_start(day: date) -> datetime:
+def uk_midnight(day: date) -> datetime:
     """The UTC instant of ``day``'s UK midnight."""
     return datetime.combine(day, time(0), UK).astimezone(UTC)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """``[start, end)`` of a UK day in UTC (23, 24 or 25 hours long)."""
-    return day_start(day), day_start(day + timedelta(days=1))
+    return uk_midnight(day), uk_midnight(day + timedelta(days=1))
 
 
 def half_hours(day: date) -> list[datetime]:

@@ -33,7 +33,7 @@ from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.state import State, StateStore
 from octomon.store.settled import SettledData, SettledStore
 from octomon.store.tally import Tally
-from octomon.uktime import HALF_HOUR, UK, day_start, days, half_hours, uk_day
+from octomon.uktime import HALF_HOUR, UK, days, half_hours, uk_day, uk_midnight
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Cursors:
 
 def first_since(now: datetime) -> datetime:
     """The first start's window: the last 7 UK days."""
-    return day_start(uk_day(now) - timedelta(days=FIRST_DAYS))
+    return uk_midnight(uk_day(now) - timedelta(days=FIRST_DAYS))
 
 
 def next_daily(now: datetime) -> datetime:
@@ -306,7 +306,7 @@ def fill(
         ]
         if not lacking:
             continue
-        lo, hi = day_start(lacking[0]), day_start(lacking[-1] + timedelta(days=1))
+        lo, hi = uk_midnight(lacking[0]), uk_midnight(lacking[-1] + timedelta(days=1))
         try:
             values = fetch(rest, meter, lo, min(hi, now))
         except NotFound:

@@ -26,17 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from octomon import fsutil
-from octomon.octopus.pricebook import (
-    HALF_HOUR,
-    UK,
-    UTC,
-    Series,
-    TariffBook,
-    uk_day,
-    uk_midnight,
-)
+from octomon.octopus.pricebook import Series, TariffBook
 from octomon.octopus.tariffs import fetch, is_dual_register, meter_points
 from octomon.readings import escape_tag, format_time, parse_instant
+from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from octomon.readings import format_time, parse_instant
-
-UK = ZoneInfo("Europe/London")
-UTC = timezone.utc
-HALF_HOUR = timedelta(minutes=30)
+from octomon.uktime import HALF_HOUR, UTC, uk_day, uk_midnight
 
 Series = tuple[str, str]  # (fuel, direction): ("electricity", "import") ...
 
@@ -43,15 +39,6 @@ class Charge(NamedTuple):
 
 
 # --- times ---------------------------------------------------------------------------------
-
-
-def uk_day(t: datetime) -> date:
-    return t.astimezone(UK).date()
-
-
-def uk_midnight(day: date) -> datetime:
-    """The UTC instant a UK day starts (23:00 the evening before, in BST)."""
-    return datetime.combine(day, time(0), UK).astimezone(UTC)
 
 
 def half_hour_floor(t: datetime) -> datetime:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from octomon.errors import ApiError, NotFound
 from octomon.octopus.pricebook import (
-    UTC,
     Agreement,
     Charge,
     MeterPoint,
@@ -40,6 +39,7 @@ from octomon.octopus.pricebook import (
     midnights,
 )
 from octomon.readings import format_time, parse_instant
+from octomon.uktime import UTC
 
 if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient

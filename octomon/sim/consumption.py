@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 from octomon.sim.account import ELECTRICITY_SERIAL, MPAN
 from octomon.sim.household import _DAY, _STEP, _model
-from octomon.uktime import UK, day_bounds, day_start, local_iso, uk_day
+from octomon.uktime import UK, day_bounds, local_iso, uk_day, uk_midnight
 
 if TYPE_CHECKING:
     from octomon.sim.graphql import SimHomeMini, SimResponse
@@ -85,10 +85,10 @@ class SimSettled:
     def available_until(self, now: datetime) -> datetime:
         """The end of the newest settled half-hour at ``now``: the end of yesterday (UK),
         once ``delay`` has passed since UK midnight; else the end of the day before."""
-        midnight = day_start(uk_day(now))
+        midnight = uk_midnight(uk_day(now))
         if now >= midnight + self.delay:
             return midnight
-        return day_start(uk_day(now) - timedelta(days=1))
+        return uk_midnight(uk_day(now) - timedelta(days=1))
 
     # --- the Home Mini's bad day -------------------------------------------------------
 
