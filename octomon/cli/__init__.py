@@ -32,8 +32,18 @@ COMMANDS: dict[str, str] = {
     "backfill": "backfill",
     "status": "status",
     "tariff": "tariff",
+    "reconcile": "reconcile",
 }
-MODULES = ("run", "configure", "checks", "cache", "backfill", "tariff", "status")  # --help order
+MODULES = (  # --help order
+    "run",
+    "configure",
+    "checks",
+    "cache",
+    "backfill",
+    "tariff",
+    "reconcile",
+    "status",
+)
 
 
 def _version(value: bool) -> None:

@@ -41,6 +41,7 @@ from octomon.octopus.budget import Budget, StopAwareBudget
 from octomon.state import StateStore
 
 if TYPE_CHECKING:
+    from octomon.daemon.settled import SettledJob
     from octomon.daemon.tariffs import LineSink, TariffsJob
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ def build_monitor(
     monitor.scheduler = Scheduler(budget, offset=offset, headroom=JOB_HEADROOM)
     # The scheduled jobs of other features register here: monitor.scheduler.add(SomeJob(...))
     monitor.scheduler.add(_tariffs_job(settings, budget, sink, store, clock), clock() - offset)
+    monitor.scheduler.add(_settled_job(settings, monitor, sink, budget, clock), clock() - offset)
     return monitor
 
 
@@ -296,3 +298,29 @@ class Loop:
                 self.on_update(self.monitor)
             except Exception:  # the panel must never stop data collection
                 log.debug("panel update failed", exc_info=True)
+
+
+def _settled_job(
+    settings: Settings, monitor: Monitor, sink: LineSink | None, budget: Budget, clock: Clock
+) -> SettledJob:
+    """Settled consumption and reconciliation (SPEC §10): at start, then its own schedule."""
+    from octomon.daemon.settled import SettledJob, known_meters
+    from octomon.octopus.rest import RestClient
+
+    assert settings.octopus_account_number
+    number, cache_dir = settings.octopus_account_number, Path(settings.cache_dir)
+    rest = RestClient(
+        api_key=settings.octopus_api_key or "",
+        base_url=settings.octopus_rest_url,
+        budget=budget,
+        clock=clock,
+    )
+    return SettledJob(
+        rest=rest,
+        meters=lambda: known_meters(cache_dir, lambda: rest, number),
+        store=monitor.store,
+        cache_dir=cache_dir,
+        sink=sink,
+        policy=monitor.policy,
+        emit=monitor.alerter.emit,
+    )

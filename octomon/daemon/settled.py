@@ -1,8 +1,8 @@
 """The settled job (SPEC §10): fetch settled half-hours, store them, reconcile, alert.
 
-When: daily at 09:00 UK (+ the installation offset the scheduler adds), then every 6 h
-while yesterday is still missing; the first run is at the scheduler's first slot after
-start. What: for each meter, ``[fetched cursor, now)`` (first start: the last 7 UK days),
+When: at start (without a call when yesterday is already in ``settled.json``), daily at
+09:00 UK (+ the installation offset the scheduler adds), then every 6 h while yesterday is
+still missing. What: for each meter, ``[fetched cursor, now)`` (first start: the last 7 UK days),
 kept in ``CACHE_DIR/settled.json`` for the commands, and written to InfluxDB as
 ``energy_settled`` points from the *written* cursor, with ``energy_reconciliation`` points
 for the last 7 days. Two cursors per meter in ``state.json``: ``fetched`` (what the API has
@@ -23,23 +23,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
 from octomon.daemon.reconcile import day_report, half_hour_recons
 from octomon.errors import InfluxError, NotFound
-from octomon.octopus.consumption import Meter, Rest, fetch
+from octomon.octopus.consumption import Meter, Rest, discover, fetch, meters_of
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.state import State, StateStore
 from octomon.store.settled import SettledData, SettledStore
 from octomon.store.tally import Tally
 from octomon.uktime import HALF_HOUR, UK, days, half_hours, uk_day, uk_midnight
 
+if TYPE_CHECKING:
+    from octomon.octopus.rest import RestClient
+
 log = logging.getLogger(__name__)
 
 FIRST_DAYS = 7
 RETRY = timedelta(hours=6)
 RECHECK = timedelta(hours=1)  # `reconcile` does not ask again sooner
+ABSENT = timedelta(days=1)  # a meter the API has no consumption for is asked again daily
 DAILY = time(9, 0)  # UK
 STATE_KEY = "settled"
 ALERTED_KEEP = 40  # days
@@ -145,6 +149,9 @@ class SettledJob:
 
     def run(self, now: datetime) -> datetime:
         """Fetch if due, write what InfluxDB lacks, judge days; the next anchor (UTC)."""
+        start = self._fetch_at is None  # at start: yesterday already in the file costs no call
+        if start and self.complete(now, self.settled.load()):
+            self._fetch_at = next_daily(now)
         if self._fetch_at is None or now >= self._fetch_at:
             data = self.fetch(now)
             self._fetch_at = self.next_fetch(now, data)
@@ -168,11 +175,14 @@ class SettledJob:
         first = first_since(now)
         moved: dict[str, datetime] = {}
         for meter in list(self.meters()):
+            if absent(data, meter, now):
+                continue
             since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
             try:
                 values = fetch(self.rest, meter, since, now)
             except NotFound:  # a meter without settled data (an old or non-smart one)
                 log.info("settled: the API has no consumption for meter %s", meter.serial)
+                self.settled.add(meter, {}, now)
                 self.meters().remove(meter)
                 continue
             data = self.settled.add(meter, values, now)
@@ -189,13 +199,16 @@ class SettledJob:
             self._update(lambda c: c.fetched.update(moved))
         return data
 
-    def next_fetch(self, now: datetime, data: SettledData) -> datetime:
-        """Tomorrow's 09:00 UK once yesterday is in; else 6 h on (at most the next 09:00)."""
+    def complete(self, now: datetime, data: SettledData) -> bool:
+        """Yesterday is in for every meter that has settled data (and there is one)."""
         yesterday = uk_day(now) - timedelta(days=1)
         known = [m for m in self.meters() if m.key in data.meters and data.meters[m.key].values]
-        complete = all(_day_in(data, m, yesterday) for m in known)
+        return bool(known) and all(_day_in(data, m, yesterday) for m in known)
+
+    def next_fetch(self, now: datetime, data: SettledData) -> datetime:
+        """Tomorrow's 09:00 UK once yesterday is in; else 6 h on (at most the next 09:00)."""
         daily = next_daily(now)
-        if complete and known:
+        if self.complete(now, data):
             return daily
         return min(floor_half_hour(now) + RETRY, daily)
 
@@ -281,23 +294,42 @@ class SettledJob:
         self.store.update(mutate)
 
 
+def absent(data: SettledData, meter: Meter, now: datetime) -> bool:
+    """The API had no consumption for ``meter`` when last asked, less than a day ago."""
+    entry = data.meters.get(meter.key)
+    return (
+        entry is not None
+        and not entry.values
+        and entry.checked_at is not None
+        and entry.checked_at > now - ABSENT
+    )
+
+
 def _day_in(data: SettledData, meter: Meter, day: date) -> bool:
     values = data.meters[meter.key].values
     return all(hh in values for hh in half_hours(day))
 
 
 def fill(
-    rest: Rest, meters: list[Meter], settled: SettledStore, since: date, until: date, now: datetime
+    rest: Callable[[], Rest],
+    meters: list[Meter],
+    settled: SettledStore,
+    since: date,
+    until: date,
+    now: datetime,
 ) -> tuple[SettledData, int]:
     """``octomon reconcile``: fetch the settled UK days in ``[since, until]`` the file lacks
     (days before today only; a meter asked within the last hour is not asked again).
+    ``rest`` makes the client when a request is needed (none: no ``requests`` import).
     Returns the data and the number of meters asked; raises the Octopus errors."""
     data = settled.load()
     asked = 0
     today = uk_day(now)
     for meter in meters:
         entry = data.meters.get(meter.key)
-        if entry is not None and entry.checked_at and entry.checked_at > now - RECHECK:
+        if absent(data, meter, now) or (
+            entry is not None and entry.checked_at and entry.checked_at > now - RECHECK
+        ):
             continue
         lacking = [
             d
@@ -307,11 +339,24 @@ def fill(
         if not lacking:
             continue
         lo, hi = uk_midnight(lacking[0]), uk_midnight(lacking[-1] + timedelta(days=1))
+        asked += 1
         try:
-            values = fetch(rest, meter, lo, min(hi, now))
+            values = fetch(rest(), meter, lo, min(hi, now))
         except NotFound:
-            continue
-        finally:
-            asked += 1
+            values = {}  # remembered as absent for a day
         data = settled.add(meter, values, now)
     return data, asked
+
+
+def known_meters(
+    cache_dir: Path, rest: Callable[[], RestClient], account_number: str
+) -> list[Meter]:
+    """The account's meters without a call when they are known: from ``tariffs.json`` (the
+    tariffs job reads the account daily), else ``settled.json``, else the account."""
+    from octomon.daemon.tariffs import TariffCache
+
+    cached = TariffCache(cache_dir).load()
+    if cached is not None and cached.book.points:
+        return meters_of(cached.book.points)
+    kept = [m.meter for m in SettledStore(cache_dir).load().meters.values()]
+    return kept or discover(rest(), account_number)

@@ -10,9 +10,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.readings import format_time, parse_instant
+
+if TYPE_CHECKING:
+    from octomon.octopus.pricebook import MeterPoint
+    from octomon.octopus.rest import RestClient
 
 PAGE_SIZE = 25_000  # a year of half-hours: one request for any window octomon asks for
 ELECTRICITY = "electricity"
@@ -70,3 +74,15 @@ def fetch(client: Rest, meter: Meter, since: datetime, until: datetime) -> dict[
         if since <= at < until:
             out[at] = float(value)
     return out
+
+
+def meters_of(points: list[MeterPoint]) -> list[Meter]:
+    """Every meter of the account's current meter points (discovery: octopus.tariffs)."""
+    return [Meter(p.fuel, p.direction, p.identifier, s) for p in points for s in p.serials if s]
+
+
+def discover(rest: RestClient, account_number: str) -> list[Meter]:
+    """The account's meters, from ``GET accounts/{number}/`` (one call)."""
+    from octomon.octopus.tariffs import meter_points
+
+    return meters_of(meter_points(rest.account(account_number)))

@@ -18,6 +18,7 @@ from octomon.sim import SimHomeMini, SimServer
 from tests.helpers.daemon import OCTOMON, Daemon, cache_files, compare_db, daemon_env, expected
 from tests.helpers.services import VictoriaMetrics
 from tests.helpers.slack_server import SlackWebhookServer
+from tests.helpers.tally import assert_tally_is_what_was_served
 
 
 @pytest.fixture
@@ -100,3 +101,5 @@ def test_influxdb_outage_is_cached_then_synced_with_nothing_lost(
     want = expected(the_sim)
     assert len(want) > 300
     compare_db(victoria, want)
+    # the reconciliation's Home Mini side: every served reading stored, counted once
+    assert assert_tally_is_what_was_served(tmp_path / "cache", the_sim) >= 1

@@ -1,0 +1,155 @@
+"""`octomon reconcile`: settled kWh against the Home Mini's, per UK day (SPEC §10)."""
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from octomon.cli import ui
+from octomon.errors import ExitCode
+
+if TYPE_CHECKING:
+    from octomon.daemon.reconcile import DayReport
+
+HELP = (
+    "Per UK day: settled kWh (what the bill is made of) against the Home Mini's, coverage, "
+    "and the half-hours the Home Mini missed."
+)
+SPANS_SHOWN = 6
+
+
+def register(app: typer.Typer, only: str | None = None) -> None:
+    ui.command(app, "reconcile", help=HELP)(reconcile)
+
+
+def _day(option: str, raw: str | None, default: date) -> date:
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        ui.fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
+
+
+def reconcile(
+    ctx: typer.Context,
+    env_file: ui.EnvFileOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Settled consumption against the Home Mini, per UK day."""
+    from octomon.clock import utcnow
+    from octomon.daemon import reconcile as core
+    from octomon.uktime import uk_day
+
+    now = utcnow()
+    today = uk_day(now)
+    first = _day("--since", since, today - timedelta(days=7))
+    last = _day("--until", until, today - timedelta(days=1))
+    if last < first:
+        ui.fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
+    settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "cache"))
+
+    from octomon.daemon.settled import fill, known_meters
+    from octomon.octopus.budget import Budget
+    from octomon.octopus.rest import RestClient
+    from octomon.state import StateStore
+    from octomon.store.settled import SettledStore
+    from octomon.store.tally import Tally
+
+    settled = SettledStore(settings.cache_dir)
+    made: list[RestClient] = []
+
+    def rest() -> RestClient:  # built only when a request is needed: no `requests` import
+        if not made:
+            budget = Budget(StateStore(settings.cache_dir), settings.octopus_max_calls_per_hour)
+            made.append(
+                RestClient(
+                    api_key=settings.octopus_api_key or "",
+                    base_url=settings.octopus_rest_url,
+                    budget=budget,
+                    clock=utcnow,
+                )
+            )
+        return made[0]
+
+    try:
+        meters = known_meters(settings.cache_dir, rest, settings.octopus_account_number or "")
+        data, _ = fill(rest, meters, settled, first, last, now)
+    finally:
+        for client in made:
+            client.close()
+    calls = made[0].calls if made else 0
+    reports = core.day_reports(data, Tally(settings.cache_dir).load(), first, last)
+    if as_json:
+        typer.echo(json.dumps({"days": [_obj(r) for r in reports], "api_calls": calls}))
+        return
+    _table(reports)
+
+
+def _obj(r: "DayReport") -> dict[str, Any]:
+    def r6(x: float | None) -> float | None:
+        return None if x is None else round(x, 6)
+
+    return {
+        "day": r.day.isoformat(),
+        "half_hours": r.half_hours,
+        "settled": r.settled,
+        "settled_kwh": r6(r.settled_kwh),
+        "home_mini_kwh": r6(r.home_mini_kwh),
+        "difference_kwh": r6(r.difference_kwh),
+        "difference_pct": None if r.difference_pct is None else round(r.difference_pct, 2),
+        "readings": r.readings,
+        "expected_readings": r.expected_readings,
+        "coverage": round(r.coverage, 6),
+        "tallied": r.tallied,
+        "short": r.short,
+        "missing": [{"from": _utc(a), "to": _utc(b), "readings": n} for a, b, n in r.missing],
+    }
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _table(reports: "list[DayReport]") -> None:
+    from octomon.uktime import UK
+
+    typer.echo(
+        f"{'UK day':<10}  {'settled':>9}  {'Home Mini':>9}  {'difference':>16}  "
+        f"{'coverage':>8}  missing"
+    )
+    for r in reports:
+        day = f"{r.day:%a} {r.day.day:>2} {r.day:%b}"
+        home = f"{r.home_mini_kwh:.2f}"
+        if r.settled_kwh is None:
+            settled, diff = "—", "not yet settled"
+        else:
+            settled = f"{r.settled_kwh:.2f}"
+            pct = f" {r.difference_pct:5.1f}%" if r.difference_pct is not None else ""
+            diff = f"{r.difference_kwh:.2f}{pct}"
+        cover = f"{r.coverage * 100:.1f}%"
+        if not r.tallied:
+            missing = "before octomon's tally began"
+        elif not r.missing:
+            missing = "none"
+        else:
+            lost = sum(n for _, _, n in r.missing)
+            spans = ", ".join(
+                f"{a.astimezone(UK):%H:%M}–{b.astimezone(UK):%H:%M}"
+                for a, b, _ in r.missing[:SPANS_SHOWN]
+            )
+            more = len(r.missing) - SPANS_SHOWN
+            missing = f"{lost:,} readings in {spans}" + (f" and {more} more" if more > 0 else "")
+        mark = "  ← Home Mini short" if r.short else ""
+        typer.echo(f"{day:<10}  {settled:>9}  {home:>9}  {diff:>16}  {cover:>8}  {missing}{mark}")
+    typer.echo(
+        "kWh; difference = settled − Home Mini; coverage = readings stored ÷ 180 a half-hour"
+    )

@@ -1,0 +1,178 @@
+"""`octomon reconcile`: what a user sees, against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from octomon.cli import app
+from octomon.readings import Reading
+from octomon.sim import SimHomeMini, SimServer
+from octomon.store.tally import Tally
+from octomon.uktime import day_bounds, uk_day
+
+UTC = timezone.utc
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServer]]:
+    home = SimHomeMini()
+    with SimServer(home) as server:
+        monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
+        monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
+        monkeypatch.setenv("OCTOPUS_API_URL", server.url)
+        monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)
+        yield home, server
+
+
+def store_home_mini(home: SimHomeMini, first: date, last: date) -> None:
+    """The tally of a Home Mini that octomon stored completely over [first, last]."""
+    lo, hi = day_bounds(first)[0], day_bounds(last)[1]
+    t, readings = lo, []
+    while t < hi:
+        item = home.reading_at(t)
+        if item is not None:
+            reading = Reading.from_api(item, home.device_id)
+            assert reading is not None
+            readings.append(reading)
+        t += timedelta(seconds=10)
+    Tally(Path(os.environ["CACHE_DIR"])).record(readings)
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, ["reconcile", *args])
+
+
+def test_per_uk_day_settled_home_mini_coverage_and_a_second_run_costs_nothing(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    home, _ = sim
+    today = uk_day(datetime.now(UTC))
+    bad = home.settled.bad_day
+    assert bad == today - timedelta(days=2)
+    store_home_mini(home, today - timedelta(days=3), today - timedelta(days=1))
+    result = invoke("--since", (today - timedelta(days=4)).isoformat(), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["api_calls"] == 4  # the account, then one request per meter (gas: 404)
+    days = {d["day"]: d for d in out["days"]}
+    assert list(days) == [(today - timedelta(days=n)).isoformat() for n in (4, 3, 2, 1)]
+    assert days[(today - timedelta(days=4)).isoformat()]["tallied"] is False
+    for n in (3, 2, 1):
+        d = days[(today - timedelta(days=n)).isoformat()]
+        assert d["settled"] is True and d["tallied"] is True and d["half_hours"] == 48
+        lo = day_bounds(today - timedelta(days=n))[0]
+        settled = sum(home.settled.wh(lo + timedelta(minutes=30 * i)) for i in range(48)) / 1000
+        assert d["settled_kwh"] == pytest.approx(settled, abs=1e-9)
+        assert d["difference_kwh"] == pytest.approx(settled - d["home_mini_kwh"], abs=1e-9)
+        assert d["expected_readings"] == 8640
+        assert d["coverage"] == pytest.approx(d["readings"] / 8640)
+        assert d["short"] is (n == 2)  # the sim's bad day, and only it
+        assert sum(m["readings"] for m in d["missing"]) == 8640 - d["readings"]
+
+    asked = len(home.rest.calls)
+    times = []
+    for _ in range(3):  # the whole process, start-up included; best of 3 on a busy machine
+        started = time.monotonic()
+        again = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "octomon",
+                "reconcile",
+                "--since",
+                (today - timedelta(days=4)).isoformat(),
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=30,
+        )
+        times.append(time.monotonic() - started)
+        assert again.returncode == 0, again.stderr
+    assert min(times) < 1.0, f"{min(times):.2f} s"
+    assert len(home.rest.calls) == asked  # from the files kept today: no API call
+    lines = again.stdout.splitlines()
+    assert lines[0].split() == [
+        "UK",
+        "day",
+        "settled",
+        "Home",
+        "Mini",
+        "difference",
+        "coverage",
+        "missing",
+    ]
+    bad_line = next(line for line in lines if f"{bad.day:>2} {bad:%b}" in line)
+    assert "← Home Mini short" in bad_line and "readings in" in bad_line
+    assert "before octomon's tally began" in lines[1]
+
+
+def test_yesterday_not_yet_settled_is_marked(sim: tuple[SimHomeMini, SimServer]) -> None:
+    home, _ = sim
+    home.settled.delay = timedelta(hours=30)  # yesterday is not there yet
+    today = uk_day(datetime.now(UTC))
+    result = invoke("--since", (today - timedelta(days=2)).isoformat())
+    assert result.exit_code == 0, result.output
+    last = result.output.splitlines()[-2]
+    yesterday = today - timedelta(days=1)
+    assert f"{yesterday.day:>2} {yesterday:%b}" in last and "not yet settled" in last
+    out = json.loads(invoke("--json").output)
+    assert out["days"][-1]["settled"] is False and out["days"][-1]["settled_kwh"] is None
+
+
+class _BadGateway(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html><title>502 Bad Gateway</title></html>"
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_api_failures_are_one_line_and_exit_1(
+    sim: tuple[SimHomeMini, SimServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OCTOPUS_API_KEY", "sk_live_wrongkey000000000000")
+    result = invoke()
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        result.output.strip()
+    ] and result.output.startswith(
+        "error: the Octopus API refused the key (HTTP 401: Invalid API key.)"
+    )
+    assert "wrongkey" not in result.output and "Traceback" not in result.output
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadGateway)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OCTOPUS_REST_URL", f"http://127.0.0.1:{server.server_address[1]}/v1/")
+        result = invoke()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("error: the Octopus API answered HTTP 502")
+
+
+def test_a_bad_date_is_a_usage_error(sim: tuple[SimHomeMini, SimServer]) -> None:
+    result = invoke("--since", "30 Nov")
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --since '30 Nov' is not a date (YYYY-MM-DD, a UK day)"
