@@ -279,6 +279,13 @@ def volume_m3(kwh: Decimal, calorific_value: Decimal) -> Decimal:
     return kwh * Decimal("3.6") / calorific_value / Decimal(VOLUME_CORRECTION)
 
 
+def energy_kwh(m3: Decimal, calorific_value: Decimal) -> Decimal:
+    """Gas volume to energy, the inverse of :func:`volume_m3`: kWh = m³ x 1.02264 x CV / 3.6."""
+    from decimal import Decimal
+
+    return m3 * Decimal(VOLUME_CORRECTION) * calorific_value / Decimal("3.6")
+
+
 def calorific(value: float | str) -> Decimal:
     """GAS_CALORIFIC_VALUE as the Decimal the user wrote (39.5 stays 39.5, not its binary float)."""
     from decimal import Decimal

@@ -55,11 +55,12 @@ def reconcile(
     last = _day("--until", until, today - timedelta(days=1))
     if last < first:
         ui.fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
-    settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "cache"))
+    settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))
 
     from octomon.daemon.settled import fill, known_meters
     from octomon.octopus.budget import Budget
     from octomon.octopus.rest import RestClient
+    from octomon.readings import calorific
     from octomon.state import StateStore
     from octomon.store.settled import SettledStore
     from octomon.store.tally import Tally
@@ -82,7 +83,8 @@ def reconcile(
 
     try:
         meters = known_meters(settings.cache_dir, rest, settings.octopus_account_number or "")
-        data, _ = fill(rest, meters, settled, first, last, now)
+        cv = calorific(settings.gas_calorific_value)
+        data, _ = fill(rest, meters, settled, first, last, now, cv)
     finally:
         for client in made:
             client.close()

@@ -306,6 +306,7 @@ def _settled_job(
     """Settled consumption and reconciliation (SPEC §10): at start, then its own schedule."""
     from octomon.daemon.settled import SettledJob, known_meters
     from octomon.octopus.rest import RestClient
+    from octomon.readings import calorific
 
     assert settings.octopus_account_number
     number, cache_dir = settings.octopus_account_number, Path(settings.cache_dir)
@@ -323,4 +324,5 @@ def _settled_job(
         sink=sink,
         policy=monitor.policy,
         emit=monitor.alerter.emit,
+        calorific_value=calorific(settings.gas_calorific_value),
     )

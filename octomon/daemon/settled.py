@@ -22,13 +22,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
 from octomon.daemon.reconcile import day_report, half_hour_recons
 from octomon.errors import InfluxError, NotFound
-from octomon.octopus.consumption import Meter, Rest, discover, fetch, meters_of
+from octomon.octopus.consumption import GAS, Meter, Rest, discover, fetch, gas_kwh, meters_of
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.state import State, StateStore
 from octomon.store.settled import SettledData, SettledStore
@@ -47,18 +48,33 @@ ABSENT = timedelta(days=1)  # a meter the API has no consumption for is asked ag
 DAILY = time(9, 0)  # UK
 STATE_KEY = "settled"
 ALERTED_KEEP = 40  # days
+DEFAULT_CV = Decimal("39.5")  # MJ/m³, GAS_CALORIFIC_VALUE's default
 
 
 class LineSink(Protocol):
     def write_lines(self, body: bytes | str, count: int) -> None: ...
 
 
-def settled_line(meter: Meter, start: datetime, kwh: float) -> str:
-    """The ``energy_settled`` point (SPEC §3)."""
+def settled_line(meter: Meter, start: datetime, kwh: float, volume: float | None = None) -> str:
+    """The ``energy_settled`` point (SPEC §3): kWh, and a gas meter's m³ as ``volume``."""
+    fields = f"consumption={float(kwh)!r}" + (f",volume={float(volume)!r}" if volume is not None else "")
     return (
         f"energy_settled,direction={escape_tag(meter.direction)},fuel={escape_tag(meter.fuel)},"
-        f"meter={escape_tag(meter.serial)} consumption={float(kwh)!r} {int(start.timestamp())}"
+        f"meter={escape_tag(meter.serial)} {fields} {int(start.timestamp())}"
     )
+
+
+def keep(
+    settled: SettledStore,
+    meter: Meter,
+    values: dict[datetime, float],
+    now: datetime,
+    calorific_value: Decimal,
+) -> SettledData:
+    """Into ``settled.json``: kWh (a gas meter's m³ converted, and kept as they were)."""
+    if meter.fuel == GAS:
+        return settled.add(meter, gas_kwh(values, calorific_value), now, values)
+    return settled.add(meter, values, now)
 
 
 @dataclass
@@ -131,6 +147,7 @@ class SettledJob:
         policy: AlertPolicy,
         emit: Callable[[Sequence[Alert]], None],
         max_meters: int = 3,
+        calorific_value: Decimal = DEFAULT_CV,
     ) -> None:
         self.rest = rest
         self.discover = meters
@@ -140,6 +157,7 @@ class SettledJob:
         self.sink = sink
         self.policy = policy
         self.emit = emit
+        self.calorific_value = calorific_value
         self.max_calls = 1 + max_meters  # account discovery, then one request per meter
         self._meters: list[Meter] | None = None
         self._fetch_at: datetime | None = None  # None: fetch at the next run
@@ -185,7 +203,7 @@ class SettledJob:
                 self.settled.add(meter, {}, now)
                 self.meters().remove(meter)
                 continue
-            data = self.settled.add(meter, values, now)
+            data = keep(self.settled, meter, values, now, self.calorific_value)
             if values:
                 moved[meter.key] = max(values) + HALF_HOUR
                 log.info(
@@ -226,7 +244,10 @@ class SettledJob:
             since = cursors.written.get(key)
             new = {k: v for k, v in entry.values.items() if since is None or k >= since}
             if new:
-                lines += [settled_line(entry.meter, k, v) for k, v in sorted(new.items())]
+                lines += [
+                    settled_line(entry.meter, k, v, entry.volumes.get(k))
+                    for k, v in sorted(new.items())
+                ]
                 moved[key] = max(new) + HALF_HOUR
         if not moved:
             return True
@@ -317,6 +338,7 @@ def fill(
     since: date,
     until: date,
     now: datetime,
+    calorific_value: Decimal = DEFAULT_CV,
 ) -> tuple[SettledData, int]:
     """``octomon reconcile``: fetch the settled UK days in ``[since, until]`` the file lacks
     (days before today only; a meter asked within the last hour is not asked again).
@@ -344,7 +366,7 @@ def fill(
             values = fetch(rest(), meter, lo, min(hi, now))
         except NotFound:
             values = {}  # remembered as absent for a day
-        data = settled.add(meter, values, now)
+        data = keep(settled, meter, values, now, calorific_value)
     return data, asked
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from octomon.readings import format_time, parse_instant
+from octomon.readings import energy_kwh, format_time, parse_instant
 
 if TYPE_CHECKING:
     from octomon.octopus.pricebook import MeterPoint
@@ -49,8 +50,8 @@ class Rest(Protocol):
 
 
 def fetch(client: Rest, meter: Meter, since: datetime, until: datetime) -> dict[datetime, float]:
-    """The settled kWh (m³ for a gas meter reporting volume) of every half-hour starting in
-    ``[since, until)``, keyed by its UTC start. Raises octomon's Octopus errors."""
+    """The API's value (kWh; m³ for a gas meter, see :func:`gas_kwh`) of every half-hour
+    starting in ``[since, until)``, keyed by its UTC start. Raises octomon's Octopus errors."""
     rows = client.get_all(
         meter.path,
         {
@@ -86,3 +87,9 @@ def discover(rest: RestClient, account_number: str) -> list[Meter]:
     from octomon.octopus.tariffs import meter_points
 
     return meters_of(meter_points(rest.account(account_number)))
+
+
+def gas_kwh(m3: dict[datetime, float], calorific_value: Decimal) -> dict[datetime, float]:
+    """A gas meter's settled m³ as kWh (SMETS2 meters, the Home Mini's kind, report volume:
+    OCTOPUS_REST.md §4), with GAS_CALORIFIC_VALUE and the volume correction."""
+    return {k: float(energy_kwh(Decimal(repr(v)), calorific_value)) for k, v in m3.items()}

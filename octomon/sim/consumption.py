@@ -1,4 +1,7 @@
-"""The simulated meter's settled half-hourly consumption (OCTOPUS_REST.md §4, SPEC §8/§10).
+"""The simulated meters' settled half-hourly consumption (OCTOPUS_REST.md §4, SPEC §8/§10).
+
+The gas meter (``gas-meter-points/{mprn}/meters/{serial}/consumption/``, the smart one only)
+answers in m³, as a SMETS2 meter does: the household's gas energy at 39.5 MJ/m³, to 3 dp.
 
 ``GET /v1/electricity-meter-points/{mpan}/meters/{serial}/consumption/`` answers from the
 same household model as the telemetry, but from the *meter's* register: every 10-s step
@@ -34,7 +37,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from octomon.sim.account import ELECTRICITY_SERIAL, MPAN
+from octomon.readings import volume_m3
+from octomon.sim.account import ELECTRICITY_SERIAL, GAS_SERIAL, MPAN, MPRN
+from octomon.sim.gas import gas_model
 from octomon.sim.household import _DAY, _STEP, _model
 from octomon.uktime import UK, day_bounds, local_iso, uk_day, uk_midnight
 
@@ -48,6 +53,7 @@ MAX_PAGE_SIZE = 25_000
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_LOOKBACK = timedelta(days=30)  # rows served when no period_from is given
 BAD_DAY_HOLES = 40
+CALORIFIC_VALUE = Decimal("39.5")  # MJ/m³: the sim's gas, as octomon's default
 
 
 class SimSettled:
@@ -63,11 +69,13 @@ class SimSettled:
         self.requests = 0
         self._holes_of: date | None = None
         self._holes: frozenset[int] = frozenset()
-        sim.rest.route(
-            r"electricity-meter-points/(?P<point>[^/]+)/meters/(?P<serial>[^/]+)/consumption",
-            self.answer,
-            auth=True,
-        )
+        for kind in ("electricity", "gas"):
+            sim.rest.route(
+                rf"(?P<kind>{kind})-meter-points/(?P<point>[^/]+)/meters/(?P<serial>[^/]+)/"
+                "consumption",
+                self.answer,
+                auth=True,
+            )
 
     # --- the meter's truth -------------------------------------------------------------
 
@@ -81,6 +89,14 @@ class SimSettled:
     def kwh(self, start: datetime) -> Decimal:
         """The settled kWh of the half-hour at ``start`` (what the endpoint answers)."""
         return Decimal(self.wh(start)) / 1000
+
+    def gas_m3(self, start: datetime) -> Decimal:
+        """The gas meter's m³ for the half-hour at ``start`` (SMETS2 reports volume): the
+        household's gas energy at :data:`CALORIFIC_VALUE`, to 3 decimal places."""
+        t = int(start.timestamp())
+        day, offset = divmod(t - t % HALF_HOUR, _DAY)
+        wh = gas_model(self.sim.seed).day(day).wh[offset // HALF_HOUR]
+        return volume_m3(Decimal(wh) / 1000, CALORIFIC_VALUE).quantize(Decimal("0.001"))
 
     def available_until(self, now: datetime) -> datetime:
         """The end of the newest settled half-hour at ``now``: the end of yesterday (UK),
@@ -119,7 +135,11 @@ class SimSettled:
         from octomon.sim.graphql import _json
 
         self.requests += 1
-        if (m["point"], m["serial"]) != (MPAN, ELECTRICITY_SERIAL):
+        meter = (m["kind"], m["point"], m["serial"])
+        gas = ("gas", MPRN, GAS_SERIAL)
+        if meter not in (("electricity", MPAN, ELECTRICITY_SERIAL), gas) or (
+            meter == gas and self.sim.no_gas
+        ):
             return _json(404, {"detail": "Not found."})
         try:
             rows, page, size = self._rows(query, now)
@@ -128,7 +148,7 @@ class SimSettled:
         first = (page - 1) * size
         if page > 1 and first >= len(rows):
             return _json(404, {"detail": "Invalid page."})
-        path = f"/v1/electricity-meter-points/{m['point']}/meters/{m['serial']}/consumption/"
+        path = f"/v1/{m['kind']}-meter-points/{m['point']}/meters/{m['serial']}/consumption/"
 
         def link(n: int) -> str:
             params = {**{k: v for k, v in query.items() if k != "page"}, "page": str(n)}
@@ -138,16 +158,18 @@ class SimSettled:
             "count": len(rows),
             "next": link(page + 1) if first + size < len(rows) else None,
             "previous": link(page - 1) if page > 1 else None,
-            "results": [self._row(m["serial"], start) for start in rows[first : first + size]],
+            "results": [
+                self._row(m["kind"], m["serial"], start) for start in rows[first : first + size]
+            ],
         }
         return _json(200, body)
 
-    def _row(self, serial: str, start: datetime) -> dict[str, Any]:
-        kwh = self.kwh(start)
+    def _row(self, kind: str, serial: str, start: datetime) -> dict[str, Any]:
+        value = self.gas_m3(start) if kind == "gas" else self.kwh(start)
         if self.sim.record:
-            self.served[(serial, start)] = float(kwh)
+            self.served[(serial, start)] = float(value)
         return {
-            "consumption": float(kwh),
+            "consumption": float(value),
             "interval_start": local_iso(start),
             "interval_end": local_iso(start + timedelta(seconds=HALF_HOUR)),
         }

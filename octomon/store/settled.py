@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ class MeterData:
     meter: Meter
     values: dict[datetime, float]  # UTC half-hour start -> kWh
     checked_at: datetime | None = None  # the last time the API was asked
+    volumes: dict[datetime, float] = field(default_factory=dict)  # gas: m³ as the API said
 
 
 class SettledData:
@@ -87,17 +88,26 @@ class SettledStore:
             log.warning("%s is damaged: settled data will be fetched again", self.path.name)
             return SettledData()
 
-    def add(self, meter: Meter, values: dict[datetime, float], checked_at: datetime) -> SettledData:
-        """Merge fetched half-hours in (under the lock); raises OSError if not written."""
+    def add(
+        self,
+        meter: Meter,
+        values: dict[datetime, float],
+        checked_at: datetime,
+        volumes: dict[datetime, float] | None = None,
+    ) -> SettledData:
+        """Merge fetched half-hours (kWh; gas also m³) in, under the lock; OSError if not
+        written."""
         with fsutil.flocked(self.lock_path):
             data = self.load()
             entry = data.meters.setdefault(meter.key, MeterData(meter, {}))
             entry.meter = meter
             entry.checked_at = checked_at
             entry.values.update(values)
+            entry.volumes.update(volumes or {})
             if entry.values:
                 horizon = max(entry.values) - KEEP
                 entry.values = {k: v for k, v in sorted(entry.values.items()) if k >= horizon}
+                entry.volumes = {k: v for k, v in sorted(entry.volumes.items()) if k >= horizon}
             fsutil.atomic_write(self.path, _encode(data), 0o600)
             return data
 
@@ -112,6 +122,7 @@ def _encode(data: SettledData) -> bytes:
             "serial": m.meter.serial,
             "checked_at": format_time(m.checked_at) if m.checked_at else None,
             "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
+            "volumes": {format_time(k): v for k, v in sorted(m.volumes.items())},
         }
     obj = {"version": _VERSION, "meters": meters}
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
@@ -127,5 +138,7 @@ def _decode(obj: Any) -> SettledData:
             parse_instant(k).astimezone(timezone.utc): float(v) for k, v in m["half_hours"].items()
         }
         checked = m.get("checked_at")
-        meters[str(key)] = MeterData(meter, values, parse_instant(checked) if checked else None)
+        volumes = {parse_instant(k): float(v) for k, v in m.get("volumes", {}).items()}
+        at = parse_instant(checked) if checked else None
+        meters[str(key)] = MeterData(meter, values, at, volumes)
     return SettledData(meters)

@@ -36,6 +36,7 @@ from tests.helpers.services import VictoriaMetrics
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
 IMPORT = Meter("electricity", "import", ids.MPAN, ids.ELECTRICITY_SERIAL)
+GAS = Meter("gas", "import", ids.MPRN, ids.GAS_SERIAL)
 
 
 def export(vm: VictoriaMetrics, metric: str, wait_for: int = 1) -> dict[int, float]:
@@ -83,10 +84,10 @@ class World:
             clock=self.clock,
         )
 
-    def job(self) -> SettledJob:
+    def job(self, *meters: Meter) -> SettledJob:
         return SettledJob(
             rest=self.rest(),
-            meters=lambda: [IMPORT],
+            meters=lambda: list(meters or [IMPORT]),
             store=self.store,
             cache_dir=self.cache_dir,
             sink=self.sink,
@@ -216,3 +217,18 @@ def test_yesterday_late_is_retried_every_6_hours_and_filled(
     assert len(got) == 7 * 48
     rest = [p for _, p in world.sim.rest.calls if p.endswith("/consumption/")]
     assert len(rest) == 3  # one request a run, nothing more
+
+
+def test_gas_settled_in_cubic_metres_is_stored_as_kwh_and_volume(
+    world: World, victoria: VictoriaMetrics
+) -> None:
+    world.job(IMPORT, GAS).run(world.clock())
+    volume = export(victoria, "energy_settled_volume", wait_for=7 * 48)
+    kwh = export(victoria, 'energy_settled_consumption{fuel="gas"}', wait_for=7 * 48)
+    assert len(volume) == len(kwh) == 7 * 48
+    for hh in half_hours(date(2026, 11, 30)):
+        t = int(hh.timestamp())
+        m3 = world.sim.settled.gas_m3(hh)
+        assert Decimal(str(volume[t])) == m3
+        want = m3 * Decimal("1.02264") * Decimal("39.5") / Decimal("3.6")
+        assert abs(Decimal(str(kwh[t])) - want) < Decimal("1e-9")

@@ -123,3 +123,24 @@ def test_errors() -> None:
     other = f"/v1/electricity-meter-points/{ids.MPAN}/meters/000/consumption/"
     assert get(sim, path=other)[0] == 404
     assert get(sim, period_to="2026-11-30T00:00:00Z")[0] == 400
+
+
+def test_the_smart_gas_meter_answers_in_cubic_metres_and_the_old_one_not_at_all() -> None:
+    sim = SimHomeMini(clock=ManualClock(NOW))
+    sim.settled.extra_rows = False
+    gas = f"/v1/gas-meter-points/{ids.MPRN}/meters/{ids.GAS_SERIAL}/consumption/"
+    status, body = get(sim, path=gas, period_from="2026-11-29T00:00:00Z", order_by="period")
+    assert status == 200 and body["count"] == 96
+    row = body["results"][18]  # 09:00 UTC: the morning heating
+    start = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    assert row["interval_start"] == "2026-11-29T09:00:00Z"
+    item = sim.gas_reading_at(start)
+    wh = Decimal(item["consumptionDelta"]) if item else None
+    m3 = Decimal(str(row["consumption"]))
+    assert m3 == sim.settled.gas_m3(start) and m3 > 0
+    if wh is not None:  # the same energy as the Home Mini's, at 39.5 MJ/m³, to 3 dp
+        assert abs(
+            m3 * Decimal("1.02264") * Decimal("39.5") / Decimal("3.6") - wh / 1000
+        ) < Decimal("0.006")
+    old = f"/v1/gas-meter-points/{ids.MPRN}/meters/{ids.GAS_SERIAL_OLD}/consumption/"
+    assert get(sim, path=old)[0] == 404
