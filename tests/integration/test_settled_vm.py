@@ -17,7 +17,7 @@ import pytest
 
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.backfill import plan, run_backfill
-from octomon.daemon.settled import SettledJob
+from octomon.daemon.settled import SettledJob, fill
 from octomon.octopus.budget import Budget
 from octomon.octopus.consumption import Meter
 from octomon.octopus.graphql import OctopusClient
@@ -28,6 +28,7 @@ from octomon.sim import account as ids
 from octomon.state import StateStore
 from octomon.store.cache import Cache
 from octomon.store.influx import InfluxSink
+from octomon.store.settled import SettledStore
 from octomon.store.tally import Tally, TallyRecorder, half_hour_of
 from octomon.uktime import day_bounds, half_hours
 from tests.helpers.clock import ManualClock
@@ -217,6 +218,25 @@ def test_yesterday_late_is_retried_every_6_hours_and_filled(
     assert len(got) == 7 * 48
     rest = [p for _, p in world.sim.rest.calls if p.endswith("/consumption/")]
     assert len(rest) == 3  # one request a run, nothing more
+    assert world.store.load().calls == [world.clock()]  # the last hour's one request, in the ledger
+
+
+def test_the_daemon_alerts_for_data_reconcile_fetched_without_fetching_again(
+    world: World, victoria: VictoriaMetrics
+) -> None:
+    lo, hi = day_bounds(date(2026, 11, 29))[0], day_bounds(date(2026, 11, 30))[1]
+    world.backfill(lo, hi)
+    settled = SettledStore(world.cache_dir)
+    rest = world.rest()
+    fill(lambda: rest, [IMPORT], settled, date(2026, 11, 24), date(2026, 11, 30), world.clock())
+    asked = len(world.sim.rest.calls)
+    world.clock.advance(minutes=5)
+    job = world.job()
+    job.run(world.clock())  # at start: yesterday is in settled.json
+    assert len(world.sim.rest.calls) == asked  # no request: the data was there
+    short = [a for a in world.alerts.sent if a.key == "reconciliation"]
+    assert [a.fields["day"] for a in short] == ["2026-11-29"]
+    assert len(export(victoria, "energy_settled_consumption", wait_for=7 * 48)) == 7 * 48
 
 
 def test_gas_settled_in_cubic_metres_is_stored_as_kwh_and_volume(
