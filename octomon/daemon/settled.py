@@ -57,7 +57,9 @@ class LineSink(Protocol):
 
 def settled_line(meter: Meter, start: datetime, kwh: float, volume: float | None = None) -> str:
     """The ``energy_settled`` point (SPEC §3): kWh, and a gas meter's m³ as ``volume``."""
-    fields = f"consumption={float(kwh)!r}" + (f",volume={float(volume)!r}" if volume is not None else "")
+    fields = f"consumption={float(kwh)!r}"
+    if volume is not None:
+        fields += f",volume={float(volume)!r}"
     return (
         f"energy_settled,direction={escape_tag(meter.direction)},fuel={escape_tag(meter.fuel)},"
         f"meter={escape_tag(meter.serial)} {fields} {int(start.timestamp())}"

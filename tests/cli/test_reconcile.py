@@ -9,9 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.store.tally import Tally
 from octomon.uktime import day_bounds, uk_day
+from tests.helpers.http_stub import bad_gateway
 
 UTC = timezone.utc
 
@@ -133,19 +132,6 @@ def test_yesterday_not_yet_settled_is_marked(sim: tuple[SimHomeMini, SimServer])
     assert out["days"][-1]["settled"] is False and out["days"][-1]["settled_kwh"] is None
 
 
-class _BadGateway(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html><title>502 Bad Gateway</title></html>"
-        self.send_response(502)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def test_api_failures_are_one_line_and_exit_1(
     sim: tuple[SimHomeMini, SimServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,14 +145,9 @@ def test_api_failures_are_one_line_and_exit_1(
     )
     assert "wrongkey" not in result.output and "Traceback" not in result.output
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadGateway)
-    Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("OCTOPUS_REST_URL", f"http://127.0.0.1:{server.server_address[1]}/v1/")
+    with bad_gateway() as url:
+        monkeypatch.setenv("OCTOPUS_REST_URL", url)
         result = invoke()
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("error: the Octopus API answered HTTP 502")

@@ -5,50 +5,25 @@ reading and says so once."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from octomon.alerts.policy import Alert
-from octomon.config import Settings
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
 from octomon.sim import SimHomeMini, SimServer
 from octomon.store.settled import SettledStore
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, expected
 from tests.helpers.tally import assert_tally_is_what_was_served
+from tests.integration.test_run_sim import make_rig
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 12, 1, 8, 40, tzinfo=timezone.utc)
 
 
-class Quiet:
-    def __init__(self) -> None:
-        self.sent: list[Alert] = []
-
-    def emit(self, alerts: Sequence[Alert]) -> None:
-        self.sent.extend(alerts)
-
-    def close(self, timeout: float = 3.0) -> None:
-        pass
-
-
 def monitor_for(tmp_path: Path, sim: SimHomeMini, server: SimServer, clock: ManualClock) -> Monitor:
-    settings = Settings(
-        octopus_api_key=sim.api_key,
-        octopus_account_number=sim.account_number,
-        octopus_api_url=server.url,
-        octopus_rest_url=server.rest_url,
-        cache_dir=tmp_path / "cache",
-        poll_interval_seconds=60,
-    )
-    monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=Quiet())
-    monitor.start(clock())
-    return monitor
+    return make_rig(tmp_path, sim, clock, server).monitor
 
 
 def drive(monitor: Monitor, clock: ManualClock, minutes: int) -> list[str]:

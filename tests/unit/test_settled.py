@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
 from octomon.state import StateStore
 from octomon.store.settled import SettledStore
+from tests.helpers import http_stub
 from tests.helpers.clock import ManualClock
 
 UTC = timezone.utc
@@ -74,37 +72,16 @@ def job(
     )
 
 
-class _BadGateway(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html><head><title>502 Bad Gateway</title></head></html>"
-        self.send_response(502)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def bad_gateway() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadGateway)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/"
-    server.shutdown()
-    server.server_close()
+    with http_stub.bad_gateway() as url:
+        yield url
 
 
 @pytest.fixture
 def silent() -> Iterator[str]:
-    """A server that accepts connections and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1/"
-    sock.close()
+    with http_stub.silent() as url:
+        yield url
 
 
 def nothing_moved(tmp_path: Path, sink: Sink) -> None:
