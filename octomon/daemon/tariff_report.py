@@ -17,19 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from octomon.daemon.tariffs import PUBLISH, Cached, TariffCache, Tariffs, tomorrow_known
 from octomon.octopus.pricebook import (
-    HALF_HOUR,
-    UK,
     Price,
     Series,
     TariffBook,
     Window,
     cheapest_window,
     half_hour_floor,
-    uk_day,
-    uk_midnight,
 )
 from octomon.octopus.tariffs import product_code
 from octomon.readings import format_time
+from octomon.uktime import HALF_HOUR, UK, uk_day, uk_midnight
 
 if TYPE_CHECKING:
     from octomon.config import Settings

@@ -17,7 +17,11 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from octomon.readings import format_time, parse_instant
-from octomon.uktime import HALF_HOUR, UTC, uk_day, uk_midnight
+from octomon.uktime import HALF_HOUR as HALF_HOUR  # UK days live in octomon.uktime;
+from octomon.uktime import UK as UK  # re-exported for the tariffs' modules
+from octomon.uktime import UTC as UTC
+from octomon.uktime import uk_day as uk_day
+from octomon.uktime import uk_midnight as uk_midnight
 
 Series = tuple[str, str]  # (fuel, direction): ("electricity", "import") ...
 
