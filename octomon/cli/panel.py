@@ -129,6 +129,10 @@ def render(status: Status, now: datetime) -> RenderableType:
     else:
         grid.add_row("last reading", Text("none yet", style="dim"))
 
+    price = status.price_summary()
+    if price is not None:
+        grid.add_row("price", price)
+
     gas = status.gas_summary(now)
     if gas is not None:
         grid.add_row("gas", gas)

@@ -130,6 +130,9 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     table.add_row("last reading", _when(current.last_reading_at, now))
     if current.last_demand_kw is not None:
         table.add_row("demand", f"{current.last_demand_kw:.3f} kW")
+    price = current.price_summary()
+    if price is not None:
+        table.add_row("price", f"{price} ({current.tariff_code})")
     gas = current.gas_summary(now)
     if gas is not None:
         table.add_row("gas", gas)

@@ -114,7 +114,9 @@ def build_monitor(
     offset = installation_offset(settings.octopus_account_number)
     monitor.scheduler = Scheduler(budget, offset=offset, headroom=JOB_HEADROOM)
     # The scheduled jobs of other features register here: monitor.scheduler.add(SomeJob(...))
-    monitor.scheduler.add(_tariffs_job(settings, budget, sink, store, clock), clock() - offset)
+    tariffs = _tariffs_job(settings, budget, sink, store, clock)
+    monitor.scheduler.add(tariffs, clock() - offset)
+    monitor.status_fillers.append(tariffs.tariffs.fill_status)
     monitor.scheduler.add(_settled_job(settings, monitor, sink, budget, clock), clock() - offset)
     return monitor
 

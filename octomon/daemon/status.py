@@ -47,6 +47,9 @@ class Status:
     gas_today_m3: float | None = None
     gas_today_gbp: float | None = None
     gas_last_reading_at: datetime | None = None
+    # The price now (SPEC §4.8/§9): the electricity import unit rate, GBP/kWh inc. VAT.
+    unit_rate: float | None = None
+    tariff_code: str | None = None
     # (time, kW) over the last 30 minutes for the panel's sparkline; not written to disk.
     demand_history: list[tuple[datetime, float]] = field(default_factory=list)
 
@@ -98,6 +101,16 @@ class Status:
             return today
         age = duration(now - last)
         return f"{today}; last half-hour {last.strftime('%H:%M')} UTC ({age} ago)"
+
+    def price_summary(self) -> str | None:
+        """``0.56 kW · 24.5 p/kWh · 13.7 p/h``: the rate now and what the demand costs an hour."""
+        if self.unit_rate is None:
+            return None
+        rate = f"{self.unit_rate * 100:.1f} p/kWh"
+        if self.last_demand_kw is None:
+            return rate
+        hourly = self.last_demand_kw * self.unit_rate * 100
+        return f"{self.last_demand_kw:.2f} kW · {rate} · {hourly:.1f} p/h"
 
     def write(self, cache_dir: Path) -> None:
         """Atomic rewrite (0600); raises OSError for the caller to log and retry."""

@@ -32,6 +32,7 @@ from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
+    from octomon.daemon.status import Status
     from octomon.octopus.rest import RestClient
     from octomon.state import State, StateStore
 
@@ -200,12 +201,22 @@ class Tariffs:
         self.state = state
         self.sink = sink
         self._memory: dict[Series, Cursor] = {}  # the cursor when there is no state.json
+        self._book: TariffBook | None = None  # the latest prices, for the status each cycle
 
     def cursors(self) -> dict[Series, Cursor]:
         return _cursors(self.state.load()) if self.state is not None else dict(self._memory)
 
     def cached(self) -> Cached | None:
         return self.cache.load()
+
+    def fill_status(self, status: Status, now: datetime) -> None:
+        """The import rate of the current half-hour into the status (panel, status.json)."""
+        if self._book is None:
+            cached = self.cache.load()
+            self._book = cached.book if cached is not None else TariffBook()
+        price = self._book.price_at(now)
+        status.unit_rate = float(price.unit_rate) if price is not None else None
+        status.tariff_code = price.tariff_code if price is not None else None
 
     def refresh(
         self, now: datetime, *, since: datetime | None = None, store: bool = True
@@ -263,6 +274,7 @@ class Tariffs:
         book.merge(fresh)
         book = book.since(uk_midnight(today - timedelta(days=KEEP_DAYS)))
         self.cache.save(Cached(book, now, account_day))
+        self._book = book
         stored = False
         if store or since is not None:
             body, count = lines(fresh)
@@ -328,10 +340,3 @@ class TariffsJob:
                 result.calls,
             )
         return next_anchor(now, result.complete)
-
-
-def price_now(cache_dir: Path, now: datetime) -> tuple[str, float] | None:
-    """(tariff code, GBP/kWh inc. VAT) of the current import half-hour, from tariffs.json."""
-    cached = TariffCache(cache_dir).load()
-    price = cached.book.price_at(now) if cached is not None else None
-    return (price.tariff_code, float(price.unit_rate)) if price is not None else None

@@ -171,3 +171,10 @@ def test_live_panel_renders_updates_and_routes_logs_above_it() -> None:
     assert "a log line while the panel is up" in out
     assert "5,690 readings this session" in out
     assert "(45 s ago)" in out  # the clock moved on
+
+
+def test_the_price_now_and_what_the_demand_costs_an_hour() -> None:
+    text = _text(_status(last_demand_kw=0.56, unit_rate=0.245, tariff_code="E-1R-AGILE-24-10-01-C"))
+    row = " ".join(_row(text, "price").split("│")[1].split())
+    assert row == "price 0.56 kW · 24.5 p/kWh · 13.7 p/h"
+    assert "price" not in _text(_status())  # no tariffs known: no row

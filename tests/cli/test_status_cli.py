@@ -139,3 +139,17 @@ def test_status_check_is_quick_and_imports_nothing_heavy() -> None:
     elapsed = time.perf_counter() - started
     assert "RESULT 0 []" in out.stdout, out.stdout + out.stderr
     assert elapsed < 5
+
+
+def test_status_shows_the_price_now() -> None:
+    status = write_status(cache_dir(), good_ago=10)
+    status.last_demand_kw, status.unit_rate = 0.56, 0.245
+    status.tariff_code = "E-1R-AGILE-24-10-01-C"
+    status.write(cache_dir())
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "price            0.56 kW · 24.5 p/kWh · 13.7 p/h (E-1R-AGILE-24-10-01-C)" in result.output
+    )
+    data = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert data["unit_rate"] == 0.245 and data["tariff_code"] == "E-1R-AGILE-24-10-01-C"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,10 +19,13 @@ from octomon.alerts.policy import Alert
 from octomon.config import Settings, night_window
 from octomon.daemon.loop import build_monitor
 from octomon.daemon.schedule import Scheduler, installation_offset, slot
+from octomon.daemon.status import Status
 from octomon.daemon.tariffs import Tariffs, TariffsJob
 from octomon.octopus.budget import Budget
+from octomon.octopus.pricebook import half_hour_floor
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
+from octomon.sim import account as ids
 from octomon.state import StateStore
 from tests.helpers.clock import ManualClock
 
@@ -162,6 +166,12 @@ def test_an_accelerated_day_stays_within_the_hourly_budget_with_rest_in_the_ledg
             hour = [t for t, _ in sim.calls if t > clock() - timedelta(hours=1)]
             ledger = monitor.budget.calls_last_hour(clock())
             worst_ledger_gap = max(worst_ledger_gap, len(hour) - ledger)
+        # The status (panel, status.json) carries the price of the half-hour of the last cycle.
+        status = Status.read(tmp_path / "cache")
+        assert status is not None and status.last_cycle_at is not None
+        pence = sim.rest.agile_price(half_hour_floor(status.last_cycle_at))
+        assert status.unit_rate == float(pence * Decimal("1.05") / 100)
+        assert status.tariff_code == ids.AGILE_IMPORT_TARIFF
     finally:
         monitor.close(clock(), announce=False)
     assert worst_ledger_gap == 0
