@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "status": "status",
     "tariff": "tariff",
     "reconcile": "reconcile",
+    "costs": "costs",
 }
 MODULES = (  # --help order
     "run",
@@ -42,6 +43,7 @@ MODULES = (  # --help order
     "backfill",
     "tariff",
     "reconcile",
+    "costs",
     "status",
 )
 

@@ -144,6 +144,22 @@ def _daemon(monitor: "Monitor", stop: threading.Event) -> ExitCode:
     return ExitCode.OK
 
 
+def _demo_env(tmp: Path, settings: "Settings") -> Path:
+    """A settings file pointing the other commands at the demo's simulator and cache."""
+    from octomon import fsutil
+
+    path = tmp / "demo.env"
+    lines = [
+        f"OCTOPUS_API_KEY={settings.octopus_api_key}",
+        f"OCTOPUS_ACCOUNT_NUMBER={settings.octopus_account_number}",
+        f"OCTOPUS_API_URL={settings.octopus_api_url}",
+        f"OCTOPUS_REST_URL={settings.octopus_rest_url}",
+        f"CACHE_DIR={settings.cache_dir}",
+    ]
+    fsutil.atomic_write(path, ("\n".join(lines) + "\n").encode(), 0o600)
+    return path
+
+
 def _demo(once: bool) -> ExitCode:
     """The simulated Home Mini on a free loopback port, in local mode, in a temp dir."""
     from octomon import logs
@@ -167,11 +183,14 @@ def _demo(once: bool) -> ExitCode:
             cache_dir=tmp / "cache",
             log_level=ui.early_log_level(),
         )
+        demo_env = _demo_env(tmp, settings)
         ui.err_console.print(
             "[bold]octomon demo[/bold]: a simulated Home Mini on "
             f"{server.url} — not your account. .env and OCTOPUS_/INFLUXDB_/SLACK_ settings "
             f"are ignored; readings go to a temporary cache ({tmp}) removed on exit. "
-            f"Polling every {DEMO_POLL_SECONDS} s (a real account: 60 s). Ctrl-C to stop.",
+            f"Polling every {DEMO_POLL_SECONDS} s (a real account: 60 s). Ctrl-C to stop.\n"
+            "While it runs, try in another terminal: "
+            f"[bold]octomon costs --env-file {demo_env}[/bold] (and tariff, reconcile, status).",
             soft_wrap=True,
         )
         return _run(settings, once=once, demo=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from octomon import fsutil
-from octomon.octopus.pricebook import Series, TariffBook
+from octomon.octopus.pricebook import Series, TariffBook, half_hours, midnights
 from octomon.octopus.tariffs import fetch, is_dual_register, meter_points
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
@@ -285,6 +285,61 @@ class Tariffs:
                 self._advance(moved)
         complete = tomorrow_known(book, now)
         return TariffRun(self.client.calls - calls, fresh.count(), stored, complete)
+
+    def cover(self, first: date, last: date, now: datetime) -> tuple[TariffBook, int]:
+        """Prices and standing charges of the UK days ``first``..``last`` (``octomon costs``):
+        only what ``tariffs.json`` lacks is fetched (up to the published horizon), merged in
+        and kept there. Returns the book and the API requests made; raises the client's
+        errors (what was had before is still in the file)."""
+        calls = self.client.calls
+        today = uk_day(now)
+        cached = self.cache.load()
+        book = cached.book if cached is not None else TariffBook()
+        if cached is not None and cached.account_day == today and cached.book.points:
+            points, account_day = cached.book.points, cached.account_day
+        else:
+            points, account_day = meter_points(self.client.account(self.account_number)), today
+        start = uk_midnight(first)
+        end = min(uk_midnight(last + timedelta(days=1)), horizon(now))
+        fresh = TariffBook(list(points))
+        for series in dict.fromkeys(p.series for p in points):
+            in_force = [p for p in points if p.series == series]
+            lacking = [
+                t
+                for t in half_hours(start, end)
+                if book.price_at(t, *series) is None and any(p.agreement_at(t) for p in in_force)
+            ]
+            no_charge = [
+                d
+                for d, at in midnights(start, end)
+                if book.standing_charge(d, *series) is None
+                and any(p.agreement_at(at) for p in in_force)
+            ]
+            if not lacking and not no_charge:
+                continue
+            lo = min([*lacking, *(uk_midnight(d) for d in no_charge)])
+            hi = max(
+                [t + HALF_HOUR for t in lacking] + [uk_midnight(d) + HALF_HOUR for d in no_charge]
+            )
+            fresh.merge(
+                fetch(
+                    self.client,
+                    points,
+                    lo,
+                    hi,
+                    night=self.night,
+                    payment_method=self.payment_method,
+                    series={series},
+                    charges_from={series: min(no_charge, default=date.max)},
+                )
+            )
+        book.merge(fresh)
+        if fresh.count() or account_day != (cached.account_day if cached else None):
+            keep = min(first, today - timedelta(days=KEEP_DAYS))
+            book = book.since(uk_midnight(keep))
+            fetched_at = cached.fetched_at if cached is not None else now
+            self.cache.save(Cached(book, fetched_at, account_day))
+        return book, self.client.calls - calls
 
     def _advance(self, moved: dict[Series, Cursor]) -> None:
         if self.state is None:

@@ -1,0 +1,180 @@
+"""`octomon costs`: what the bill will say, per UK day and fuel (SPEC §12)."""
+
+import json
+import sys
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from octomon.cli import ui
+from octomon.errors import ExitCode
+
+if TYPE_CHECKING:
+    from octomon.daemon.costs import Bill, DayCost
+
+HELP = (
+    "Per UK day and fuel: kWh (settled where Octopus has settled the day, else the Home "
+    "Mini's), energy cost, standing charge and total, inc. VAT, in GBP."
+)
+
+
+def register(app: typer.Typer, only: str | None = None) -> None:
+    ui.command(app, "costs", help=HELP)(costs)
+
+
+def _day(option: str, raw: str | None, default: date) -> date:
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        ui.fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
+
+
+def costs(
+    ctx: typer.Context,
+    env_file: ui.EnvFileOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What each UK day cost, the way the bill will say it."""
+    from octomon.clock import utcnow
+    from octomon.daemon.costs import bill
+    from octomon.uktime import uk_day
+
+    now = utcnow()
+    today = uk_day(now)
+    first = _day("--since", since, today - timedelta(days=7))
+    last = _day("--until", until, today - timedelta(days=1))
+    if last < first:
+        ui.fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
+    if last > today:
+        ui.fail(f"--until {last} is in the future", None, ExitCode.CONFIG)
+    settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))
+    result = bill(settings, first, last, now)
+    for error in result.errors:
+        ui.warn(f"could not fetch the {error}; answering from what CACHE_DIR keeps")
+    if as_json:
+        typer.echo(json.dumps(_obj(result), indent=1))
+    else:
+        _render(result)
+    empty = result.empty_days()
+    if empty:
+        ui.fail(
+            f"nothing known for {len(empty)} of the days asked "
+            f"({', '.join(d.isoformat() for d in empty[:5])}{' …' if len(empty) > 5 else ''})",
+            "run `octomon costs` again once the Octopus API answers"
+            if result.errors
+            else "octomon had no readings and Octopus no settled data for them",
+        )
+
+
+def _money(x: Decimal | None) -> float | None:
+    return None if x is None else float(x)
+
+
+def _row(d: "DayCost") -> dict[str, Any]:
+    return {
+        "day": d.day.isoformat(),
+        "fuel": d.fuel,
+        "direction": d.direction,
+        "source": d.source,
+        "kwh": None if d.kwh is None else round(float(d.kwh), 6),
+        "energy_cost": _money(d.energy),
+        "energy_cost_exc_vat": _money(d.energy_exc_vat),
+        "standing_charge": _money(d.standing),
+        "standing_charge_exc_vat": _money(d.standing_exc_vat),
+        "total": _money(d.total),
+        "half_hours": d.half_hours,
+        "tariffs": list(d.tariffs),
+        "missing": list(d.missing),
+    }
+
+
+def _obj(b: "Bill") -> dict[str, Any]:
+    from octomon.daemon.costs import EXPORT, GAS, IMPORT
+
+    r = b.report
+    totals = {
+        "electricity": float(r.total(IMPORT)),
+        "gas": float(r.total(GAS)),
+        "export": float(r.total(EXPORT)),
+        "total": float(r.total()),
+        "complete": r.complete(),
+    }
+    return {
+        "since": b.since.isoformat(),
+        "until": b.until.isoformat(),
+        "currency": "GBP",
+        "vat": "inc",
+        "days": [_row(d) for d in r.days],
+        "totals": totals,
+        "api_calls": b.api_calls,
+        "errors": b.errors,
+    }
+
+
+def _gbp(x: Decimal | None) -> str:
+    return "—" if x is None else f"£{x:,.2f}"
+
+
+def _cells(d: "DayCost") -> list[str]:
+    label = d.fuel if d.direction == "import" else "export (earned)"
+    kwh = "—" if d.kwh is None else f"{d.kwh:,.2f}"
+    source = d.source + (f" ({', '.join(d.missing)} missing)" if d.missing and d.kwh else "")
+    standing = "" if d.direction == "export" else _gbp(d.standing)
+    return [
+        f"{d.day:%a} {d.day.day:>2} {d.day:%b}",
+        label,
+        source,
+        kwh,
+        _gbp(d.energy),
+        standing,
+        _gbp(d.total),
+    ]
+
+
+HEADERS = ["UK day", "fuel", "kWh from", "kWh", "energy", "standing", "total"]
+RIGHT = {3, 4, 5, 6}
+
+
+def _render(b: "Bill") -> None:
+    rows = [_cells(d) for d in b.report.days]
+    total = b.report.total()
+    note = "" if b.report.complete() else " (days marked missing are not in it)"
+    footer = f"Total £{total:,.2f} inc. VAT{note}"
+    if b.report.total(("electricity", "export")):
+        footer += "; export earnings are subtracted"
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="What the bill will say (inc. VAT)", title_justify="left")
+        for i, h in enumerate(HEADERS):
+            table.add_column(h, justify="right" if i in RIGHT else "left")
+        for row in rows:
+            style = "dim" if row[2].startswith("missing") else None
+            table.add_row(*row, style=style)
+        console = Console(highlight=False)
+        console.print(table)
+        console.print(footer, markup=False)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(widths[i]) if i in RIGHT else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
+
+    typer.echo(line(HEADERS))
+    for row in rows:
+        typer.echo(line(row))
+    typer.echo(footer)

@@ -1,0 +1,276 @@
+"""What the bill will say (SPEC §12): per UK day and fuel, the kWh, the energy cost (each
+half-hour's kWh × the unit rate in force that half-hour), the standing charge and the total,
+inc. VAT, in GBP to the penny.
+
+Pure: it takes what octomon keeps in CACHE_DIR -- the prices (:class:`TariffBook`), the
+settled consumption (:class:`SettledData`) and the Home Mini's tally (:class:`TallyData`) --
+and returns rows; fetching what is lacking is the caller's (``octomon costs``).
+
+A day is **settled** when Octopus's settled consumption covers every one of its half-hours
+(46, 48 or 50): those are the figures the bill is made of. Otherwise, if the Home Mini stored
+anything that day, it is **live**: the tally's kWh, an estimate (what the Home Mini missed is
+not in it). Otherwise it is **missing** — never shown as zero. Export (where the account has an
+export tariff) is earnings, from settled data only (the Home Mini's export is a register, not
+half-hours).
+
+Rounding: the energy cost is summed exactly (Decimal) over the half-hours and rounded to the
+penny once per day; the standing charge is rounded to the penny; the total is their sum, so a
+row adds up as printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from octomon.octopus.pricebook import TariffBook
+from octomon.store.settled import SettledData
+from octomon.store.tally import TallyData
+from octomon.uktime import half_hours
+
+if TYPE_CHECKING:
+    from octomon.config import Settings
+
+PENNY = Decimal("0.01")
+SETTLED = "settled"
+LIVE = "live"
+MISSING = "missing"
+
+Series = tuple[str, str]  # (fuel, direction)
+IMPORT: Series = ("electricity", "import")
+EXPORT: Series = ("electricity", "export")
+GAS: Series = ("gas", "import")
+
+
+def pennies(value: Decimal) -> Decimal:
+    return value.quantize(PENNY, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class DayCost:
+    """One UK day of one fuel. Money in GBP inc. VAT (``*_exc_vat`` without); None = unknown."""
+
+    day: date
+    fuel: str
+    direction: str
+    source: str  # settled | live | missing
+    kwh: Decimal | None = None
+    energy: Decimal | None = None
+    energy_exc_vat: Decimal | None = None
+    standing: Decimal | None = None
+    standing_exc_vat: Decimal | None = None
+    half_hours: int = 48  # in this UK day: 46, 48 or 50
+    tariffs: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()  # what is lacking: "consumption", "prices", "standing charge"
+
+    @property
+    def total(self) -> Decimal | None:
+        if self.energy is None:
+            return None
+        if self.direction == "export":
+            return self.energy  # earnings: no standing charge
+        if self.standing is None:
+            return None
+        return self.energy + self.standing
+
+
+@dataclass
+class CostReport:
+    days: list[DayCost] = field(default_factory=list)
+
+    def series(self) -> list[Series]:
+        return list(dict.fromkeys((d.fuel, d.direction) for d in self.days))
+
+    def total(self, series: Series | None = None) -> Decimal:
+        """The sum of the known totals (export as earnings, i.e. subtracted, when ``None``)."""
+        out = Decimal(0)
+        for d in self.days:
+            if series is not None and (d.fuel, d.direction) != series:
+                continue
+            if d.total is None:
+                continue
+            earned = d.direction == "export" and series is None
+            out += -d.total if earned else d.total
+        return out
+
+    def complete(self, series: Series | None = None) -> bool:
+        return all(
+            d.total is not None
+            for d in self.days
+            if series is None or (d.fuel, d.direction) == series
+        )
+
+    @property
+    def any_known(self) -> bool:
+        return any(d.source != MISSING for d in self.days)
+
+
+def _consumption(
+    day: date, series: Series, settled: SettledData, tally: TallyData
+) -> tuple[str, dict[datetime, Decimal]]:
+    fuel, direction = series
+    slots = half_hours(day)
+    if settled.day_settled(day, fuel, direction):
+        values = {hh: settled.settled_kwh(hh, fuel, direction) for hh in slots}
+        return SETTLED, {hh: Decimal(str(v)) for hh, v in values.items() if v is not None}
+    if direction == "import":
+        live: dict[datetime, Decimal] = {}
+        for hh in slots:
+            got = tally.half_hour(hh, fuel)
+            if got is not None:
+                live[hh] = Decimal(got.micro_kwh) / 1_000_000
+        if live:
+            return LIVE, live
+    return MISSING, {}
+
+
+def day_cost(
+    day: date, series: Series, book: TariffBook, settled: SettledData, tally: TallyData
+) -> DayCost:
+    fuel, direction = series
+    slots = half_hours(day)
+    source, kwh = _consumption(day, series, settled, tally)
+    charge = book.standing_charge(day, fuel, direction) if direction == "import" else None
+    standing = pennies(charge.standing_charge) if charge is not None else None
+    standing_exc = pennies(charge.standing_charge_exc_vat) if charge is not None else None
+    if source == MISSING:
+        return DayCost(
+            day,
+            fuel,
+            direction,
+            MISSING,
+            half_hours=len(slots),
+            missing=("consumption",),
+            standing=standing,
+            standing_exc_vat=standing_exc,
+        )
+    energy = energy_exc = Decimal(0)
+    tariffs: dict[str, None] = {}
+    unpriced = 0
+    for hh, amount in sorted(kwh.items()):
+        price = book.price_at(hh, fuel, direction)
+        if price is None:
+            unpriced += 1
+            continue
+        tariffs[price.tariff_code] = None
+        energy += amount * price.unit_rate
+        energy_exc += amount * price.unit_rate_exc_vat
+    if charge is not None:
+        tariffs.setdefault(charge.tariff_code, None)
+    missing = []
+    if unpriced:
+        missing.append("prices")
+    if direction == "import" and charge is None:
+        missing.append("standing charge")
+    return DayCost(
+        day,
+        fuel,
+        direction,
+        source,
+        kwh=sum(kwh.values(), Decimal(0)),
+        energy=None if unpriced else pennies(energy),
+        energy_exc_vat=None if unpriced else pennies(energy_exc),
+        standing=standing,
+        standing_exc_vat=standing_exc,
+        half_hours=len(slots),
+        tariffs=tuple(tariffs),
+        missing=tuple(missing),
+    )
+
+
+def costs(
+    days: Iterable[date],
+    series: Iterable[Series],
+    book: TariffBook,
+    settled: SettledData,
+    tally: TallyData,
+) -> CostReport:
+    """Every (day, series) pair, days in order, series in the order given."""
+    wanted = list(series)
+    return CostReport([day_cost(d, s, book, settled, tally) for d in days for s in wanted])
+
+
+# --- what `octomon costs` runs: fetch what is lacking, then price ----------------------------
+
+
+@dataclass
+class Bill:
+    """The report of ``octomon costs``: the rows, the API calls made, what could not be fetched."""
+
+    since: date
+    until: date
+    report: CostReport
+    api_calls: int = 0
+    errors: list[str] = field(default_factory=list)  # fetches that failed (answered from files)
+
+    def empty_days(self) -> list[date]:
+        """Asked days with nothing known for any fuel (``costs`` exits 1 for these)."""
+        known = {d.day for d in self.report.days if d.source != MISSING}
+        return [d for d in dict.fromkeys(x.day for x in self.report.days) if d not in known]
+
+
+def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
+    """Fetch (within the shared ledger) only what CACHE_DIR lacks for ``first``..``last``,
+    then price every UK day. An Octopus failure is not fatal: what was kept still answers,
+    and the failure is reported in ``errors``."""
+    from octomon.config import night_window
+    from octomon.daemon.settled import fill, known_meters
+    from octomon.daemon.tariffs import TariffCache, Tariffs
+    from octomon.errors import OctopusError
+    from octomon.octopus.budget import Budget
+    from octomon.octopus.rest import RestClient
+    from octomon.readings import calorific
+    from octomon.state import StateStore
+    from octomon.store.settled import SettledStore
+    from octomon.store.tally import Tally
+    from octomon.uktime import days
+
+    cache_dir = Path(settings.cache_dir)
+    assert settings.octopus_api_key and settings.octopus_account_number
+    client = RestClient(
+        api_key=settings.octopus_api_key,
+        base_url=settings.octopus_rest_url,
+        budget=Budget(StateStore(cache_dir), settings.octopus_max_calls_per_hour),
+        clock=lambda: now,
+    )
+    errors: list[str] = []
+    settled_store = SettledStore(cache_dir)
+    try:
+        tariffs = Tariffs(
+            client,
+            settings.octopus_account_number,
+            cache_dir,
+            night=night_window(settings.economy7_night),
+            payment_method=settings.octopus_payment_method,
+            state=None,
+            sink=None,
+        )
+        try:
+            book, _ = tariffs.cover(first, last, now)
+        except OctopusError as exc:
+            errors.append(f"prices: {exc.message}")
+            cached = TariffCache(cache_dir).load()
+            book = cached.book if cached is not None else TariffBook()
+        try:
+            meters = known_meters(cache_dir, lambda: client, settings.octopus_account_number)
+            settled, _ = fill(
+                lambda: client,
+                meters,
+                settled_store,
+                first,
+                last,
+                now,
+                calorific(settings.gas_calorific_value),
+            )
+        except OctopusError as exc:
+            errors.append(f"settled consumption: {exc.message}")
+            settled = settled_store.load()
+    finally:
+        client.close()
+    wanted = [s for s in (IMPORT, GAS, EXPORT) if any(p.series == s for p in book.points)]
+    report = costs(days(first, last), wanted or [IMPORT], book, settled, Tally(cache_dir).load())
+    return Bill(first, last, report, client.calls, errors)

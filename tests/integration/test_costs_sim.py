@@ -1,0 +1,248 @@
+"""`octomon costs` against the simulator over real HTTP: the bill computed by hand from the
+sim's own REST answers (rates, standing charges, settled consumption), compared to the penny.
+
+The hand computation reads the raw JSON with urllib, independently of octomon's parsing: a
+half-hour's cost is its kWh × the direct-debit (or null) unit rate inc. VAT whose validity
+holds it; a day's energy is rounded to the penny once; the standing charge is the row in
+force at the UK midnight, rounded to the penny.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from octomon.cli import app
+from octomon.readings import Reading
+from octomon.sim import SimHomeMini, SimServer
+from octomon.sim import account as ids
+from octomon.store.tally import Tally
+from octomon.uktime import day_bounds, half_hours, uk_day
+
+pytestmark = pytest.mark.integration
+UTC = timezone.utc
+PENNY = Decimal("0.01")
+
+
+@pytest.fixture
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServer]]:
+    home = SimHomeMini(rate_limit_per_hour=10_000)  # the hand computation asks a lot
+    with SimServer(home) as server:
+        monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
+        monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
+        monkeypatch.setenv("OCTOPUS_API_URL", server.url)
+        monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)
+        yield home, server
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, ["costs", *args])
+
+
+# --- the hand computation, from the raw REST JSON ----------------------------------------
+
+
+def get_all(home: SimHomeMini, server: SimServer, path: str, **params: str) -> list[Any]:
+    token = base64.b64encode(f"{home.api_key}:".encode()).decode()
+    url: str | None = server.rest_url + path + "?" + urllib.parse.urlencode(params)
+    rows: list[Any] = []
+    while url:
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            page = json.loads(answer.read())
+        rows += page["results"]
+        url = page["next"]
+    return rows
+
+
+def instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def in_force(rows: list[Any], at: datetime) -> Decimal:
+    """The inc-VAT value (pence) of the direct-debit or all-payment row holding ``at``."""
+    found = [
+        r
+        for r in rows
+        if r["payment_method"] in (None, "DIRECT_DEBIT")
+        and instant(r["valid_from"]) <= at  # type: ignore[operator]
+        and (r["valid_to"] is None or at < instant(r["valid_to"]))  # type: ignore[operator]
+    ]
+    assert len(found) == 1, (at, found)
+    return Decimal(str(found[0]["value_inc_vat"]))
+
+
+def tariff_at(agreements: list[Any], at: datetime) -> str:
+    (a,) = [
+        a
+        for a in agreements
+        if instant(a["valid_from"]) <= at  # type: ignore[operator]
+        and (a["valid_to"] is None or at < instant(a["valid_to"]))  # type: ignore[operator]
+    ]
+    return str(a["tariff_code"])
+
+
+def hand_bill(
+    home: SimHomeMini, server: SimServer, day: date, fuel: str
+) -> tuple[Decimal, Decimal, Decimal]:
+    """(kWh, energy £, standing £) of one UK day, from the sim's REST answers."""
+    (prop,) = [p for p in get_all_account(home, server) if p["moved_out_at"] is None]
+    if fuel == "electricity":
+        (point,) = [p for p in prop["electricity_meter_points"] if not p["is_export"]]
+        kind, number, serial = "electricity", point["mpan"], ids.ELECTRICITY_SERIAL
+    else:
+        (point,) = prop["gas_meter_points"]
+        kind, number, serial = "gas", point["mprn"], ids.GAS_SERIAL
+    lo, hi = day_bounds(day)
+    consumption = {
+        instant(r["interval_start"]).astimezone(UTC): Decimal(str(r["consumption"]))  # type: ignore[union-attr]
+        for r in get_all(
+            home,
+            server,
+            f"{kind}-meter-points/{number}/meters/{serial}/consumption/",
+            period_from=lo.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            period_to=hi.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            order_by="period",
+        )
+    }
+    rates: dict[str, list[Any]] = {}
+    charges: dict[str, list[Any]] = {}
+    energy = kwh = Decimal(0)
+    for hh in half_hours(day):
+        code = tariff_at(point["agreements"], hh)
+        product = "-".join(code.split("-")[2:-1])
+        base = f"products/{product}/{kind}-tariffs/{code}/"
+        if code not in rates:
+            rates[code] = get_all(home, server, base + "standard-unit-rates/")
+            charges[code] = get_all(home, server, base + "standing-charges/")
+        amount = consumption[hh]
+        if fuel == "gas":  # the sim's SMETS2 gas meter reports m³: kWh by the CV
+            amount = amount * Decimal("39.5") * Decimal("1.02264") / Decimal("3.6")
+        kwh += amount
+        energy += amount * in_force(rates[code], hh) / 100
+    code = tariff_at(point["agreements"], lo)
+    standing = in_force(charges[code], lo) / 100
+    return kwh, energy, standing
+
+
+def get_all_account(home: SimHomeMini, server: SimServer) -> list[Any]:
+    token = base64.b64encode(f"{home.api_key}:".encode()).decode()
+    req = urllib.request.Request(
+        server.rest_url + f"accounts/{home.account_number}/",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        return list(json.loads(answer.read())["properties"])
+
+
+def penny(x: Decimal) -> Decimal:
+    return x.quantize(PENNY, rounding=ROUND_HALF_UP)
+
+
+# --- the tests --------------------------------------------------------------------------
+
+
+def test_a_days_bill_by_hand_equals_costs_to_the_penny_across_the_switch(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    home, server = sim
+    switch_day = uk_day(home.rest.switch_at)
+    first, last = switch_day - timedelta(days=1), switch_day
+    result = invoke("--since", first.isoformat(), "--until", last.isoformat(), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    rows = {(d["day"], d["fuel"]): d for d in out["days"]}
+    assert {fuel for _, fuel in rows} == {"electricity", "gas"}
+    total = Decimal(0)
+    for day in (first, last):
+        for fuel in ("electricity", "gas"):
+            kwh, energy, standing = hand_bill(home, server, day, fuel)
+            row = rows[(day.isoformat(), fuel)]
+            assert row["source"] == "settled"
+            assert row["kwh"] == pytest.approx(float(kwh), abs=1e-6)
+            assert Decimal(str(row["energy_cost"])) == penny(energy), (day, fuel)
+            assert Decimal(str(row["standing_charge"])) == penny(standing), (day, fuel)
+            assert Decimal(str(row["total"])) == penny(energy) + penny(standing)
+            total += penny(energy) + penny(standing)
+    assert rows[(first.isoformat(), "electricity")]["tariffs"] == [ids.FIXED_IMPORT_TARIFF]
+    assert rows[(last.isoformat(), "electricity")]["tariffs"] == [ids.AGILE_IMPORT_TARIFF]
+    assert Decimal(str(out["totals"]["total"])) == total
+    assert out["totals"]["complete"] is True
+
+
+def store_home_mini(home: SimHomeMini, day: date) -> int:
+    lo, hi = day_bounds(day)
+    t, readings = lo, []
+    while t < hi:
+        item = home.reading_at(t)
+        if item is not None:
+            reading = Reading.from_api(item, home.device_id)
+            assert reading is not None
+            readings.append(reading)
+        t += timedelta(seconds=10)
+    return Tally(Path(os.environ["CACHE_DIR"])).record(readings)
+
+
+def test_settled_live_and_missing_days_and_a_second_run_makes_no_call(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    home, _ = sim
+    home.settled.delay = timedelta(hours=30)  # yesterday is not settled yet
+    today = uk_day(datetime.now(UTC))
+    yesterday = today - timedelta(days=1)
+    assert store_home_mini(home, today) > 0  # today: not settled, the Home Mini's
+    first = today - timedelta(days=2)
+    args = ("--since", first.isoformat(), "--until", today.isoformat(), "--json")
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output  # days with nothing known
+    lines = result.output.strip().splitlines()
+    out = json.loads("\n".join(lines[: lines.index("}") + 1]))
+    sources = {(d["day"], d["fuel"]): d["source"] for d in out["days"]}
+    assert sources[(today.isoformat(), "electricity")] == "live"
+    assert sources[(first.isoformat(), "electricity")] == "settled"
+    assert sources[(yesterday.isoformat(), "electricity")] == "missing"  # neither: not zero
+    missing = [d for d in out["days"] if d["source"] == "missing"]
+    assert all(d["kwh"] is None and d["total"] is None for d in missing)
+    assert f"error: nothing known for 1 of the days asked ({yesterday.isoformat()})" in (
+        result.output
+    )
+
+    calls = len(home.calls)
+    started = time.monotonic()
+    again = invoke("--since", first.isoformat(), "--until", first.isoformat(), "--json")
+    elapsed = time.monotonic() - started
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["api_calls"] == 0
+    assert len(home.calls) == calls  # no request reached the sim
+    assert elapsed < 1.0
+
+
+def test_with_the_rest_api_down_costs_answers_from_what_it_kept(
+    sim: tuple[SimHomeMini, SimServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    today = uk_day(datetime.now(UTC))
+    yesterday = today - timedelta(days=1)
+    assert invoke("--since", yesterday.isoformat(), "--json").exit_code == 0
+    from tests.helpers.http_stub import bad_gateway
+
+    with bad_gateway() as url:
+        monkeypatch.setenv("OCTOPUS_REST_URL", url)
+        kept = invoke("--since", yesterday.isoformat(), "--json")
+        assert kept.exit_code == 0, kept.output  # yesterday was kept: answered from files
+        lacking = invoke("--since", (today - timedelta(days=3)).isoformat(), "--json")
+    assert "Traceback" not in lacking.output
+    assert lacking.exit_code == 1
+    assert "warning: could not fetch the prices" in lacking.output
+    assert "error: nothing known for" in lacking.output
