@@ -56,6 +56,8 @@ COMMANDS: list[list[str]] = [
     ["cache", "status", "--json"],
     ["cache", "export", "--format", "line-protocol"],
     ["status"],
+    ["tariff", "--json"],
+    ["tariff", "--since", "2026-11-20"],
     ["backfill", "--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z"],  # too old
     [
         "configure",

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import responses
 
 from octomon.daemon.tariffs import lines, next_anchor
 from octomon.errors import ApiError
@@ -193,3 +194,29 @@ def test_the_book_round_trips_through_json_exactly() -> None:
 )
 def test_next_anchor(now: datetime, complete: bool, anchor: datetime) -> None:
     assert next_anchor(now, complete) == anchor
+
+
+@responses.activate
+def test_rates_missing_from_the_api_name_the_tariff_and_the_product() -> None:
+    from octomon.errors import NotFound
+    from octomon.octopus.budget import Budget
+    from octomon.octopus.pricebook import Agreement, MeterPoint
+    from octomon.octopus.rest import RestClient
+    from octomon.octopus.tariffs import fetch
+
+    base = "https://api.octopus.test/v1/"
+    code = "E-1R-FLAT2R-24-01-01-C"
+    responses.get(
+        base + f"products/FLAT2R-24-01-01/electricity-tariffs/{code}/standard-unit-rates/",
+        status=404,
+        json={"detail": "Not found."},
+    )
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    point = MeterPoint("electricity", "import", "1900", ("S1",), (Agreement(code, t0, None),))
+    client = RestClient(api_key="sk_live_" + "x" * 24, base_url=base, budget=Budget(None, 75))
+    with pytest.raises(NotFound) as err:
+        fetch(client, [point], t0, t0 + timedelta(days=1), night=(30, 450))
+    assert str(err.value) == (
+        f"the Octopus API has no standard-unit-rates for tariff {code} (product "
+        "FLAT2R-24-01-01) on electricity meter point 1900"
+    )
