@@ -194,29 +194,31 @@ class SettledJob:
         data = self.settled.load()
         first = first_since(now)
         moved: dict[str, datetime] = {}
-        for meter in list(self.meters()):
-            if absent(data, meter, now):
-                continue
-            since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
-            try:
-                values = fetch(self.rest, meter, since, now)
-            except NotFound:  # a meter without settled data (an old or non-smart one)
-                log.info("settled: the API has no consumption for meter %s", meter.serial)
-                self.settled.add(meter, {}, now)
-                self.meters().remove(meter)
-                continue
-            data = keep(self.settled, meter, values, now, self.calorific_value)
-            if values:
-                moved[meter.key] = max(values) + HALF_HOUR
-                log.info(
-                    "settled %s %s: %d half-hours up to %s",
-                    meter.fuel,
-                    meter.direction,
-                    len(values),
-                    format_time(max(values) + HALF_HOUR),
-                )
-        if moved:
-            self._update(lambda c: c.fetched.update(moved))
+        try:
+            for meter in list(self.meters()):
+                if absent(data, meter, now):
+                    continue
+                since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
+                try:
+                    values = fetch(self.rest, meter, since, now)
+                except NotFound:  # a meter without settled data (an old or non-smart one)
+                    log.info("settled: the API has no consumption for meter %s", meter.serial)
+                    self.settled.add(meter, {}, now)
+                    self.meters().remove(meter)
+                    continue
+                data = keep(self.settled, meter, values, now, self.calorific_value)
+                if values:
+                    moved[meter.key] = max(values) + HALF_HOUR
+                    log.info(
+                        "settled %s %s: %d half-hours up to %s",
+                        meter.fuel,
+                        meter.direction,
+                        len(values),
+                        format_time(max(values) + HALF_HOUR),
+                    )
+        finally:  # what was fetched before a failure is not asked for again
+            if moved:
+                self._update(lambda c: c.fetched.update(moved))
         return data
 
     def complete(self, now: datetime, data: SettledData) -> bool:
