@@ -130,14 +130,16 @@ def _table(reports: "list[DayReport]") -> None:
     )
     for r in reports:
         day = f"{r.day:%a} {r.day.day:>2} {r.day:%b}"
-        home = f"{r.home_mini_kwh:.2f}"
+        home = f"{r.home_mini_kwh:.2f}" if r.tallied else "—"
         if r.settled_kwh is None:
             settled, diff = "—", "not yet settled"
+        elif not r.tallied:
+            settled, diff = f"{r.settled_kwh:.2f}", "—"
         else:
             settled = f"{r.settled_kwh:.2f}"
             pct = f" {r.difference_pct:5.1f}%" if r.difference_pct is not None else ""
             diff = f"{r.difference_kwh:.2f}{pct}"
-        cover = f"{r.coverage * 100:.1f}%"
+        cover = f"{r.coverage * 100:.1f}%" if r.tallied else "—"
         if not r.tallied:
             missing = "before octomon's tally began"
         elif not r.missing:
