@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from octomon.cli import app
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
+from octomon.state import StateStore
 from octomon.store.tally import Tally
 from octomon.uktime import day_bounds, uk_day
 from tests.helpers.http_stub import bad_gateway
@@ -65,7 +66,11 @@ def test_per_uk_day_settled_home_mini_coverage_and_a_second_run_costs_nothing(
     result = invoke("--since", (today - timedelta(days=4)).isoformat(), "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["api_calls"] == 4  # the account, then one request per meter (gas: 404)
+    assert (
+        out["api_calls"] == 4
+    )  # the account, then one request per meter (import, gas, the old gas meter: 404)
+    ledger = StateStore(Path(os.environ["CACHE_DIR"])).load().calls
+    assert len(ledger) == 4 == len(home.rest.calls)  # every request in the shared ledger
     days = {d["day"]: d for d in out["days"]}
     assert list(days) == [(today - timedelta(days=n)).isoformat() for n in (4, 3, 2, 1)]
     assert days[(today - timedelta(days=4)).isoformat()]["tallied"] is False
