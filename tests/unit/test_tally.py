@@ -124,3 +124,24 @@ def test_a_damaged_file_starts_again(tmp_path: Path) -> None:
     tally.record([reading(3)])
     obj = json.loads((tmp_path / "tally.json").read_text())
     assert obj["version"] == 1 and list(obj["electricity"]) == ["2026-11-30T23:00:00Z"]
+
+
+def _record_steps(cache: str, steps: list[int]) -> None:
+    tally = Tally(Path(cache))
+    for s in steps:  # one store per reading: as many read-modify-writes as possible
+        tally.record([reading(s)])
+
+
+def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    a = list(range(0, 300))
+    b = list(range(150, 450))  # overlapping: a daemon and a backfill storing the same span
+    procs = [ctx.Process(target=_record_steps, args=(str(tmp_path), s)) for s in (a, b)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert observed(Tally(tmp_path)) == expected(set(a) | set(b))
