@@ -1,6 +1,7 @@
 """`octomon backfill --since DATE [--until DATE]`: parse, wire, call the core, render."""
 
 import contextlib
+import enum
 import signal
 import threading
 from collections.abc import Iterator
@@ -24,8 +25,15 @@ HELP = (
     "Fetch history at 10-second resolution and store it like live data.\n\n"
     "Windows of up to 6 hours, within the API call budget it shares with a running daemon "
     "(whose cursor it leaves alone). Re-running is harmless. Exit 0 when everything was "
-    "stored; 1 when part is missing (the spans are printed)."
+    "stored; 1 when part is missing (the spans are printed). --fuel gas fetches the smart "
+    "gas meter's half-hours (gas_consumption); all (the default) does electricity, then gas."
 )
+
+
+class Fuel(str, enum.Enum):
+    electricity = "electricity"
+    gas = "gas"
+    all = "all"
 
 
 def register(app: typer.Typer, only: str | None = None) -> None:
@@ -69,6 +77,14 @@ def backfill(
             show_default=False,
         ),
     ] = None,
+    fuel: Annotated[
+        Fuel,
+        typer.Option(
+            "--fuel",
+            help="electricity, gas (the smart gas meter's half-hours) or all.",
+            case_sensitive=False,
+        ),
+    ] = Fuel.all,
     env_file: ui.EnvFileOption = None,
 ) -> None:
     """Fetch history at 10-second resolution and store it like live data (see HELP)."""
@@ -109,15 +125,13 @@ def backfill(
     others = 0.0
     if daemon is not None and daemon.healthy(now):
         others = 3600 / daemon.poll_interval + 1  # its polls and a token renewal an hour
-    the_plan = core.plan(
-        start,
-        end,
-        budget,
-        now,
-        overhead_calls=1 if known_device else 2,
-        others_per_hour=others,
-    )
-    _show_plan(the_plan, budget.max_per_hour, budget.calls_last_hour(now), others)
+    gas_off = settings.octopus_gas == "off"
+    if fuel is Fuel.gas and gas_off:
+        ui.fail("--fuel gas, but OCTOPUS_GAS=off", "set OCTOPUS_GAS=auto", ExitCode.CONFIG)
+    fuels = [f for f in (core.ELECTRICITY, core.GAS) if fuel.value in (f, "all")]
+    if gas_off and core.GAS in fuels:
+        fuels.remove(core.GAS)
+        ui.console.print("gas is off (OCTOPUS_GAS=off): electricity only", soft_wrap=True)
 
     cache = Cache(settings.cache_dir, settings.cache_max_mb, utcnow)
     sink = _sink(settings)
@@ -128,19 +142,47 @@ def backfill(
         budget=budget,
         device_id=known_device,
         clock=utcnow,
+        gas_enabled=not gas_off,
+        gas_meter=_known_gas(store),
+        calorific_value=settings.gas_calorific_value,
     )
     stop = threading.Event()
+    problems: list[tuple[str, str | None]] = []
     try:
-        with _stop_on_signals(stop), _Display(the_plan) as display:
-            result = core.run_backfill(
-                the_plan,
-                client,
-                sink,
-                cache,
-                progress=display.event,
-                wait=stop.wait,
-                tally=TallyRecorder(Tally(settings.cache_dir)),
+        for one in fuels:
+            if one == core.GAS and client.gas() is None:
+                from octomon.octopus.gas import NOTES
+
+                ui.console.print(f"{NOTES.get(client.gas_status, 'no gas')}: nothing to fetch")
+                if fuel is Fuel.gas:
+                    problems.append(("no smart gas meter on the account", None))
+                continue
+            known = known_device if one == core.ELECTRICITY else client.gas_meter
+            the_plan = core.plan(
+                start,
+                end,
+                budget,
+                utcnow(),
+                overhead_calls=1 if known else 2,
+                others_per_hour=others,
             )
+            _show_plan(the_plan, budget.max_per_hour, budget.calls_last_hour(utcnow()), others, one)
+            with _stop_on_signals(stop), _Display(the_plan) as display:
+                result = core.run_backfill(
+                    the_plan,
+                    client,
+                    sink,
+                    cache,
+                    progress=display.event,
+                    wait=stop.wait,
+                    tally=TallyRecorder(Tally(settings.cache_dir)),
+                    fuel=one,
+                )
+            problem = _report(result, sink is not None, one)
+            if problem is not None:
+                problems.append(problem)
+            if result.interrupted:
+                break
         if client.device_id and not known_device:
             with contextlib.suppress(OSError):
                 core.remember_device(store, client.device_id)
@@ -148,7 +190,19 @@ def backfill(
         client.close()
         if sink is not None and hasattr(sink, "close"):
             sink.close()
-    _report(result, sink is not None)
+    if problems:
+        hint = next((h for _, h in problems if h), None)
+        ui.fail("backfill incomplete: " + "; ".join(p for p, _ in problems), hint, ExitCode.FAILED)
+
+
+def _known_gas(store: Any) -> Any:
+    """The gas meter a daemon already found (state.json), so no discovery call is needed."""
+    from octomon.octopus.gas import GasMeter
+
+    state = store.load()
+    if not state.gas_device_id:
+        return None
+    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial)
 
 
 def _sink(settings: Any) -> Any:
@@ -178,11 +232,12 @@ def _span(span: tuple[datetime, datetime]) -> str:
     return f"{format_time(lo)} → {format_time(hi)} ({_duration((hi - lo).total_seconds())})"
 
 
-def _show_plan(plan: "BackfillPlan", budget: int, used: int, others: float) -> None:
+def _show_plan(plan: "BackfillPlan", budget: int, used: int, others: float, fuel: str) -> None:
     hours = (plan.until - plan.since).total_seconds() / 3600
     n = len(plan.windows)
     ui.console.print(
-        f"backfill {format_time(plan.since)} → {format_time(plan.until)} ({hours:.1f} h): "
+        f"backfill {'gas ' if fuel == 'gas' else ''}{format_time(plan.since)} → "
+        f"{format_time(plan.until)} ({hours:.1f} h): "
         f"{n} window{'s' if n != 1 else ''} of up to 6 h, about {plan.calls} API calls "
         f"(budget {budget} an hour, {used} used in the last hour"
         + (f", a running daemon uses about {others:.0f}" if others else "")
@@ -291,11 +346,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _report(result: "BackfillResult", influx: bool) -> None:
+def _report(result: "BackfillResult", influx: bool, fuel: str) -> tuple[str, str | None] | None:
+    """Print what one fuel's run did; the problem (and a hint) when it is incomplete."""
     where = "InfluxDB" if influx and not result.cached else "the cache"
     if influx and result.cached and result.cached < result.stored:
         where = f"InfluxDB ({result.cached:,} of them in the cache)"
-    ui.console.print(f"stored {result.stored:,} readings in {where}", soft_wrap=True)
+    what = "gas half-hours" if fuel == "gas" else "readings"
+    ui.console.print(f"stored {result.stored:,} {what} in {where}", soft_wrap=True)
     if result.cached:
         todo = (
             "`octomon sync-cache` sends them (a running daemon does too, when it next syncs)"
@@ -327,7 +384,7 @@ def _report(result: "BackfillResult", influx: bool) -> None:
     for span in result.not_done:
         ui.console.print(f"not fetched: {_span(span)}", soft_wrap=True)
     if result.complete:
-        return
+        return None
     problems = []
     if result.missing:
         problems.append("part of the range is no longer served by the Octopus API")
@@ -344,4 +401,7 @@ def _report(result: "BackfillResult", influx: bool) -> None:
             f"`octomon backfill --since {format_time(lo)} --until {format_time(hi)}` "
             "fetches what is left"
         )
-    ui.fail("backfill incomplete: " + "; ".join(problems), hint, ExitCode.FAILED)
+    if fuel == "gas":
+        problems = [f"gas: {p}" for p in problems]
+        hint = hint.replace("`octomon backfill", "`octomon backfill --fuel gas") if hint else None
+    return "; ".join(problems), hint

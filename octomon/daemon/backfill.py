@@ -18,6 +18,9 @@ Rules that matter:
   the credentials; what InfluxDB refuses is split and set aside under ``rejected/`` by
   :func:`octomon.store.delivery.deliver`, as for live data. Re-running is harmless (one
   point per series and timestamp).
+* ``fuel``: ``electricity`` (10-second readings) or ``gas`` (the smart gas meter's
+  half-hours, ``HALF_HOURLY``, stored as ``gas_consumption``); the CLI runs one after the
+  other for ``--fuel all``. The windows and the rules are the same.
 * KT-GB-4051 (the start is too old): the oldest start the API still serves is searched
   for (the daemon's jumps, now - 24 h then now - 6 h, then halving the gap to 15 minutes),
   and the span before it is reported as missing.
@@ -41,7 +44,7 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.readings import Reading
+from octomon.readings import AnyReading
 from octomon.store.delivery import deliver_readings
 
 if TYPE_CHECKING:
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEN_SECONDS = "TEN_SECONDS"
+ELECTRICITY, GAS = "electricity", "gas"
+FUELS = (ELECTRICITY, GAS)
 WINDOW = timedelta(hours=6)
 SEARCH_PRECISION = timedelta(minutes=15)
 PROBE = timedelta(seconds=10)  # the smallest window the API accepts: one 10-s step
@@ -74,7 +79,7 @@ class Sink(Protocol):
 class ReadingCache(Protocol):
     """What is needed of :class:`octomon.store.cache.Cache`."""
 
-    def append(self, readings: Sequence[Reading]) -> object: ...
+    def append(self, readings: Sequence[AnyReading]) -> object: ...
 
     def is_empty(self) -> bool: ...
 
@@ -230,7 +235,11 @@ class _Run:
         wait: Wait,
         clock: Clock,
         tally: TallyRecorder | None,
+        fuel: str = ELECTRICITY,
     ) -> None:
+        if fuel not in FUELS:
+            raise ValueError(f"unknown fuel {fuel!r}")
+        self.fuel = fuel
         self.pending = list(plan.windows)
         self.client = client
         self.sink = sink
@@ -269,7 +278,7 @@ class _Run:
 
     # --- fetching -------------------------------------------------------------------
 
-    def fetch(self, start: datetime, end: datetime) -> list[Reading]:
+    def fetch(self, start: datetime, end: datetime) -> list[AnyReading]:
         """One request's worth, waiting out the budget, backoffs and brief outages.
 
         Raises RangeTooOld, _Stop, or _Failed (anything that retrying will not fix).
@@ -279,7 +288,9 @@ class _Run:
             if self.wait(0):
                 raise _Stop
             try:
-                return self.client.telemetry(start, end, TEN_SECONDS)
+                if self.fuel == GAS:
+                    return list(self.client.gas_telemetry(start, end))
+                return list(self.client.telemetry(start, end, TEN_SECONDS))
             except BudgetExhausted as exc:
                 self.pause(
                     exc.retry_in,
@@ -337,7 +348,7 @@ class _Run:
 
     # --- storing --------------------------------------------------------------------
 
-    def store(self, readings: list[Reading]) -> None:
+    def store(self, readings: list[AnyReading]) -> None:
         if not readings:
             return
         if self.result.cache_reason is not None or self.sink is None:
@@ -363,12 +374,12 @@ class _Run:
                 f"could not set aside readings InfluxDB refused: {done.cache_error.message}"
             )
 
-    def counted(self, readings: list[Reading]) -> None:
+    def counted(self, readings: list[AnyReading]) -> None:
         """Stored: into the Home Mini tally (SPEC §10)."""
         if self.tally is not None:
             self.tally.stored(readings)
 
-    def append(self, readings: list[Reading]) -> None:
+    def append(self, readings: list[AnyReading]) -> None:
         try:
             appended = self.cache.append(readings)
         except (CacheError, OSError) as exc:
@@ -447,6 +458,7 @@ def run_backfill(
     wait: Wait | None = None,
     clock: Clock = utcnow,
     tally: TallyRecorder | None = None,
+    fuel: str = ELECTRICITY,
 ) -> BackfillResult:
     """Fetch every window of ``plan`` (oldest first) and store it; see the module docstring.
 
@@ -454,7 +466,8 @@ def run_backfill(
     (it is also called with 0 between requests). Never raises for an expected failure: the
     result says what was stored, what the API no longer serves, and what was not done.
     """
-    return _Run(plan, client, sink, cache, progress, wait or _never_stop(), clock, tally).run()
+    run = _Run(plan, client, sink, cache, progress, wait or _never_stop(), clock, tally, fuel)
+    return run.run()
 
 
 def remember_device(store: StateStore, device_id: str) -> None:
