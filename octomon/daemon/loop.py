@@ -41,8 +41,12 @@ from octomon.octopus.budget import Budget, StopAwareBudget
 from octomon.state import StateStore
 
 if TYPE_CHECKING:
+    from octomon.daemon.gas import GasJob
     from octomon.daemon.settled import SettledJob
     from octomon.daemon.tariffs import LineSink, TariffsJob
+    from octomon.octopus.gas import GasMeter
+    from octomon.octopus.graphql import OctopusClient
+    from octomon.state import State
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,9 @@ def build_monitor(
         clock=clock,
         refresh_token=state.refresh_token,
         refresh_expires_at=state.refresh_expires_at,
+        gas_enabled=settings.octopus_gas != "off",
+        gas_meter=_known_gas_meter(state),
+        calorific_value=settings.gas_calorific_value,
     )
     cache = Cache(cache_dir, settings.cache_max_mb, clock, lock_timeout=CACHE_LOCK_TIMEOUT)
     sink = None
@@ -118,7 +125,38 @@ def build_monitor(
     monitor.scheduler.add(tariffs, clock() - offset)
     monitor.status_fillers.append(tariffs.tariffs.fill_status)
     monitor.scheduler.add(_settled_job(settings, monitor, sink, budget, clock), clock() - offset)
+    if settings.octopus_gas != "off":
+        monitor.scheduler.add(_gas_job(settings, monitor, client, store))
     return monitor
+
+
+def _known_gas_meter(state: State) -> GasMeter | None:
+    """The gas meter found by an earlier run (state.json): a restart costs no discovery."""
+    from octomon.octopus.gas import GasMeter
+
+    if not state.gas_device_id:
+        return None
+    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial)
+
+
+def _gas_job(
+    settings: Settings, monitor: Monitor, client: OctopusClient, store: StateStore
+) -> GasJob:
+    """Gas (SPEC §11): every GAS_POLL_INTERVAL_SECONDS from the next half-hour + offset,
+    stored through the monitor's writer (InfluxDB or the cache) and counted into the tally."""
+    from octomon.daemon.gas import GasJob
+
+    job = GasJob(
+        client=client,
+        writer=monitor.writer,
+        store=store,
+        policy=monitor.policy,
+        emit=monitor.emit_alerts,
+        interval=settings.gas_poll_interval_seconds,
+        recorded=monitor.tally.stored,
+    )
+    monitor.status_fillers.append(job.fill)
+    return job
 
 
 def _tariffs_job(

@@ -541,6 +541,10 @@ class Monitor:
             return
         self._status_failing = False
 
+    def emit_alerts(self, alerts: Sequence[Alert]) -> None:
+        """For the scheduled jobs' alerts (gas staleness): noted in the status, then sent."""
+        self._emit(alerts)
+
     def _emit(self, alerts: Sequence[Alert]) -> None:
         if not alerts:
             return
