@@ -34,7 +34,7 @@ FIELD_MAP: tuple[tuple[str, str, int], ...] = (
 FIELDS: tuple[str, ...] = tuple(name for name, _, _ in FIELD_MAP)
 
 GAS_MEASUREMENT = "gas_consumption"
-GAS = "gas"
+ELECTRICITY, GAS = "electricity", "gas"
 # The gas meter's API values are energy (Wh, pence), like electricity's (OCTOPUS_REST.md §6).
 GAS_FIELD_MAP: tuple[tuple[str, str, int], ...] = (
     ("consumption_delta", "consumptionDelta", 1000),
@@ -173,6 +173,11 @@ class Reading(NamedTuple):
     consumption: float | None = None  # kWh, cumulative register
     cost_delta_with_tax: float | None = None  # GBP inc VAT
     export: float | None = None  # kWh, cumulative
+
+    @property
+    def fuel(self) -> str:
+        """Not a field: a cache line without ``fuel`` is electricity (SPEC §4.5)."""
+        return ELECTRICITY
 
     # --- from the API ---------------------------------------------------------------
 

@@ -16,13 +16,15 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Iterable
 
-    from octomon.readings import Reading
+    from octomon.readings import AnyReading
     from octomon.store.cache import Cache, CacheStatus
     from octomon.store.influx import InfluxSink
     from octomon.store.sync import SyncResult
 
 
-CSV_HEADER = ("read_at", "device_id", *FIELDS)
+# SPEC §1's columns first and in place (scripts that index them keep working), then the
+# fuel of each row and gas's one extra field (SPEC §11).
+CSV_HEADER = ("read_at", "device_id", *FIELDS, "fuel", "volume_delta")
 LOCK_WAIT = 30.0  # seconds sync-cache waits for the cache lock (SPEC §1)
 
 
@@ -241,7 +243,7 @@ def export(
     ui.err_console.print(f"exported {count:,} readings to {where}{note}", markup=False)
 
 
-def _write(readings: "Iterable[Reading]", fmt: ExportFormat, out: TextIO) -> int:
+def _write(readings: "Iterable[AnyReading]", fmt: ExportFormat, out: TextIO) -> int:
     count = 0
     if fmt is ExportFormat.csv:
         import csv
@@ -258,11 +260,12 @@ def _write(readings: "Iterable[Reading]", fmt: ExportFormat, out: TextIO) -> int
     return count
 
 
-def _csv_row(r: "Reading") -> list[str]:
+def _csv_row(r: "AnyReading") -> list[str]:
+    fields = r.fields()
+    numbers = [fields.get(name) for name in (*FIELDS, "volume_delta")]
     row = [format_time(r.read_at), r.device_id]
-    for name in FIELDS:
-        value = getattr(r, name)
-        row.append("" if value is None else repr(float(value)))
+    row += ["" if v is None else repr(float(v)) for v in numbers]
+    row.insert(-1, r.fuel)  # before volume_delta
     return row
 
 

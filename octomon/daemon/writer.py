@@ -31,7 +31,7 @@ from octomon.errors import (
     InfluxUnavailable,
     OctomonError,
 )
-from octomon.readings import Reading
+from octomon.readings import AnyReading
 from octomon.store.delivery import deliver_readings
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Sink(Protocol):
 
 
 class CacheLike(Protocol):
-    def append(self, readings: Sequence[Reading]) -> AppendResult: ...
+    def append(self, readings: Sequence[AnyReading]) -> AppendResult: ...
     def is_empty(self) -> bool: ...
     def status(self) -> CacheStatus: ...
     def write_rejected(self, lines: Sequence[str | bytes], message: str, now: datetime) -> Any: ...
@@ -63,8 +63,8 @@ SyncFn = Callable[..., Any]  # octomon.store.sync.sync
 class Stored:
     """What one store did: ``unstored`` readings could not be kept anywhere."""
 
-    stored: list[Reading] = field(default_factory=list)
-    unstored: list[Reading] = field(default_factory=list)
+    stored: list[AnyReading] = field(default_factory=list)
+    unstored: list[AnyReading] = field(default_factory=list)
     rejected: int = 0
     error: OctomonError | None = None
 
@@ -144,8 +144,10 @@ class Writer:
 
     # --- one cycle's readings ----------------------------------------------------------------
 
-    def store(self, readings: list[Reading], now: datetime) -> Stored:
+    def store(self, batch: Sequence[AnyReading], now: datetime) -> Stored:
+        """Store one batch (either fuel, or both) durably: InfluxDB or the cache."""
         out = Stored()
+        readings = list(batch)
         if not readings:
             return out
         if self.sink is None or self._cache_mode or self.stop.is_set():
@@ -160,7 +162,7 @@ class Writer:
         out.stored.sort(key=lambda r: r.read_at)
         return out
 
-    def _write(self, readings: list[Reading], now: datetime, out: Stored) -> None:
+    def _write(self, readings: list[AnyReading], now: datetime, out: Stored) -> None:
         """One write request; what InfluxDB refuses is split and set aside by delivery."""
         assert self.sink is not None
         done = deliver_readings(
@@ -198,7 +200,7 @@ class Writer:
             self.retry_after = exc.retry_after if isinstance(exc, InfluxUnavailable) else None
             self.emit(self.policy.influx_lost(now, exc.message))
 
-    def _append(self, readings: list[Reading], now: datetime, out: Stored) -> None:
+    def _append(self, readings: list[AnyReading], now: datetime, out: Stored) -> None:
         try:
             result = self.cache.append(readings)
         except CacheError as exc:

@@ -33,7 +33,14 @@ from typing import BinaryIO, NamedTuple
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError
 from octomon.fsutil import ensure_private_dir, fsync_dir, write_all, write_synced
-from octomon.readings import FIELDS, Reading, format_time, parse_time
+from octomon.readings import (
+    AnyReading,
+    GasReading,
+    Reading,
+    format_time,
+    from_cache_obj,
+    parse_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +112,9 @@ class Snapshot(NamedTuple):
 # --- parsing -------------------------------------------------------------------------------
 
 
-def parse_line(raw: bytes) -> Reading:
-    """The full parse of one cache line (any JSON object with ``read_at``); ValueError."""
+def parse_line(raw: bytes) -> AnyReading:
+    """The full parse of one cache line (any JSON object with ``read_at``; a gas line by its
+    ``"fuel":"gas"``, SPEC §4.5); ValueError."""
     import json
 
     try:
@@ -118,7 +126,7 @@ def parse_line(raw: bytes) -> Reading:
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     try:
-        return Reading.from_obj(obj)
+        return from_cache_obj(obj)
     except (TypeError, OverflowError) as exc:
         raise ValueError(str(exc)) from None
 
@@ -236,7 +244,7 @@ class Cache:
 
     # --- appending ---------------------------------------------------------------------
 
-    def append(self, readings: Sequence[Reading]) -> AppendResult:
+    def append(self, readings: Sequence[AnyReading]) -> AppendResult:
         """Append to the day files; durable (fsync) when it returns, or CacheError.
 
         On a failure every file touched is cut back to its old size, so nothing is half
@@ -244,7 +252,7 @@ class Cache:
         """
         if not readings:
             return AppendResult(0)
-        days: dict[str, list[Reading]] = {}
+        days: dict[str, list[AnyReading]] = {}
         for r in map(_floats, readings):
             day = r.read_at.astimezone(timezone.utc).strftime("%Y-%m-%d")
             days.setdefault(day, []).append(r)
@@ -454,7 +462,7 @@ class Cache:
                 raise self._error(
                     f"read rejected/{name} ({moved} readings requeued before it)", exc
                 ) from None
-            readings: list[Reading] = []
+            readings: list[AnyReading] = []
             bad: list[tuple[int, bytes, str]] = []
             offset = 0
             for raw in split_lines(data):
@@ -528,7 +536,7 @@ class Cache:
 
     def iter_readings(
         self, on_bad: Callable[[str, int, str], None] | None = None
-    ) -> Iterator[Reading]:
+    ) -> Iterator[AnyReading]:
         """Every cached reading, oldest file first (for `cache export`); bad lines skipped."""
         for path in self.files():
             f = self._open_for_reading(path)
@@ -570,12 +578,14 @@ class Cache:
         return CacheError(f"could not {what} in {self.directory}: {reason}", "check CACHE_DIR")
 
 
-def _floats(r: Reading) -> Reading:
+def _floats(r: AnyReading) -> AnyReading:
     """The cache holds numbers as JSON floats (SPEC §4.5), even if given ints."""
-    values = [getattr(r, name) for name in FIELDS]
+    values = r[2:]  # the fields, after read_at and device_id (either fuel)
     if all(v is None or type(v) is float for v in values):
         return r
     floats = [None if v is None else float(v) for v in values]
+    if isinstance(r, GasReading):
+        return GasReading(r.read_at, r.device_id, *floats)
     return Reading(r.read_at, r.device_id, *floats)
 
 
@@ -622,7 +632,9 @@ def _parsed_span(block: bytes) -> tuple[int, str | None, str | None]:
     return count, lo, hi
 
 
-def iter_lines(handle: BinaryIO, start: int, end: int) -> Iterator[tuple[int, str, Reading | None]]:
+def iter_lines(
+    handle: BinaryIO, start: int, end: int
+) -> Iterator[tuple[int, str, AnyReading | None]]:
     """(offset, problem, reading) per line of ``[start, end)``, fully parsed.
 
     Blank lines yield ``(offset, "", None)``; bad lines ``(offset, reason, None)``.

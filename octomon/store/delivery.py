@@ -38,7 +38,7 @@ from octomon.errors import (
     InfluxRefused,
     InfluxUnavailable,
 )
-from octomon.readings import Reading
+from octomon.readings import AnyReading
 
 log = logging.getLogger(__name__)
 
@@ -265,16 +265,18 @@ def deliver(
 
 
 def deliver_readings(
-    sink: LineSink, readings: Sequence[Reading], *, rejected: RejectedStore, now: datetime
-) -> Delivery[Reading]:
-    """:func:`deliver` for readings (the writer's and backfill's batches)."""
-    return deliver(
-        sink, readings, line=_reading_line, record=Reading.to_json, rejected=rejected, now=now
-    )
+    sink: LineSink, readings: Sequence[AnyReading], *, rejected: RejectedStore, now: datetime
+) -> Delivery[AnyReading]:
+    """:func:`deliver` for readings of either fuel (the writer's and backfill's batches)."""
+    return deliver(sink, readings, line=_reading_line, record=_record, rejected=rejected, now=now)
 
 
-def _reading_line(reading: Reading) -> bytes:
+def _reading_line(reading: AnyReading) -> bytes:
     return reading.to_line_protocol().encode()
+
+
+def _record(reading: AnyReading) -> str:
+    return reading.to_json()
 
 
 class _Delivery(Generic[T]):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from octomon import redact
 from octomon.errors import ConfigError, InfluxConfigError, InfluxError, InfluxUnavailable
-from octomon.readings import Reading
+from octomon.readings import AnyReading
 from octomon.store.delivery import Answer, classify, safe_url
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ class InfluxSink:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def write(self, readings: Sequence[Reading]) -> None:
+    def write(self, readings: Sequence[AnyReading]) -> None:
         """One request per 5,000 readings; raises the classified error of the first failure."""
         for i in range(0, len(readings), MAX_BATCH):
             chunk = readings[i : i + MAX_BATCH]

@@ -190,9 +190,11 @@ def test_export_csv_header_and_values(cache_dir: Path) -> None:
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == [
         "read_at", "device_id", "consumption_delta", "demand", "cost_delta",
-        "consumption", "cost_delta_with_tax", "export",
+        "consumption", "cost_delta_with_tax", "export", "fuel", "volume_delta",
     ]  # fmt: skip
-    assert rows[2] == ["2026-11-27T14:00:10Z", "dev-1", "", "0.01", "0.0001", "5001.0", "", ""]
+    assert rows[2] == [
+        "2026-11-27T14:00:10Z", "dev-1", "", "0.01", "0.0001", "5001.0", "", "", "electricity", "",
+    ]  # fmt: skip
 
 
 def test_export_line_protocol_to_a_file(cache_dir: Path, tmp_path: Path) -> None:
