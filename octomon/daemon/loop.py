@@ -126,7 +126,8 @@ def build_monitor(
     monitor.status_fillers.append(tariffs.tariffs.fill_status)
     monitor.scheduler.add(_settled_job(settings, monitor, sink, budget, clock), clock() - offset)
     if settings.octopus_gas != "off":
-        monitor.scheduler.add(_gas_job(settings, monitor, client, store))
+        # At start (its first anchor is now - offset), then every interval at the offset.
+        monitor.scheduler.add(_gas_job(settings, monitor, client, store), clock() - offset)
     return monitor
 
 
@@ -142,7 +143,7 @@ def _known_gas_meter(state: State) -> GasMeter | None:
 def _gas_job(
     settings: Settings, monitor: Monitor, client: OctopusClient, store: StateStore
 ) -> GasJob:
-    """Gas (SPEC §11): every GAS_POLL_INTERVAL_SECONDS from the next half-hour + offset,
+    """Gas (SPEC §11): at start, then every GAS_POLL_INTERVAL_SECONDS at the offset,
     stored through the monitor's writer (InfluxDB or the cache) and counted into the tally."""
     from octomon.daemon.gas import GasJob
 

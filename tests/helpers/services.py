@@ -85,16 +85,20 @@ class VictoriaMetrics:
         self.proc = None
 
     def export(
-        self, field: str, wait_for: int | None = None, timeout: float = 10.0
+        self,
+        field: str,
+        wait_for: int | None = None,
+        timeout: float = 10.0,
+        measurement: str = "energy_consumption",
     ) -> dict[int, list[float]]:
-        """{unix seconds: [values…]} for ``energy_consumption_<field>`` (duplicates kept).
+        """{unix seconds: [values…]} for ``<measurement>_<field>`` (duplicates kept).
 
         Polls until at least ``wait_for`` distinct timestamps are visible (or timeout).
         """
         deadline = time.monotonic() + timeout
         while True:
             urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5).read()
-            query = urllib.parse.urlencode({"match[]": f"energy_consumption_{field}"})
+            query = urllib.parse.urlencode({"match[]": f"{measurement}_{field}"})
             with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as r:
                 body = r.read().decode()
             out: dict[int, list[float]] = {}
