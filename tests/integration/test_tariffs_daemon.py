@@ -145,6 +145,7 @@ def test_an_accelerated_day_stays_within_the_hourly_budget_with_rest_in_the_ledg
         octopus_api_url=server.url,
         octopus_rest_url=server.rest_url,
         octopus_max_calls_per_hour=limit,
+        octopus_gas="off",  # gas has its own accelerated day (tests/integration/test_gas_daemon.py)
         poll_interval_seconds=poll,
         cache_dir=tmp_path / "cache",
     )
