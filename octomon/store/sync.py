@@ -24,6 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
@@ -33,7 +34,7 @@ from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, OctomonError
 from octomon.readings import FIELDS, MEASUREMENT, SOURCE
 from octomon.store.cache import Cache, Snapshot, count_lines, parse_line, split_lines
-from octomon.store.delivery import LineSink, deliver
+from octomon.store.delivery import Delivery, LineSink, deliver
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,7 @@ _NO_DIGITS = methodcaller("translate", None, b"0123456789")
 _DAY_RE = re.compile(rb"\d{4}-\d\d-\d\d")
 _TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)")
 _DEVICE_RE = re.compile(rb"[A-Za-z0-9_.\-]+")  # passes through JSON and line protocol as is
-_VALUE_SHAPE = re.compile(rb"-?\.?(e[-+]?)?")  # a JSON number with its digits taken out
-# In the fields (``name=value,…`` once translated): what JSON forbids around the digits —
-# a leading zero, a value not starting with a digit, a '.' or an 'e' without digits.
-_BAD_NUMBER = re.compile(rb"=-?0[0-9]|=(?!-?[0-9])|[^0-9]\.|\.[^0-9]|[0-9]e(?![-+]?[0-9])")
+_VALUE_SHAPE = re.compile(rb"-?\.?(e[-+]?)?")  # a number's skeleton, its digits taken out
 _EPOCH = date(1970, 1, 1)
 _FIELD_ORDER = {name.encode(): i for i, name in enumerate(FIELDS)}
 
@@ -97,12 +95,11 @@ class _Times(dict[bytes, int]):
 
 
 class _Shapes(dict[bytes, bool]):
-    """Is a line's fields part, digits taken out (``"demand":.,"consumption":.``), canonical?
-
-    Known fields, each at most once and in SPEC order, each a JSON number (the digits
-    themselves are checked by :data:`_BAD_NUMBER`). A few dozen shapes cover a whole
-    cache, so each is judged once.
-    """
+    """Is a line's fields part, its digits taken out (``"demand":.,"consumption":.``),
+    canonical? Known fields, quoted, each at most once and in SPEC order, each with a
+    number's skeleton (``-``, ``.``, ``e-``…). A few dozen shapes cover a whole cache, so
+    each is judged once. Where the digits stand is not checked (a hand-edited ``00.5``
+    is sent as written: InfluxDB takes it as 0.5, or refuses it and only it is set aside)."""
 
     def __missing__(self, key: bytes) -> bool:
         last = -1
@@ -164,8 +161,6 @@ def _fast(raw: bytes) -> tuple[bytes, int] | None:
     try:
         shapes = set(map(_NO_DIGITS, map(itemgetter(slice(dev_end, -1)), source)))
         if not all(map(_SHAPES.__getitem__, shapes)):
-            return None
-        if _BAD_NUMBER.search(b",".join(fields) + b",") is not None:
             return None
         seconds = map(_TIMES.__getitem__, map(_TOD, lines))
         if t.count(first[:20]) == n:  # one day (a day file's lines are)
@@ -300,6 +295,7 @@ class _Run:
         self.result = SyncResult()
         self.read = 0
         self.halted = False
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octomon-sync")
         self.delivered: dict[str, int] = {}  # files delivered whole that changed meanwhile
 
     def halt(self, error: OctomonError) -> None:
@@ -333,8 +329,11 @@ class _Run:
                 snap.close()
 
     def file(self, snap: Snapshot) -> None:
+        """Send one file, batch by batch: the next batch is read and converted while the
+        previous one is on the wire (one request in flight; answers handled in order)."""
         pos = 0
         handle = snap.handle
+        inflight: Future[Delivery[bytes]] | None = None
         while pos < snap.size:
             if self.stopping():
                 break
@@ -352,9 +351,14 @@ class _Run:
                 except CacheError as exc:
                     self.halt(exc)
                     break
-            if count and not self.batch(raw, body, count):
-                break
             pos += len(raw)
+            if count:
+                if inflight is not None and not self.answered(inflight.result()):
+                    inflight = None
+                    break
+                inflight = self.pool.submit(self.send, raw, body, count)
+        if inflight is not None:
+            self.answered(inflight.result())
         if pos >= snap.size and not self.halted:
             try:
                 removed = self.cache.remove_if_unchanged(snap, self.lock_timeout)
@@ -366,9 +370,9 @@ class _Run:
             else:
                 self.delivered[snap.name] = snap.size
 
-    def batch(self, raw: bytes, body: bytes, count: int) -> bool:
-        """Deliver one batch; False when the sync has to stop."""
-        done = deliver(
+    def send(self, raw: bytes, body: bytes, count: int) -> Delivery[bytes]:
+        """One batch through delivery (in the sending thread)."""
+        return deliver(
             self.sink,
             lambda: _reading_lines(raw),
             line=slow_line,
@@ -378,6 +382,9 @@ class _Run:
             body=body,
             count=count,
         )
+
+    def answered(self, done: Delivery[bytes]) -> bool:
+        """Count one batch's outcome; False when the sync has to stop."""
         self.result.synced += done.acknowledged_count
         self.result.rejected += len(done.set_aside)
         if done.refusal is not None and done.set_aside:
@@ -442,7 +449,10 @@ def sync(
     )
     names = [p.name for p in cache.files()]
     if names:
-        run.run(names)
+        try:
+            run.run(names)
+        finally:
+            run.pool.shutdown(wait=True)
     run.result.left = run.count_left() if names else 0
     return run.result
 
