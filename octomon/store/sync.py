@@ -68,6 +68,11 @@ _SOURCE_START = itemgetter(slice(0, 12))
 _T = itemgetter(slice(19, 20))
 _LAST = itemgetter(-1)
 _NO_DIGITS = methodcaller("translate", None, b"0123456789")
+# Digits → 0, name characters → a (e stays e): a digit next to a name character, in
+# ``name=value,…``, is a digit the shapes (digits taken out) could not see.
+_NAME_OR_DIGIT = bytes.maketrans(
+    b"0123456789abcdfghijklmnopqrstuvwxyz_", b"0" * 10 + b"a" * 4 + b"a" * 21 + b"a"
+)
 _DAY_RE = re.compile(rb"\d{4}-\d\d-\d\d")
 _TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)")
 _DEVICE_RE = re.compile(rb"[A-Za-z0-9_.\-]+")  # passes through JSON and line protocol as is
@@ -161,6 +166,9 @@ def _fast(raw: bytes) -> tuple[bytes, int] | None:
     try:
         shapes = set(map(_NO_DIGITS, map(itemgetter(slice(dev_end, -1)), source)))
         if not all(map(_SHAPES.__getitem__, shapes)):
+            return None
+        marks = b",".join(fields).translate(_NAME_OR_DIGIT)
+        if b"a0" in marks or b"0a" in marks or b"0ea" in marks:
             return None
         seconds = map(_TIMES.__getitem__, map(_TOD, lines))
         if t.count(first[:20]) == n:  # one day (a day file's lines are)
