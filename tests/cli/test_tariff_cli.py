@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from octomon.octopus.pricebook import half_hour_floor
+from octomon.octopus.pricebook import UK, half_hour_floor, uk_midnight
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
 from tests.helpers.cli import invoke
@@ -140,3 +140,22 @@ def test_run_exits_2_on_a_wrong_key(sim: tuple[SimHomeMini, dict[str, str]]) -> 
     _, env = sim
     result = invoke("run", "--once", env={**env, "OCTOPUS_API_KEY": "sk_live_wrongkey000000000"})
     assert result.exit_code == 2, result.output
+
+
+def test_a_narrow_terminal_gets_a_sparkline_per_day(
+    sim: tuple[SimHomeMini, dict[str, str]],
+) -> None:
+    _, env = sim
+    result = invoke("tariff", env={**env, "COLUMNS": "60"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    sparks = [
+        line.strip() for line in lines if line.strip() and set(line.strip()) <= set("▁▂▃▄▅▆▇█|")
+    ]
+    assert sparks, result.output
+    assert sparks[0].count("|") == 1  # the current half-hour is marked
+    today = datetime.now(timezone.utc).astimezone(UK).date()
+    day = uk_midnight(today + timedelta(days=1)) - uk_midnight(today)  # 23, 24 or 25 h
+    assert len(sparks[0]) == day // timedelta(minutes=30) + 1  # every half-hour of today
+    assert any(line.strip().startswith("min ") and " max " in line for line in lines)
+    assert not any(">" in line for line in lines)  # no grid
