@@ -202,6 +202,7 @@ class Tariffs:
         self.sink = sink
         self._memory: dict[Series, Cursor] = {}  # the cursor when there is no state.json
         self._book: TariffBook | None = None  # the latest prices, for the status each cycle
+        self._keep_failing = False
 
     def cursors(self) -> dict[Series, Cursor]:
         return _cursors(self.state.load()) if self.state is not None else dict(self._memory)
@@ -273,16 +274,16 @@ class Tariffs:
             )
         book.merge(fresh)
         book = book.since(uk_midnight(today - timedelta(days=KEEP_DAYS)))
-        self.cache.save(Cached(book, now, account_day))
         self._book = book
+        kept = self._keep(Cached(book, now, account_day))
         stored = False
         if store or since is not None:
             body, count = lines(fresh)
             if self.sink is not None and count:
                 self.sink.write_lines(body, count)  # raises: the cursor stays
                 stored = True
-            if since is None:
-                self._advance(moved)
+            if since is None and (self.sink is not None or kept):
+                self._advance(moved)  # local mode: only once tariffs.json holds them
         complete = tomorrow_known(book, now)
         return TariffRun(self.client.calls - calls, fresh.count(), stored, complete)
 
@@ -340,6 +341,23 @@ class Tariffs:
             fetched_at = cached.fetched_at if cached is not None else now
             self.cache.save(Cached(book, fetched_at, account_day))
         return book, self.client.calls - calls
+
+    def _keep(self, cached: Cached) -> bool:
+        """Write tariffs.json; a full disk is logged (once) and does not stop the storing:
+        the commands then fetch for themselves."""
+        try:
+            self.cache.save(cached)
+        except OSError as exc:
+            if not self._keep_failing:
+                log.warning(
+                    "cannot write %s (%s): prices go to InfluxDB only",
+                    self.cache.path,
+                    exc.strerror,
+                )
+            self._keep_failing = True
+            return False
+        self._keep_failing = False
+        return True
 
     def _advance(self, moved: dict[Series, Cursor]) -> None:
         if self.state is None:

@@ -273,3 +273,17 @@ def test_tariff_since_stores_older_rates(tmp_path: Path, victoria: VictoriaMetri
         if ts == int(start.timestamp()) and labels["fuel"] == "electricity"
     }
     assert first == {ids.FIXED_IMPORT_TARIFF}
+
+
+def test_a_full_disk_for_tariffs_json_does_not_stop_the_storing(
+    make_rig: MakeRig, tmp_path: Path
+) -> None:
+    rig = make_rig(uk(date(2026, 2, 10), 12), uk(date(2026, 2, 4), 17))
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    (tmp_path / "cache" / "tariffs.json").mkdir()  # any write of it fails (EISDIR)
+    run = rig.tariffs.refresh(rig.clock())
+    assert run.stored
+    first, end = uk(date(2026, 1, 28)), uk(date(2026, 2, 5), 23)
+    expected = int((end - first).total_seconds() // 1800)
+    assert len(rig.read("unit_rate", "gas", wait_for=2 * expected)) == expected
+    assert rig.tariffs.cursors()[("gas", "import")].prices == end
