@@ -156,6 +156,10 @@ class CacheError(OctomonError):
     """The cache could not be read or written (disk full, permissions)."""
 
 
+class CacheFull(CacheError):
+    """The disk holding the cache is full (ENOSPC): nothing was written."""
+
+
 class CacheBusy(CacheError):
     """Another process held the cache lock for longer than we were willing to wait."""
 

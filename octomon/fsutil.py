@@ -45,10 +45,12 @@ def write_synced(path: Path, flags: int, data: bytes) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file.
 
-    Raises ``OSError`` (disk full, permissions) with the old file untouched.
+    ``durable=False`` skips both fsyncs: readers still never see a half-written file while
+    the system runs, but after a power cut the file may be empty or old (for advisory
+    files only). Raises ``OSError`` (disk full, permissions) with the old file untouched.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -59,7 +61,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         try:
             os.fchmod(fd, mode)  # the umask cannot widen it, but may narrow it
             write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -67,7 +70,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def ensure_private_dir(path: Path) -> None:

@@ -1,10 +1,15 @@
-"""``CACHE_DIR/state.json``: the monitor's cursor, the device, the refresh token, the API
-call ledger and any rate-limit backoff (SPEC §4.1, §4.3).
+"""``CACHE_DIR/state.json``: the monitor's cursor, the newest reading it stored and its last
+cycle (for the clock rules), the device, the refresh token, the API call ledger and any
+rate-limit backoff (SPEC §4.1, §4.3).
 
 Several processes share the file (``run``, ``backfill``, ``test-octopus``), so every
 change is a read-modify-write under a cross-process ``fcntl`` lock on
 ``CACHE_DIR/state.lock``: the ledger is merged, never overwritten by a stale copy. The
 file is replaced atomically and is ``0600`` (it holds the refresh token).
+
+A file that cannot be parsed is set aside as ``state.json.corrupt-<time>`` with anything
+that could be a secret removed (the refresh token, any long token-like string, and every
+registered secret), so the copy can be kept or shared safely (SPEC §5).
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import fcntl
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from octomon import fsutil
+from octomon import fsutil, redact
 from octomon.clock import utcnow
 from octomon.readings import parse_instant
 
@@ -46,9 +52,28 @@ _KNOWN = (
         "gas_mprn",
         "gas_serial",
     ),
+    "newest_stored",
+    "last_cycle_at",
+    "hold_owner",
+    "hold_calls",
+    "hold_since",
 )
 _GAS_INSTANTS = ("gas_cursor", "gas_newest")
 _GAS_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial")
+_TIMES = (
+    "cursor",
+    "refresh_expires_at",
+    "backoff_until",
+    "rate_limited_since",
+    "newest_stored",
+    "last_cycle_at",
+    "hold_since",
+    *_GAS_INSTANTS,
+)
+# In a damaged file: the value of a secret-bearing key (even unterminated), and any long
+# run of token characters (JWTs, API keys, refresh tokens).
+_SECRET_VALUE = re.compile(rb'("(?:refresh_token|token|api_key)"\s*:\s*)"[^"\n]*"?')
+_TOKEN_LIKE = re.compile(rb"[A-Za-z0-9_\-.+/=]{24,}")
 
 
 def format_instant(dt: datetime) -> str:
@@ -73,6 +98,13 @@ class State:
     gas_device_id: str | None = None
     gas_mprn: str | None = None
     gas_serial: str | None = None
+    newest_stored: datetime | None = None  # read_at of the newest reading actually stored
+    last_cycle_at: datetime | None = None  # the monitor's last poll cycle (clock rules)
+    # The calls a `run` may make before it next writes this file (octopus.budget): other
+    # processes count them as made, so the budget holds across processes.
+    hold_owner: str | None = None
+    hold_calls: int = 0
+    hold_since: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, preserved
 
     def prune(self) -> None:
@@ -96,6 +128,11 @@ class State:
             backoff_until=t(self.backoff_until),
             backoff_seconds=self.backoff_seconds,
             rate_limited_since=t(self.rate_limited_since),
+            newest_stored=t(self.newest_stored),
+            last_cycle_at=t(self.last_cycle_at),
+            hold_owner=self.hold_owner,
+            hold_calls=self.hold_calls,
+            hold_since=t(self.hold_since),
         )
         obj.update({k: t(getattr(self, k)) for k in _GAS_INSTANTS if getattr(self, k)})
         obj.update({k: getattr(self, k) for k in _GAS_TEXTS if getattr(self, k)})
@@ -109,13 +146,7 @@ class State:
         def bad(name: str) -> None:
             log.warning("state.json: ignoring an invalid %s", name)
 
-        for name in (
-            "cursor",
-            "refresh_expires_at",
-            "backoff_until",
-            "rate_limited_since",
-            *_GAS_INSTANTS,
-        ):
+        for name in _TIMES:
             value = obj.get(name)
             if value is None:
                 continue
@@ -125,7 +156,7 @@ class State:
                 setattr(state, name, parse_instant(value))
             except ValueError:
                 bad(name)
-        for name in ("device_id", "refresh_token", *_GAS_TEXTS):
+        for name in ("device_id", "refresh_token", "hold_owner", *_GAS_TEXTS):
             value = obj.get(name)
             if value is None:
                 continue
@@ -146,6 +177,11 @@ class State:
                     except ValueError:
                         bad("call ledger entry")
                 state.calls.sort()
+        held = obj.get("hold_calls")
+        if isinstance(held, int) and not isinstance(held, bool) and held >= 0:
+            state.hold_calls = held
+        elif held is not None:
+            bad("hold_calls")
         seconds = obj.get("backoff_seconds")
         if seconds is not None:
             if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
@@ -207,19 +243,29 @@ class StateStore:
             os.close(fd)  # closing releases the lock
 
     def _set_aside(self) -> State:
+        """Replace the damaged file by a copy without secrets (0600); a fresh state."""
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         target = self.path.with_name(f"{STATE_FILE}.corrupt-{stamp}")
         try:
-            os.replace(self.path, target)
+            raw = self.path.read_bytes()
+            fsutil.atomic_write(target, without_secrets(raw), 0o600)
+            self.path.unlink()
         except FileNotFoundError:  # another process already moved it
             return State()
         except OSError as exc:
-            log.warning("state.json is corrupt and could not be moved aside (%s)", exc.strerror)
+            log.warning("state.json is corrupt and could not be set aside (%s)", exc.strerror)
             return State()
         log.warning(
-            "state.json was corrupt: moved aside to %s; starting with a fresh state "
-            "(the cursor, device and call ledger are reset)",
+            "state.json was corrupt: set aside as %s (secrets removed); starting with a "
+            "fresh state (the cursor, device and call ledger are reset)",
             target.name,
         )
         self.recovered_corrupt = target
         return State()
+
+
+def without_secrets(raw: bytes) -> bytes:
+    """A damaged state file's bytes with every possible secret replaced by ``****``."""
+    raw = _SECRET_VALUE.sub(rb'\1"****"', raw)
+    raw = _TOKEN_LIKE.sub(b"****", raw)
+    return redact.scrub(raw.decode("utf-8", "replace")).encode()

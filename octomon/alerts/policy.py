@@ -116,6 +116,21 @@ def day_label(day: date) -> str:
     return f"{day.day} {day:%b}"
 
 
+def _span(td: timedelta) -> str:
+    """``2 days``, ``5 hours``, ``12 minutes``: how far the clock moved, in words."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        n = round(td.total_seconds() / size)
+        if n >= 1 and td.total_seconds() >= size * 0.95:
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{int(td.total_seconds())} seconds"
+
+
+def _hm(dt: datetime, now: datetime) -> str:
+    """``14:02 UTC`` on the day of ``now``, else ``2026-11-25 14:02 UTC``."""
+    dt, now = dt.astimezone(timezone.utc), now.astimezone(timezone.utc)
+    return dt.strftime("%H:%M UTC" if dt.date() == now.date() else "%Y-%m-%d %H:%M UTC")
+
+
 def _cause_of(error: str) -> str:
     lowered = error.lower()
     for cause in ("token", "org", "bucket"):
@@ -471,23 +486,85 @@ class AlertPolicy:
         out.append(self._refused_alert(now, count, message, follow_up=False))
         return out
 
-    def cache_failed(self, now: datetime, error: str) -> list[Alert]:
+    def cache_failed(self, now: datetime, error: str, *, full: bool = False) -> list[Alert]:
+        """An append failed; ``full``: the disk is full (ENOSPC), else another I/O error."""
         out = self._flush(now)
+        cause = "The disk holding CACHE_DIR is full." if full else "The local cache failed."
 
         def make(relapse: bool) -> Alert:
             return Alert(
                 level=Level.ERROR,
-                title="Caching failed",
-                text="Readings could not be written to the local cache (is the disk full?). "
-                "octomon keeps running and fetches the same span again next cycle, so nothing "
-                "is lost once the cache is writable again.",
+                title="Caching failed: disk full" if full else "Caching failed",
+                text=f"{cause} Readings could not be written to it. octomon keeps running and "
+                "fetches the same span again next cycle, so nothing is lost once the cache is "
+                "writable again.",
                 component="cache",
                 fields={"error": _clip(error), **_relapse_field(relapse)},
                 at=now,
                 key="cache_write",
             )
 
-        return out + self._open(now, "cache_write", "failed", make)
+        return out + self._open(now, "cache_write", "full" if full else "failed", make)
+
+    def state_failed(self, now: datetime, error: str) -> list[Alert]:
+        """``state.json`` could not be written (a full disk): the ledger is kept in memory."""
+        out = self._flush(now)
+
+        def make(relapse: bool) -> Alert:
+            return Alert(
+                level=Level.ERROR,
+                title="Cannot save state.json",
+                text="octomon keeps polling and writing to InfluxDB; the call ledger is kept in "
+                "memory (still enforced) and the cursor is saved once the disk has room again.",
+                component="cache",
+                fields={"error": _clip(error), **_relapse_field(relapse)},
+                at=now,
+                key="state_write",
+            )
+
+        return out + self._open(now, "state_write", "failed", make)
+
+    def state_ok(self, now: datetime) -> list[Alert]:
+        return self._flush(now) + self._recover(now, "state_write")
+
+    def clock_moved_back(
+        self, now: datetime, by: timedelta, resume_from: datetime | None
+    ) -> list[Alert]:
+        """SPEC §4.1: ``now`` is earlier than the cursor or the last cycle."""
+        again = f"; fetching again from {_hm(resume_from, now)}" if resume_from else ""
+        return [
+            *self._flush(now),
+            Alert(
+                level=Level.WARNING,
+                title="System clock moved back",
+                text=f"the system clock moved back by {_span(by)}{again}",
+                component="octomon",
+                fields={"moved back by": duration(by)},
+                at=now,
+                key="clock",
+            ),
+        ]
+
+    def state_damaged(
+        self, now: datetime, set_aside: str, resume_from: datetime, from_cache: bool
+    ) -> list[Alert]:
+        """SPEC §4.1: an unreadable state.json was set aside; the span that may need backfill."""
+        where = "the newest reading in the cache" if from_cache else "one hour back"
+        return [
+            *self._flush(now),
+            Alert(
+                level=Level.WARNING,
+                title="state.json was damaged",
+                text=f"state.json could not be read and was set aside as {set_aside} (secrets "
+                f"removed). Fetching resumes from {when(resume_from)} ({where}); readings "
+                "before then that were never stored may need `octomon backfill --until "
+                f"{resume_from.strftime('%Y-%m-%dT%H:%M:%SZ')}`.",
+                component="octomon",
+                fields={"resumes from": when(resume_from), "set aside as": set_aside},
+                at=now,
+                key="state_damaged",
+            ),
+        ]
 
     def cache_ok(self, now: datetime) -> list[Alert]:
         """An append succeeded: ends a caching failure (announced once it holds)."""
@@ -602,6 +679,7 @@ class AlertPolicy:
             "stale": ("Home Mini data fresh again", "New readings are arriving."),
             "gas_stale": ("Gas data fresh again", "New gas half-hours are arriving."),
             "cache_write": ("Caching works again", "Readings are written to the cache again."),
+            "state_write": ("state.json saved again", "The cursor and the ledger are on disk."),
             "auth": ("Octopus API key accepted", "The API key works again."),
         }
         title, text = texts.get(ep.key, (f"{ep.current.title}: recovered", ""))

@@ -6,8 +6,10 @@ none) and its end is older than ``settle_after`` -- that end, whichever is later
 is ``[cursor - overlap, min(now, start + max_window))``; the first start looks
 ``first_lookback`` back. Readings already stored in this process's life (remembered for the
 overlap span) are not stored again. Clock rule: if ``now`` is earlier than the cursor or the
-previous run (the system clock ran fast and was corrected), the cursor returns to the newest
-reading actually stored (``newest``) and that span is fetched again.
+previous run (the system clock ran fast and was corrected; a Pi without a real-time clock
+booted in the past), the cursor returns to the newest reading actually stored (``newest``)
+and that span is fetched again. If even ``newest`` is after ``now`` (this clock is behind
+real time), the cursor stays and the window is empty until the clock passes it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class Cursor:
         self.newest = newest  # the newest readAt actually stored
         self.dirty = False  # changed since the owner last saved it
         self._anchor: datetime | None = None  # first start: where the first window begins
-        self._last_run: datetime | None = None
+        self.last_run: datetime | None = None  # the previous window asked for (or saved)
+        self.behind = False  # the clock moved back and has not passed the cursor again
         self.seen: set[datetime] = set()  # read_ats stored in this run, within the overlap
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
@@ -63,13 +66,24 @@ class Cursor:
             start = self._anchor
         return start, min(now, start + self.max_window)
 
-    def clock_went_back(self, now: datetime) -> bool:
-        """Apply the clock rule; True when it moved the cursor back (the caller says so)."""
-        last, self._last_run = self._last_run, now
-        behind = (self.at is not None and now < self.at) or (last is not None and now < last)
-        if not behind:
+    def clock_went_back(self, now: datetime, slack: timedelta = timedelta(0)) -> bool:
+        """Apply the clock rule; True when the clock moved back (once while it stays behind).
+
+        ``slack``: a clock stepped back by less than this is ignored (the overlap covers it).
+        """
+        last, self.last_run = self.last_run, now
+        marks = [t for t in (self.at, last) if t is not None]
+        if not marks or now >= max(marks) - slack:
+            self.behind = False
             return False
-        self.at = self.newest if self.newest is not None and self.newest <= now else None
+        if self.behind:  # said already; still behind the cursor
+            return False
+        self.behind = True
+        if self.newest is not None and self.newest <= now:
+            self.at = self.newest if self.at is None else min(self.at, self.newest)
+        elif self.newest is None and self.at is not None and self.at > now:
+            self.at = None  # nothing known stored: the first start's rule
+        # (else the newest stored reading is after ``now``: the cursor stays)
         self._anchor = None
         self.seen.clear()
         self.dirty = True

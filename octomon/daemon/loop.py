@@ -26,6 +26,8 @@ from octomon.config import Settings
 from octomon.daemon.monitor import (
     AUTH,
     BUDGET,
+    CACHE_BUSY,
+    DISK_FULL,
     FAILED,
     RATE_LIMITED,
     STOPPED,
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 CATCH_UP_PAUSE = 1.0  # seconds between catch-up windows (the budget still decides)
 MIN_RETRY = 1.0
 MAX_UNEXPECTED = 10  # unexpected errors in a row before the daemon gives up (exit 1)
+SYNC_RETRY_FIRST = 1.0  # a sync step that raised: retried after 1 s, doubling ...
+CYCLE, SYNC = "cycle", "sync"  # the two kinds of step whose errors are counted
 JOB_HEADROOM = 5  # API calls per hour a scheduled job leaves free for telemetry (SPEC §4.9)
 CACHE_LOCK_TIMEOUT = 5.0  # an append waits this long for `sync-cache`, then fails (refetched)
 
@@ -80,7 +84,8 @@ def build_monitor(
     fsutil.ensure_private_dir(cache_dir)
     store = StateStore(cache_dir)
     state = store.load()
-    budget = StopAwareBudget(store, max_calls_per_hour or settings.octopus_max_calls_per_hour, stop)
+    max_calls = max_calls_per_hour or settings.octopus_max_calls_per_hour
+    budget = StopAwareBudget(store, max_calls, stop, deferred=True)  # saved once per cycle
     assert settings.octopus_api_key and settings.octopus_account_number
     client = OctopusClient(
         api_key=settings.octopus_api_key,
@@ -210,7 +215,10 @@ class Loop:
         self.monotonic = monotonic
         self.cycles = 0
         self.last_error: OctomonError | None = None
-        self._unexpected = 0
+        # Unexpected errors in a row, per kind of step: a drain that raises every time must
+        # end the run like cycles that do, even while the cycles in between succeed.
+        self._unexpected = {CYCLE: 0, SYNC: 0}
+        self.step_failed = False
 
     def run(self) -> ExitCode:
         m = self.monitor
@@ -221,16 +229,17 @@ class Loop:
         code = ExitCode.OK
         next_poll = self.monotonic()
         next_health = self.monotonic()  # a backlog left from an earlier run: check at once
+        next_sync = self.monotonic()  # after a sync step raised: not before this
         try:
             while not self.stop.is_set():
+                if max(self._unexpected.values()) >= MAX_UNEXPECTED:
+                    code = ExitCode.FAILED
+                    break
                 if self.monotonic() >= next_poll:
                     was_cache_mode = m.cache_mode
                     began = self.monotonic()
-                    result = self._guarded(lambda: m.cycle(self.clock()))
+                    result = self._guarded(CYCLE, lambda: m.cycle(self.clock()))
                     if result is None:
-                        if self._unexpected >= MAX_UNEXPECTED:
-                            code = ExitCode.FAILED
-                            break
                         next_poll = began + m.poll_interval
                         continue
                     self.cycles += 1
@@ -239,27 +248,34 @@ class Loop:
                         code = ExitCode.CONFIG
                         break
                     next_poll = began + self._delay(result)
-                    if m.cache_mode and not was_cache_mode:
+                    if m.cache_appeared:  # another process cached readings: sync them now
+                        next_health = self.monotonic()
+                    elif m.cache_mode and not was_cache_mode:
                         next_health = self.monotonic() + self._health_delay()
                     continue
                 if m.jobs_due(self.clock()):  # one job, then look at the poll cycle again
-                    self._guarded(lambda: m.run_jobs(self.clock()))
+                    self._guarded(CYCLE, lambda: m.run_jobs(self.clock()), count=False)
                     self._alive()
                     continue
-                if m.draining:
-                    self._guarded(lambda: m.drain(self.clock()))
+                syncable = self.monotonic() >= next_sync
+                if m.draining and syncable:
+                    if not self._sync_step(lambda: m.drain(self.clock())):
+                        next_sync = self.monotonic() + self._sync_retry()
                     if not m.draining and m.cache_mode:  # lost again
                         next_health = self.monotonic() + self._health_delay()
                     self._alive()
                     continue
-                if m.cache_mode and self.monotonic() >= next_health:
-                    self._guarded(lambda: m.health_check(self.clock()))
+                if m.cache_mode and not m.draining and syncable and self.monotonic() >= next_health:
+                    if not self._sync_step(lambda: m.health_check(self.clock())):
+                        next_sync = self.monotonic() + self._sync_retry()
                     next_health = self.monotonic() + self._health_delay()
                     self._alive()
                     continue
                 wake = next_poll
-                if m.cache_mode and not m.draining:
-                    wake = min(wake, next_health)
+                if m.draining:
+                    wake = min(wake, next_sync)
+                elif m.cache_mode:
+                    wake = min(wake, max(next_health, next_sync))
                 job_at = m.scheduler.next_due() if m.scheduler is not None else None
                 if job_at is not None:
                     wake = min(wake, self.monotonic() + (job_at - self.clock()).total_seconds())
@@ -273,21 +289,46 @@ class Loop:
 
     # --- pieces ---------------------------------------------------------------------------
 
-    def _guarded(self, step: Callable[[], object]) -> CycleResult | None:
-        """Run a cycle or a sync step; a bug is logged with its traceback, not fatal."""
+    def _guarded(
+        self, kind: str, step: Callable[[], object], *, count: bool = True
+    ) -> CycleResult | None:
+        """Run a cycle or a sync step; a bug is logged (its traceback once in a row) and
+        counted, not fatal: MAX_UNEXPECTED in a row of one kind end the run (exit 1)."""
+        self.step_failed = False
         try:
             out = step()
         except OctomonError as exc:
-            self._unexpected += 1
+            self._failed(kind, count)
             log.error("%s", exc.message)
             log.debug("details", exc_info=True)
             return None
         except Exception:  # the outermost loop: log, count, keep collecting
-            self._unexpected += 1
-            log.exception("unexpected error (%d in a row)", self._unexpected)
+            n = self._failed(kind, count)
+            if n <= 1:
+                log.exception("unexpected error in a %s step (%d in a row)", kind, n)
+            else:
+                log.error("unexpected error in a %s step again (%d in a row)", kind, n)
+                log.debug("details", exc_info=True)
             return None
-        self._unexpected = 0
+        if count:
+            self._unexpected[kind] = 0
         return out if isinstance(out, CycleResult) else None
+
+    def _failed(self, kind: str, count: bool) -> int:
+        self.step_failed = True
+        if count:
+            self._unexpected[kind] += 1
+        return self._unexpected[kind]
+
+    def _sync_step(self, step: Callable[[], object]) -> bool:
+        """A health check or a drain slice; False if it raised (the caller backs off)."""
+        self._guarded(SYNC, step)
+        return not self.step_failed
+
+    def _sync_retry(self) -> float:
+        """1, 2, 4 … s after a sync step raised, at most the health-check interval."""
+        n = max(1, self._unexpected[SYNC])
+        return min(SYNC_RETRY_FIRST * (1 << min(n - 1, 16)), self._health_delay())
 
     def _after_cycle(self, result: CycleResult) -> None:
         if result.error is not None:
@@ -296,7 +337,7 @@ class Loop:
             self.notifier.watchdog()
         if result.outcome != STOPPED:
             level = logging.INFO if self.log_cycles else logging.DEBUG
-            if result.outcome in (FAILED, AUTH, STORE_FAILED):
+            if result.outcome in (FAILED, AUTH, STORE_FAILED, DISK_FULL, CACHE_BUSY):
                 level = logging.WARNING if self.log_cycles else logging.DEBUG
             log.log(level, "%s", result.summary())
         self._update()

@@ -8,7 +8,17 @@ waits, the health-check schedule, signals) and builds a monitor from the setting
 The cursor rule (SPEC §4.1): the cursor is the newest reading durably stored (written to
 InfluxDB, appended to the cache, or set aside as refused), or the end of a window older
 than 15 minutes whose readings were all stored (or that had none), whichever is later. It
-moves only after the store that justifies it, and it is saved to ``state.json`` then.
+moves only after the store that justifies it, and it is saved to ``state.json`` at the end
+of that cycle: state is written at most once per cycle (SPEC §4.9), together with the call
+ledger (kept in memory in between by :class:`~octomon.octopus.budget.Budget`).
+
+Clocks and damaged state (SPEC §4.1): ``now`` earlier than the cursor or the last cycle
+means the clock moved back (it ran fast and was corrected, or a Pi booted in the past):
+the cursor returns to the newest reading actually stored, ledger entries and backoffs
+dated in the future are dropped, and one warning alert says so. An unreadable
+``state.json`` (set aside by :class:`~octomon.state.StateStore`) resumes from the newest
+``read_at`` in the cache (read from the tail of the newest day file), else one hour back,
+with one warning alert naming the span that may need ``octomon backfill``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,16 @@ from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.cursor import Cursor
 from octomon.daemon.schedule import JobReport, Scheduler
 from octomon.daemon.status import Status
-from octomon.daemon.writer import DRAIN_SLICE, CacheLike, Sink, Stored, SyncFn, SyncStep, Writer
+from octomon.daemon.writer import (
+    DRAIN_SLICE,
+    CacheLike,
+    Sink,
+    Stored,
+    StoreProblem,
+    SyncFn,
+    SyncStep,
+    Writer,
+)
 from octomon.errors import (
     AuthError,
     BudgetExhausted,
@@ -47,6 +66,8 @@ log = logging.getLogger(__name__)
 OVERLAP = timedelta(minutes=5)
 FIRST_LOOKBACK = timedelta(hours=1)
 SPARK_SPAN = timedelta(minutes=30)
+CLOCK_SLACK = timedelta(minutes=1)  # a clock stepped back by less is not worth an alert
+TAIL_BYTES = 64 * 1024  # how much of the newest cache file a damaged state's recovery reads
 
 
 class Outcome(enum.Enum):
@@ -59,6 +80,9 @@ class Outcome(enum.Enum):
     BUDGET = "budget"  # the hourly call budget is used up: wait for a free slot
     AUTH = "auth"  # the API key was refused: fatal (exit 2)
     STOPPED = "stopped"  # a stop was requested before the cycle's first request
+    CACHE_BUSY = "cache-busy"  # another process held the cache lock: fetched again next cycle
+    DISK_FULL = "disk-full"  # the readings could not be cached: the disk is full
+    CLOCK_BEHIND = "clock-behind"  # now is before the cursor: nothing to fetch yet
 
 
 OK = Outcome.OK
@@ -68,6 +92,10 @@ RATE_LIMITED = Outcome.RATE_LIMITED
 BUDGET = Outcome.BUDGET
 AUTH = Outcome.AUTH
 STOPPED = Outcome.STOPPED
+CACHE_BUSY = Outcome.CACHE_BUSY
+DISK_FULL = Outcome.DISK_FULL
+CLOCK_BEHIND = Outcome.CLOCK_BEHIND
+_PROBLEM_OUTCOME = {StoreProblem.CACHE_BUSY: CACHE_BUSY, StoreProblem.DISK_FULL: DISK_FULL}
 
 
 # --- the parts the monitor ties together (structural, so tests can use small fakes) -----
@@ -112,6 +140,8 @@ class CycleResult:
     backlog: int = 0
     calls_last_hour: int = 0
     call_budget: int = 0
+    newest_at: datetime | None = None  # the newest reading known (of this run)
+    newest_kw: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,12 +153,21 @@ class CycleResult:
             OK: f"stored {self.stored} readings",
             FAILED: "fetch failed",
             STORE_FAILED: "could not store the readings (the next cycle fetches them again)",
+            CACHE_BUSY: "the cache is busy (another octomon process holds its lock): the "
+            "next cycle fetches the readings again",
+            DISK_FULL: "disk full: the readings could not be cached (the next cycle fetches "
+            "them again)",
+            CLOCK_BEHIND: "the system clock is behind the cursor: nothing to fetch until it "
+            "catches up",
             RATE_LIMITED: "rate limited",
             BUDGET: "API budget used up",
             AUTH: "API key refused",
             STOPPED: "stopped",
         }[self.outcome]
         parts = [head]
+        if self.newest_at is not None:
+            kw = f" {self.newest_kw:.3f} kW" if self.newest_kw is not None else ""
+            parts.append(f"newest reading {format_time(self.newest_at)}{kw}")
         if self.window is not None:
             parts.append(f"window {format_time(self.window[0])}..{format_time(self.window[1])}")
         parts += [
@@ -197,7 +236,9 @@ class Monitor:
         self.status: Status | None = None
         self._range_episode = False
         self._state_dirty = False
+        self._state_failing = False
         self._status_failing = False
+        self.cache_appeared = False  # this cycle found readings another process cached
         self._saved_refresh: str | None = None
         self._started = False
 
@@ -247,6 +288,7 @@ class Monitor:
         self._started = True
         state = self.store.load()
         self.cursor = state.cursor
+        self.stream.newest, self.stream.last_run = state.newest_stored, state.last_cycle_at
         self.device_id = self.device_id or state.device_id  # OCTOPUS_DEVICE_ID wins
         self._saved_refresh = state.refresh_token
         self.status = Status(
@@ -257,16 +299,24 @@ class Monitor:
         )
         # (Local mode and log-only alerts are said once at start by the settings' warnings.)
         self.writer.open()
+        # Written once at start-up: the hold of the call ledger goes on disk ahead of the
+        # first request (octopus.budget), so the first cycle needs no extra write.
+        self._state_dirty = True
         if self.cursor is not None:
             log.info("resuming from %s", format_time(self.cursor))
         if announce:
             self._emit(self.policy.started(now, mode=self.mode, device_id=self.device_id))
+        damaged = self.store.recovered_corrupt
+        if damaged is not None:
+            self.store.recovered_corrupt = None
+            self._recover_damaged(now, damaged)
+        self._save_state(now)
         self._refresh_status(now)
         self.write_status()
 
     def close(self, now: datetime, *, announce: bool = True, alert_timeout: float = 3.0) -> None:
         """Save state, give the stop alert at most ``alert_timeout`` s, close the clients."""
-        self._save_state(force=True)
+        self._save_state(now, force=True, release=True)
         if self.status is not None:
             self._refresh_status(now)
             self.write_status()
@@ -296,9 +346,11 @@ class Monitor:
         if not self._started:
             self.start(now)
         self._emit(self.policy.due_repeats(now))
+        self._check_clock(now)
+        self.cache_appeared = self.writer.notice()
         start, end = self.window(now)
-        if end <= start:  # the clock went backwards: nothing to ask for yet
-            return self._finish(now, OK, None)
+        if end <= start:  # the clock is behind the cursor: nothing to ask for (not good)
+            return self._finish(now, CLOCK_BEHIND, None)
         try:
             start, end, readings = self._fetch(start, end, now)
         except Interrupted as exc:
@@ -334,9 +386,10 @@ class Monitor:
         self.tally.stored(outcome.stored)  # before the cursor moves: a crash re-stores them
         self._advance(outcome, end, now)
         self._show(readings, fresh)
+        failed = _PROBLEM_OUTCOME.get(outcome.problem, STORE_FAILED) if outcome.problem else None
         return self._finish(
             now,
-            STORE_FAILED if outcome.unstored else OK,
+            (failed or STORE_FAILED) if outcome.unstored else OK,
             (start, end),
             error=outcome.error,
             fetched=len(readings),
@@ -353,7 +406,6 @@ class Monitor:
         if self.device_id is None:
             self.device_id = self.client.device()
             self._state_dirty = True
-            self._save_state()
         while True:
             try:
                 readings = self.client.telemetry(start, end, "TEN_SECONDS")
@@ -366,7 +418,6 @@ class Monitor:
                 self._lost_span(start, jump, now)
                 start, end = jump, min(now, jump + self.stream.max_window)
                 self._state_dirty = True
-                self._save_state()
         self._range_episode = False
         return start, end, [r for r in readings if start <= r.read_at < end]
 
@@ -387,31 +438,89 @@ class Monitor:
     def _advance(self, outcome: Stored, end: datetime, now: datetime) -> None:
         if self.stream.advance(outcome.stored, outcome.unstored, end, now):
             self._state_dirty = True
-        self._save_state()
 
-    def _save_state(self, *, force: bool = False) -> None:
-        """Persist cursor, device and refresh token; a failure is retried next cycle."""
+    def _save_state(self, now: datetime, *, force: bool = False, release: bool = False) -> None:
+        """Persist cursor, device, token and the call ledger: one write, at most per cycle.
+
+        A failure (disk full) is logged and alerted once and retried next cycle; polling
+        goes on, the ledger stays in memory and is still enforced (SPEC §4.9).
+        """
         token = self.client.refresh_token
-        if not (self._state_dirty or force) and token == self._saved_refresh:
+        unsaved = self._state_dirty or self.stream.dirty or token != self._saved_refresh
+        unsaved = unsaved or self.budget.unsaved
+        if not (unsaved or force):
             return
         cursor, device, expires = self.cursor, self.device_id, self.client.refresh_expires_at
+        newest, last_cycle = self.stream.newest, self.stream.last_run
 
         def mutate(state: State) -> None:
-            if cursor is not None:
-                state.cursor = cursor
+            state.cursor = cursor if cursor is not None else state.cursor
             if device is not None:
                 state.device_id = device
             if token is not None:
                 state.refresh_token = token
                 state.refresh_expires_at = expires
+            state.newest_stored = newest or state.newest_stored
+            state.last_cycle_at = last_cycle or state.last_cycle_at
 
         try:
-            self.store.update(mutate)
+            if self.budget.store is not None:
+                self.budget.save(now, mutate, release=release)  # the ledger too: one write
+            else:
+                self.store.update(mutate)
         except OSError as exc:
-            log.error("could not save state.json (%s); retrying next cycle", exc.strerror or exc)
+            reason = exc.strerror or str(exc)
+            if not self._state_failing:
+                log.error("could not save state.json (%s); retrying next cycle", reason)
+            self._state_failing = True
+            self._emit(self.policy.state_failed(now, f"state.json: {reason}"))
             return
-        self._state_dirty = False
+        if self._state_failing:
+            self._state_failing = False
+            log.info("state.json saved again")
+            self._emit(self.policy.state_ok(now))
+        self._state_dirty = self.stream.dirty = False
         self._saved_refresh = token
+
+    def _check_clock(self, now: datetime) -> None:
+        """SPEC §4.1: ``now`` earlier than the cursor or the last cycle: the clock moved back.
+
+        The rule itself (where the cursor goes) is :meth:`Cursor.clock_went_back`'s.
+        """
+        marks = [t for t in (self.cursor, self.stream.last_run) if t is not None]
+        latest = max(marks) if marks else now
+        if not self.stream.clock_went_back(now, CLOCK_SLACK):
+            if self.stream.behind:
+                self.budget.clock_moved_back(now)
+            return
+        self.budget.clock_moved_back(now)
+        self._state_dirty = True
+        resume = self.cursor
+        again = resume if resume is not None and resume <= now else None
+        log.warning(
+            "the system clock moved back (%s is before %s); %s",
+            format_time(now),
+            format_time(latest),
+            f"fetching again from {format_time(again)}" if again else "waiting for it",
+        )
+        self._emit(self.policy.clock_moved_back(now, latest - now, again))
+
+    def _recover_damaged(self, now: datetime, set_aside: Path) -> None:
+        """An unreadable state.json: resume from the cache's newest read_at, else 1 h back."""
+        newest = newest_cached(self.writer.cache)
+        from_cache = newest is not None and newest <= now
+        resume = newest if from_cache and newest is not None else now - FIRST_LOOKBACK
+        self.cursor = resume
+        if from_cache:
+            self.stream.newest = newest
+        self._state_dirty = True
+        log.warning(
+            "state.json was damaged (set aside as %s): resuming from %s (%s)",
+            set_aside.name,
+            format_time(resume),
+            "the newest reading in the cache" if from_cache else "one hour back",
+        )
+        self._emit(self.policy.state_damaged(now, set_aside.name, resume, from_cache))
 
     # --- the scheduled jobs (tariffs, settled data, gas) ----------------------------------
 
@@ -424,7 +533,7 @@ class Monitor:
             return []
         reports = self.scheduler.run_due(now, max_jobs=1)
         if reports:
-            self._save_state()
+            self._save_state(now)
         return reports
 
     # --- cache mode: the health check and the drain ----------------------------------------
@@ -444,7 +553,7 @@ class Monitor:
 
     def _after_sync(self, now: datetime, step: SyncStep) -> SyncStep:
         if self.status is not None and step.error is not None:
-            self.status.last_error = step.error.message
+            self.status.note_error(step.error.message)
         self._refresh_status(now)
         self.write_status()
         return step
@@ -465,7 +574,7 @@ class Monitor:
         rejected: int = 0,
         caught_up: bool = True,
     ) -> CycleResult:
-        self._save_state()
+        self._save_state(now)
         calls = self._calls(now)
         status = self.status
         if status is not None:
@@ -473,9 +582,9 @@ class Monitor:
             status.stored_this_session += stored
             if outcome == OK:
                 status.last_good_cycle_at = now
-                status.last_error = error.message if error is not None else None
+                status.note_error(error.message if error is not None else None)
             elif error is not None and outcome != STOPPED:
-                status.last_error = error.message
+                status.note_error(error.message)
         self._refresh_status(now, calls)
         self.write_status()
         return CycleResult(
@@ -494,6 +603,8 @@ class Monitor:
             backlog=self.backlog,
             calls_last_hour=calls,
             call_budget=self.budget.max_per_hour,
+            newest_at=status.last_reading_at if status is not None else None,
+            newest_kw=status.last_demand_kw if status is not None else None,
         )
 
     def _show(self, readings: list[Reading], fresh: list[Reading]) -> None:
@@ -551,3 +662,34 @@ class Monitor:
         if self.status is not None:
             self.status.last_alert = alerts[-1].title
         self.alerter.emit(alerts)
+
+
+def newest_cached(cache: CacheLike) -> datetime | None:
+    """The newest ``read_at`` in the cache, cheaply: the tail of the newest day file(s)."""
+    from octomon.store.cache import parse_line
+
+    try:
+        files = cache.files()
+    except OctomonError:
+        return None
+    for path in reversed(files):
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - TAIL_BYTES))
+                lines = f.read().split(b"\n")
+        except OSError:
+            continue
+        if size > TAIL_BYTES:
+            lines = lines[1:]  # the first one is cut
+        times = []
+        for line in lines:
+            if b'"fuel":"gas"' in line:  # the cursor is the electricity telemetry's
+                continue
+            try:
+                times.append(parse_line(line).read_at)
+            except (ValueError, KeyError, TypeError):
+                continue
+        if times:
+            return max(times)
+    return None

@@ -14,6 +14,7 @@ from typing import Any
 
 from octomon.fsutil import atomic_write
 from octomon.readings import format_time, parse_time
+from octomon.redact import scrub
 
 STATUS_FILE = "status.json"
 MODES = ("influxdb", "cache", "local")
@@ -60,6 +61,10 @@ class Status:
         self.demand_history.sort(key=lambda p: p[0])
         cutoff = self.demand_history[-1][0] - keep
         self.demand_history = [p for p in self.demand_history if p[0] >= cutoff]
+
+    def note_error(self, message: str | None) -> None:
+        """Keep the last error, scrubbed: it may quote a server's answer (SPEC §5)."""
+        self.last_error = scrub(message) if message is not None else None
 
     def healthy(self, now: datetime) -> bool:
         """``status --check``: the last good cycle is within 3 poll intervals + 60 s."""
@@ -113,9 +118,16 @@ class Status:
         return f"{self.last_demand_kw:.2f} kW · {rate} · {hourly:.1f} p/h"
 
     def write(self, cache_dir: Path) -> None:
-        """Atomic rewrite (0600); raises OSError for the caller to log and retry."""
+        """Atomic rewrite (0600); raises OSError for the caller to log and retry.
+
+        Not fsync'ed: status.json is advisory and rewritten every cycle. The rename keeps it
+        whole while the system runs; after a power cut it may be old or empty, which
+        :meth:`read` treats as no status (``status --check`` says unhealthy until the next
+        cycle rewrites it, a minute later). Syncing it would cost two flushes per cycle
+        on an SD card for nothing a restart needs (SPEC §4.9).
+        """
         body = json.dumps(self.to_dict(), indent=2) + "\n"
-        atomic_write(cache_dir / STATUS_FILE, body.encode())
+        atomic_write(cache_dir / STATUS_FILE, body.encode(), durable=False)
 
     @classmethod
     def read(cls, cache_dir: Path) -> Status | None:

@@ -14,6 +14,7 @@ sleeps or reads a clock.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -24,7 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.errors import (
+    CacheBusy,
     CacheError,
+    CacheFull,
     InfluxConfigError,
     InfluxError,
     InfluxRefused,
@@ -52,11 +55,20 @@ class Sink(Protocol):
 class CacheLike(Protocol):
     def append(self, readings: Sequence[AnyReading]) -> AppendResult: ...
     def is_empty(self) -> bool: ...
+    def files(self) -> list[Path]: ...
     def status(self) -> CacheStatus: ...
     def write_rejected(self, lines: Sequence[str | bytes], message: str, now: datetime) -> Any: ...
 
 
 SyncFn = Callable[..., Any]  # octomon.store.sync.sync
+
+
+class StoreProblem(enum.Enum):
+    """Why readings could not be kept anywhere (each has its own message and outcome)."""
+
+    CACHE_BUSY = "cache busy"  # another process held the cache lock: fetched again later
+    DISK_FULL = "disk full"  # ENOSPC
+    CACHE_FAILED = "cache failed"  # any other I/O error
 
 
 @dataclass
@@ -67,6 +79,7 @@ class Stored:
     unstored: list[AnyReading] = field(default_factory=list)
     rejected: int = 0
     error: OctomonError | None = None
+    problem: StoreProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -129,11 +142,7 @@ class Writer:
 
     def open(self) -> None:
         """At start-up: a backlog left from an earlier run means cache mode."""
-        try:
-            self.backlog = self.cache.status().readings
-        except CacheError as exc:
-            log.warning("could not read the cache's status: %s", exc.message)
-            self.backlog = 0
+        self._count_backlog()
         if self.sink is not None and (self.backlog > 0 or not self.cache.is_empty()):
             self._cache_mode = True
             log.info(
@@ -141,6 +150,36 @@ class Writer:
                 "until they are synced",
                 self.backlog,
             )
+
+    def _count_backlog(self) -> None:
+        try:
+            self.backlog = self.cache.status().readings
+        except CacheError as exc:
+            log.warning("could not read the cache's status: %s", exc.message)
+            self.backlog = 0
+
+    def notice(self) -> bool:
+        """Each cycle in direct mode: has another process (``backfill``) cached readings?
+
+        Cheap: one directory listing (``is_empty``), no file is read; only when something
+        is there is the backlog counted, once. True: now in cache mode, InfluxDB not known
+        to be down (the loop health-checks, i.e. drains, at once).
+        """
+        if self.sink is None or self._cache_mode:
+            return False
+        try:
+            if self.cache.is_empty():
+                return False
+        except CacheError:
+            return False  # a listing error is not a backlog; the append reports it
+        self._cache_mode = True
+        self._count_backlog()
+        log.info(
+            "%d readings appeared in the cache (another octomon process cached them): new "
+            "readings queue behind them until they are synced",
+            self.backlog,
+        )
+        return True
 
     # --- one cycle's readings ----------------------------------------------------------------
 
@@ -180,9 +219,11 @@ class Writer:
             self.emit(self.policy.write_refused(now, len(done.set_aside), message))
         if done.unstored:
             assert done.cache_error is not None
+            full = isinstance(done.cache_error, CacheFull)
             out.unstored.extend(done.unstored)
             out.error = done.cache_error
-            self.emit(self.policy.cache_failed(now, done.cache_error.message))
+            out.problem = StoreProblem.DISK_FULL if full else StoreProblem.CACHE_FAILED
+            self.emit(self.policy.cache_failed(now, done.cache_error.message, full=full))
         if done.failure is not None:
             self._lost(now, done.failure)
             self._append(done.undelivered, now, out)
@@ -203,13 +244,24 @@ class Writer:
     def _append(self, readings: list[AnyReading], now: datetime, out: Stored) -> None:
         try:
             result = self.cache.append(readings)
+        except CacheBusy as exc:  # not a failure of the disk: the next cycle fetches again
+            out.unstored.extend(readings)
+            out.error, out.problem = exc, StoreProblem.CACHE_BUSY
+            log.warning(
+                "the cache is busy; %d readings are fetched again next cycle: %s",
+                len(readings),
+                exc.message,
+            )
+            return
         except CacheError as exc:
+            full = isinstance(exc, CacheFull)
             out.unstored.extend(readings)
             out.error = exc
+            out.problem = StoreProblem.DISK_FULL if full else StoreProblem.CACHE_FAILED
             if not self._cache_failing:
                 log.error("caching %d readings failed: %s", len(readings), exc.message)
             self._cache_failing = True
-            self.emit(self.policy.cache_failed(now, exc.message))
+            self.emit(self.policy.cache_failed(now, exc.message, full=full))
             return
         out.stored.extend(readings)
         self.backlog += result.appended

@@ -1,16 +1,47 @@
-"""The API call ledger (SPEC §4.3): every request to the Octopus API is recorded with its
-time before it is sent, and none is sent while the last 60 minutes already hold
+"""The API call ledger (SPEC §4.3, §4.9): every request to the Octopus API is recorded with
+its time before it is sent, and none is sent while the last 60 minutes already hold
 ``OCTOPUS_MAX_CALLS_PER_HOUR`` of them, or while a rate-limit backoff runs.
 
 The ledger lives in ``state.json`` so that it holds across restarts (a crash loop cannot
 burn the account's shared quota) and across processes (``run`` and ``backfill`` together
 never exceed it). Without a usable CACHE_DIR it is kept in memory. The clock is always
 passed in.
+
+Two ways to keep it on disk:
+
+* **Write-through** (``backfill``, ``test-octopus``: short-lived): every reservation is a
+  read-modify-write of ``state.json`` under its lock.
+* **Deferred** (``run``): the ledger is kept in memory and written with the monitor's state
+  once per cycle (:meth:`Budget.save`), so an SD card is not worn out by bookkeeping. It
+  stays safe across processes and crashes because:
+
+  1. before each reservation the budget looks at ``state.json``'s identity (one ``stat``,
+     no read) and re-reads and merges it when another process wrote it;
+  2. each save merges this process's unsaved calls into what is on disk (under the lock),
+     never overwriting a stale copy;
+  3. each save also writes a *hold*: up to ``HOLD`` calls this process may make before its
+     next save. Nothing is sent beyond the hold on disk: the first request of a process,
+     and one that would go beyond the hold, save first (write-ahead). Other processes count
+     a hold as ``HOLD`` calls made at its time, so ``backfill`` never spends what ``run``
+     is about to use, and a process that takes over from a killed one turns the dead
+     one's hold into ledger entries: a crash loop cannot spend more than the budget. The
+     price: ``backfill`` sees ``HOLD`` fewer free calls while ``run`` is up, and a kill
+     can over-count by up to ``HOLD`` calls for an hour (never under-count). A clean stop
+     releases the hold.
+
+  A failed save (disk full) keeps the ledger in memory, still enforced, and is retried.
+
+Clocks (SPEC §4.1): a call dated in the future, a backoff that would end later than its own
+length from now, or a hold from the future cannot be right after the clock moved back:
+they are dropped whenever they are seen, so a clock that ran fast cannot block the budget.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,12 +51,21 @@ from octomon.state import LEDGER_SPAN, State, StateStore
 
 BACKOFF_FIRST = 300.0  # 5 minutes
 BACKOFF_MAX = 1800.0  # 30 minutes
+HOLD = 3  # calls `run` may make between two saves (a normal cycle makes 1, at most 3)
+CLOCK_SLACK = timedelta(minutes=1)  # later than now + this: dated in the future
+
+Identity = tuple[int, int, int]
 
 
-def _recent(state: State, now: datetime) -> list[datetime]:
-    """Calls inside the last hour (a call exactly an hour old has left it)."""
+def _recent(state: State, now: datetime, owner: str | None = None) -> list[datetime]:
+    """Calls inside the last hour (a call exactly an hour old has left it), plus another
+    process's hold counted as calls made at its time."""
     horizon = now - LEDGER_SPAN
-    return sorted(c for c in state.calls if c > horizon)
+    calls = [c for c in state.calls if c > horizon]
+    since = state.hold_since
+    if state.hold_calls and since is not None and state.hold_owner != owner and since > horizon:
+        calls += [since] * state.hold_calls
+    return sorted(calls)
 
 
 def _backoff_left(state: State, now: datetime) -> float:
@@ -34,32 +74,158 @@ def _backoff_left(state: State, now: datetime) -> float:
     return max(0.0, (state.backoff_until - now).total_seconds())
 
 
-class Budget:
-    """The shared hourly call budget; ``store=None`` keeps the ledger in memory."""
+def drop_future(state: State, now: datetime) -> bool:
+    """Drop what the clock cannot have written yet (see the module docstring); changed?"""
+    limit = now + CLOCK_SLACK
+    changed = False
+    if state.calls and state.calls[-1] > limit:
+        state.calls = [c for c in state.calls if c <= limit]
+        changed = True
+    if state.backoff_until is not None:
+        longest = timedelta(seconds=max(state.backoff_seconds, BACKOFF_FIRST)) + CLOCK_SLACK
+        if state.backoff_until > now + longest or (
+            state.rate_limited_since is not None and state.rate_limited_since > limit
+        ):
+            state.backoff_until, state.backoff_seconds, state.rate_limited_since = None, 0, None
+            changed = True
+    if state.hold_since is not None and state.hold_since > limit:
+        state.hold_since, state.hold_calls, state.hold_owner = None, 0, None
+        changed = True
+    return changed
 
-    def __init__(self, store: StateStore | None, max_per_hour: int) -> None:
+
+def _identity(store: StateStore) -> Identity | None:
+    try:
+        st = os.stat(store.path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class Budget:
+    """The shared hourly call budget; ``store=None`` keeps the ledger in memory.
+
+    ``deferred`` (the daemon): the ledger is written by :meth:`save`, once per cycle.
+    """
+
+    def __init__(
+        self, store: StateStore | None, max_per_hour: int, *, deferred: bool = False
+    ) -> None:
         if max_per_hour < 1:
             raise ValueError("max_per_hour must be at least 1")
         self.store = store
         self.max_per_hour = max_per_hour
+        self.deferred = deferred and store is not None
+        self.owner = uuid.uuid4().hex[:12]  # names this process's hold
         self._memory = State()
-        self._lock = threading.Lock()
+        self._pending: list[datetime] = []  # calls not yet in state.json (deferred)
+        self._backoff_dirty = False  # the backoff changed here since the last save
+        self._seen: Identity | None = None  # state.json as last read or written here
+        self._hold_left = 0  # calls the hold on disk still covers (deferred)
+        self._loaded = False
+        self._lock = threading.RLock()
 
     # --- plumbing: one atomic read-modify-write, on disk or in memory -------------------
 
-    def _update(self, mutate: Callable[[State], None]) -> State:
-        if self.store is not None:
-            return self.store.update(mutate)
+    def _update(self, mutate: Callable[[State], None], now: datetime | None = None) -> State:
+        if self.store is not None and not self.deferred:
+
+            def apply(state: State) -> None:
+                if now is not None:
+                    drop_future(state, now)
+                mutate(state)
+
+            return self.store.update(apply)
         with self._lock:
+            self._refresh()
+            if now is not None:
+                drop_future(self._memory, now)
             mutate(self._memory)
             self._memory.prune()
             return self._memory
 
     def _read(self) -> State:
-        if self.store is not None:
+        if self.store is not None and not self.deferred:
             return self.store.load()
         with self._lock:
+            self._refresh()
             return replace(self._memory, calls=list(self._memory.calls))
+
+    def _refresh(self) -> None:
+        """Deferred: re-read ``state.json`` if another process wrote it (one stat)."""
+        if not self.deferred or self.store is None:
+            return
+        seen = _identity(self.store)
+        if self._loaded and seen == self._seen:
+            return
+        disk = self.store.load()
+        self._merge(disk)
+        self._seen, self._loaded = seen, True
+
+    def _merge(self, disk: State) -> None:
+        """What is on disk plus this process's unsaved calls and backoff."""
+        mine = self._memory
+        mine.calls = sorted(disk.calls + self._pending)
+        mine.hold_owner, mine.hold_calls, mine.hold_since = (
+            disk.hold_owner,
+            disk.hold_calls,
+            disk.hold_since,
+        )
+        if not self._backoff_dirty:
+            mine.backoff_until = disk.backoff_until
+            mine.backoff_seconds = disk.backoff_seconds
+            mine.rate_limited_since = disk.rate_limited_since
+
+    # --- saving (deferred) ----------------------------------------------------------------
+
+    @property
+    def unsaved(self) -> bool:
+        return bool(self._pending) or self._backoff_dirty
+
+    def save(
+        self,
+        now: datetime,
+        mutate: Callable[[State], None] | None = None,
+        *,
+        release: bool = False,
+    ) -> None:
+        """Write the ledger (merged) and the hold, with ``mutate``'s changes, in one write.
+
+        ``release`` (a clean stop): no hold is left behind. Raises ``OSError`` when
+        ``state.json`` cannot be written: the ledger stays in memory (still enforced) and
+        the next save tries again.
+        """
+        if self.store is None:
+            return
+        with self._lock:
+            pending = list(self._pending)
+            mine = self._memory
+            backoff = (mine.backoff_until, mine.backoff_seconds, mine.rate_limited_since)
+            backoff_dirty = self._backoff_dirty
+
+            def apply(state: State) -> None:
+                drop_future(state, now)
+                state.calls = sorted(state.calls + pending)
+                if backoff_dirty:
+                    state.backoff_until, state.backoff_seconds, state.rate_limited_since = backoff
+                if self.deferred:
+                    if state.hold_owner not in (None, self.owner) and state.hold_since:
+                        # A hold of another `run` (killed, or it would have released it):
+                        # the calls it may have made become ledger entries.
+                        state.calls = sorted(state.calls + [state.hold_since] * state.hold_calls)
+                    if release:
+                        state.hold_owner, state.hold_calls, state.hold_since = None, 0, None
+                    else:
+                        state.hold_owner, state.hold_calls, state.hold_since = self.owner, HOLD, now
+                if mutate is not None:
+                    mutate(state)
+
+            disk = self.store.update(apply)
+            del self._pending[: len(pending)]
+            self._hold_left = 0 if release or not self.deferred else HOLD
+            self._backoff_dirty = False
+            self._merge(disk)
+            self._seen, self._loaded = _identity(self.store), True
 
     # --- the public face ------------------------------------------------------------------
 
@@ -71,34 +237,62 @@ class Budget:
         """
 
         def take(state: State) -> None:
-            left = _backoff_left(state, now)
-            if left > 0:
-                raise RateLimited(
-                    f"Octopus API rate limited; backing off for another {left:.0f} s",
-                    "the limit is shared with the Octopus app and other integrations",
-                    retry_in=left,
-                )
-            recent = _recent(state, now)
-            if len(recent) >= self.max_per_hour:
-                oldest = recent[len(recent) - self.max_per_hour]
-                retry_in = max((oldest + LEDGER_SPAN - now).total_seconds(), 0.001)
-                raise BudgetExhausted(retry_in)
+            self._refuse(state, now)
             state.calls.append(now)
+            if self.deferred:
+                self._pending.append(now)
+                self._hold_left -= 1
 
-        self._update(take)
+        with self._lock:
+            if self.deferred and self._hold_left <= 0:
+                # No hold on disk covers this call: write ahead. On a full disk the ledger
+                # stays in memory, still enforced.
+                with contextlib.suppress(OSError):
+                    self._refuse(self._read(), now)  # (a refused call needs no write)
+                    self.save(now)
+            self._update(take, now)
+            horizon = now - LEDGER_SPAN
+            if self._pending and self._pending[0] <= horizon:
+                self._pending = [c for c in self._pending if c > horizon]
+
+    def _waits(self, state: State, now: datetime) -> tuple[float, float | None]:
+        """(seconds of backoff left, seconds until the full hour frees a slot or None)."""
+        drop_future(state, now)
+        recent = _recent(state, now, self.owner)
+        if len(recent) < self.max_per_hour:
+            return _backoff_left(state, now), None
+        oldest = recent[len(recent) - self.max_per_hour]
+        return _backoff_left(state, now), (oldest + LEDGER_SPAN - now).total_seconds()
+
+    def _refuse(self, state: State, now: datetime) -> None:
+        """Raise if no call may be made at ``now``; see :meth:`reserve`."""
+        backoff, full = self._waits(state, now)
+        if backoff > 0:
+            raise RateLimited(
+                f"Octopus API rate limited; backing off for another {backoff:.0f} s",
+                "the limit is shared with the Octopus app and other integrations",
+                retry_in=backoff,
+            )
+        if full is not None:
+            raise BudgetExhausted(max(full, 0.001))
 
     def wait_time(self, now: datetime) -> float:
         """Seconds until a call may be made (0 = now); does not record anything."""
-        state = self._read()
-        left = _backoff_left(state, now)
-        recent = _recent(state, now)
-        if len(recent) >= self.max_per_hour:
-            oldest = recent[len(recent) - self.max_per_hour]
-            left = max(left, (oldest + LEDGER_SPAN - now).total_seconds())
-        return left
+        backoff, full = self._waits(self._read(), now)
+        return max(backoff, full or 0.0)
 
     def calls_last_hour(self, now: datetime) -> int:
-        return len(_recent(self._read(), now))
+        """This process's view: the calls in the last hour (another's hold included)."""
+        state = self._read()
+        drop_future(state, now)
+        return len(_recent(state, now, self.owner))
+
+    def clock_moved_back(self, now: datetime) -> None:
+        """Drop ledger entries and backoffs dated in the future (also on disk at the save)."""
+        with self._lock:
+            if drop_future(self._memory, now):
+                self._pending = [c for c in self._pending if c <= now + CLOCK_SLACK]
+                self._backoff_dirty = self._backoff_dirty or self._memory.backoff_until is None
 
     def rate_limited(self, now: datetime) -> float:
         """A rate-limit answer: back off 300 s, doubling to 1800 s; returns the backoff."""
@@ -115,7 +309,9 @@ class Budget:
                 state.rate_limited_since = now
             result.append(seconds)
 
-        self._update(hit)
+        with self._lock:
+            self._update(hit, now)
+            self._backoff_dirty = self.deferred
         return result[0]
 
     def clear_backoff(self) -> None:
@@ -133,10 +329,14 @@ class Budget:
             state.backoff_seconds = 0
             state.rate_limited_since = None
 
-        self._update(clear)
+        with self._lock:
+            self._update(clear)
+            self._backoff_dirty = self.deferred
 
     def backoff_remaining(self, now: datetime) -> float:
-        return _backoff_left(self._read(), now)
+        state = self._read()
+        drop_future(state, now)
+        return _backoff_left(state, now)
 
     def rate_limited_since(self) -> datetime | None:
         """When the current rate-limited episode began (for the over-30-minutes alert)."""
@@ -154,8 +354,15 @@ class StopAwareBudget(Budget):
     flight ends after its current request" without reaching into the client.
     """
 
-    def __init__(self, store: StateStore | None, max_per_hour: int, stop: threading.Event) -> None:
-        super().__init__(store, max_per_hour)
+    def __init__(
+        self,
+        store: StateStore | None,
+        max_per_hour: int,
+        stop: threading.Event,
+        *,
+        deferred: bool = False,
+    ) -> None:
+        super().__init__(store, max_per_hour, deferred=deferred)
         self.stop = stop
 
     def reserve(self, now: datetime) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from octomon.clock import Clock, utcnow
-from octomon.errors import CacheBusy, CacheError
+from octomon.errors import CacheBusy, CacheError, CacheFull
 from octomon.fsutil import ensure_private_dir, fsync_dir, write_all, write_synced
 from octomon.readings import (
     AnyReading,
@@ -570,7 +570,7 @@ class Cache:
     def _error(self, what: str, exc: OSError) -> CacheError:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.ENOSPC:
-            return CacheError(
+            return CacheFull(
                 f"could not {what} in {self.directory}: no space left on device (nothing was "
                 "cached; the readings stay to be fetched again)",
                 "free disk space, or lower CACHE_MAX_MB",

@@ -151,6 +151,14 @@ def test_demo_shows_readings_at_once_and_exits_0_on_sigterm_leaving_nothing(
     assert proc.returncode == 0, output
     assert "octomon demo" in output and "simulated Home Mini" in output
     assert "mode local" in output
+    # Off a terminal (a pipe, as `make demo | cat`), each cycle's line names the newest
+    # reading: its time and its demand in kW (SPEC §4.8).
+    stored = [line for line in lines if re.search(r"stored [1-9]\d* readings", line)]
+    assert stored, output
+    assert re.search(
+        r"stored \d+ readings; newest reading \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \d+\.\d{3} kW;",
+        stored[0],
+    ), stored[0]
     assert "from_dotenv" not in output
     assert sorted(p.name for p in cwd.iterdir()) == [".env"]  # nothing written here
     assert list((tmp_path / "tmp").iterdir()) == []  # the temporary cache is gone

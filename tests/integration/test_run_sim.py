@@ -18,7 +18,7 @@ import pytest
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
 from octomon.daemon.loop import build_monitor
-from octomon.daemon.monitor import OK, RATE_LIMITED, STORE_FAILED, CycleResult, Monitor
+from octomon.daemon.monitor import DISK_FULL, OK, RATE_LIMITED, CycleResult, Monitor
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
@@ -226,7 +226,7 @@ def test_a_full_disk_moves_nothing_alerts_once_and_loses_nothing(
 
     monkeypatch.setattr(octomon.store.cache, "write_all", full)
     failed = rig.cycles(10)  # ten minutes of a full disk
-    assert {r.outcome for r in failed} == {STORE_FAILED}
+    assert {r.outcome for r in failed} == {DISK_FULL}
     assert rig.monitor.cursor == cursor == StateStore(rig.cache_dir).load().cursor
     assert len(rig.alerts.keyed("cache_write")) == 1
     assert "no space left on device" in str(failed[-1].error)

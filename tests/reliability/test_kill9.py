@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from octomon.octopus.budget import HOLD
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
 from tests.helpers.daemon import Daemon, cache_files, compare_db, daemon_env, expected
@@ -84,11 +85,12 @@ def test_kill_9_at_random_moments_loses_nothing(
     assert the_sim.rate_limited_answers == 0, context
     # the reconciliation's Home Mini side: every served reading stored, counted once
     assert assert_tally_is_what_was_served(cache_dir, the_sim) >= 1, context
-    # Every request that reached the simulator was in the ledger first (a kill between
-    # recording and sending can only over-count), across all seven lives.
+    # Every request that reached the simulator was in the ledger first (the hold written
+    # ahead of the calls; a kill can only over-count, by at most the hold: the next life
+    # turns a dead one's hold into ledger entries), across all seven lives.
     ledger = StateStore(cache_dir).load().calls
     assert len(ledger) >= len(the_sim.calls), context
-    assert len(ledger) <= len(the_sim.calls) + KILLS, context
+    assert len(ledger) <= len(the_sim.calls) + KILLS * HOLD, context
 
 
 @pytest.mark.integration
@@ -108,6 +110,8 @@ def test_a_crash_loop_cannot_spend_more_than_the_budget(
             daemon.kill9()
     finally:
         daemon.stop_quietly()
-    assert len(the_sim.calls) == 4, daemon.output()  # the budget, and not one more
+    # The budget, and not one more; a kill in a wait may leave part of the first life's hold
+    # unused (counted all the same: over-counting is the safe side).
+    assert 3 <= len(the_sim.calls) <= 4, daemon.output()
     assert the_sim.rate_limited_answers == 0
     assert "API budget used up" in daemon.output()

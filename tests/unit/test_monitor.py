@@ -22,6 +22,7 @@ import pytest
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.monitor import (
     AUTH,
+    BUDGET,
     FAILED,
     OK,
     RATE_LIMITED,
@@ -145,6 +146,9 @@ class FakeCache:
         self.lines.extend(readings)
         return AppendResult(len(readings))
 
+    def files(self) -> list[Path]:
+        return []
+
     def is_empty(self) -> bool:
         return not self.lines
 
@@ -226,13 +230,14 @@ def make(tmp_path: Path) -> Callable[..., Kit]:
         clock: Any = None,
         stop: threading.Event | None = None,
         started: bool = True,
+        sync: Any = None,
     ) -> Kit:
         cache_dir = tmp_path / "cache"
         cache_dir.mkdir(exist_ok=True)
         clock = clock or Clock(start)
         stop = stop or threading.Event()
         store = StateStore(cache_dir)
-        budget = StopAwareBudget(store, 75, stop)
+        budget = StopAwareBudget(store, 75, stop, deferred=True)  # as build_monitor
         client = FakeClient(budget, clock)
         sink = None if local else FakeSink()
         cache = cache or FakeCache()
@@ -245,7 +250,7 @@ def make(tmp_path: Path) -> Callable[..., Kit]:
             budget=budget,
             policy=AlertPolicy(),
             alerter=alerts,
-            sync=fake_sync,
+            sync=sync or fake_sync,
             poll_interval=60,
             cache_dir=cache_dir,
             stop=stop,
@@ -624,12 +629,8 @@ def test_status_and_state_write_failures_are_logged_and_retried(
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    class BrokenStore:  # the monitor's own saves fail; the ledger still works
-        def update(self, mutate: Any) -> None:
-            full()
-
     monkeypatch.setattr(Status, "write", full)
-    monkeypatch.setattr(kit.monitor, "store", BrokenStore())
+    monkeypatch.setattr(kit.monitor.budget, "save", full)  # state and ledger: one write
     result = kit.cycle(0)
     assert result.outcome == OK  # the readings were stored; only the bookkeeping failed
     assert "could not save state.json" in caplog.text
@@ -641,25 +642,33 @@ def test_status_and_state_write_failures_are_logged_and_retried(
     assert Status.read(kit.cache_dir) is not None
 
 
-def test_a_full_disk_under_the_ledger_sends_nothing_and_alerts_once(
+def test_a_full_disk_under_state_json_keeps_polling_with_the_ledger_in_memory(
     make,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kit = make()
     kit.cycle(0)
-    windows = len(kit.client.windows)
+    on_disk = len(kit.store.load().calls)
 
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(kit.store, "update", full)
-    results = [kit.cycle(60) for _ in range(2)]
-    assert [r.outcome for r in results] == [STORE_FAILED, STORE_FAILED]
-    assert "no request was sent" in str(results[0].error)
-    assert len(kit.client.windows) == windows  # no request without a ledger entry
-    assert [a.key for a in kit.alerts.sent].count("cache_write") == 1
-    monkeypatch.undo()
+    results = [kit.cycle(60) for _ in range(5)]
+    assert [r.outcome for r in results] == [OK] * 5  # polling and direct writes go on
+    assert len(kit.sink.requests) == 6
+    alerts = [a for a in kit.alerts.sent if a.key == "state_write"]
+    assert [a.title for a in alerts] == ["Cannot save state.json"]  # one alert
+    assert kit.monitor.budget.calls_last_hour(kit.clock()) == on_disk + 5  # still counted
+    kit.monitor.budget.max_per_hour = on_disk + 6  # and still enforced, in memory
     assert kit.cycle(60).outcome == OK
+    limited = kit.cycle(60)
+    assert limited.outcome == BUDGET and len(kit.client.windows) == 7
+    monkeypatch.undo()
+    kit.monitor.budget.max_per_hour = 75
+    assert kit.cycle(60).outcome == OK
+    assert len(kit.store.load().calls) == on_disk + 7  # the memory's calls reach the disk
+    assert kit.store.load().cursor == kit.monitor.cursor
 
 
 def test_the_overlap_memory_stays_bounded(make) -> None:  # type: ignore[no-untyped-def]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from octomon import fsutil
+from octomon import fsutil, redact
 from octomon.readings import parse_instant
-from octomon.state import State, StateStore, format_instant
+from octomon.state import State, StateStore, format_instant, without_secrets
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 
@@ -76,12 +76,31 @@ def test_corrupt_file_is_moved_aside_and_logged(
     assert state == State()
     assert store.recovered_corrupt is not None
     assert store.recovered_corrupt.name.startswith("state.json.corrupt-")
-    assert store.recovered_corrupt.read_bytes() == content
+    assert store.recovered_corrupt.read_bytes() == without_secrets(content)
+    assert store.recovered_corrupt.stat().st_mode & 0o777 == 0o600
     assert not store.path.exists()
     assert any("corrupt" in r.getMessage() for r in caplog.records)
     # The next update writes a good file again.
     store.update(lambda s: setattr(s, "device_id", "D"))
     assert StateStore(tmp_path).load().device_id == "D"
+
+
+def test_the_set_aside_copy_of_a_damaged_file_holds_no_secret(tmp_path: Path) -> None:
+    refresh = "rt_" + "Zx9" * 20
+    api_key = "sk_live_" + "0123456789abcdef" * 2
+    redact.register(api_key)
+    good = State(cursor=T0, device_id="00-11-22", refresh_token=refresh).to_obj()
+    text = json.dumps(good, indent=1, sort_keys=True)
+    cut = text.index(refresh) + 10  # torn in the middle of the token
+    store = StateStore(tmp_path)
+    store.path.write_text(text[:cut] + f' "note": "{api_key}" ' + "\x00 junk")
+    assert store.load() == State()
+    assert store.recovered_corrupt is not None
+    copy = store.recovered_corrupt.read_bytes()
+    assert refresh[:10].encode() not in copy and refresh[-8:].encode() not in copy
+    assert api_key.encode() not in copy and api_key[8:24].encode() not in copy
+    assert b'"refresh_token": "****"' in copy
+    assert b"00-11-22" in copy and b"2026-11-27T14:00:00Z" in copy  # the rest is kept
 
 
 def test_invalid_fields_are_reset_not_fatal(tmp_path: Path) -> None:
