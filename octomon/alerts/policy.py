@@ -488,41 +488,48 @@ class AlertPolicy:
 
     def cache_failed(self, now: datetime, error: str, *, full: bool = False) -> list[Alert]:
         """An append failed; ``full``: the disk is full (ENOSPC), else another I/O error."""
-        out = self._flush(now)
         cause = "The disk holding CACHE_DIR is full." if full else "The local cache failed."
-
-        def make(relapse: bool) -> Alert:
-            return Alert(
-                level=Level.ERROR,
-                title="Caching failed: disk full" if full else "Caching failed",
-                text=f"{cause} Readings could not be written to it. octomon keeps running and "
-                "fetches the same span again next cycle, so nothing is lost once the cache is "
-                "writable again.",
-                component="cache",
-                fields={"error": _clip(error), **_relapse_field(relapse)},
-                at=now,
-                key="cache_write",
-            )
-
-        return out + self._open(now, "cache_write", "full" if full else "failed", make)
+        return self._problem(
+            now,
+            "cache_write",
+            "full" if full else "failed",
+            "Caching failed: disk full" if full else "Caching failed",
+            f"{cause} Readings could not be written to it. octomon keeps running and fetches "
+            "the same span again next cycle, so nothing is lost once the cache is writable "
+            "again.",
+            error,
+        )
 
     def state_failed(self, now: datetime, error: str) -> list[Alert]:
         """``state.json`` could not be written (a full disk): the ledger is kept in memory."""
+        return self._problem(
+            now,
+            "state_write",
+            "failed",
+            "Cannot save state.json",
+            "octomon keeps polling and writing to InfluxDB; the call ledger is kept in memory "
+            "(still enforced) and the cursor is saved once the disk has room again.",
+            error,
+        )
+
+    def _problem(
+        self, now: datetime, key: str, kind: str, title: str, text: str, error: str
+    ) -> list[Alert]:
+        """An error episode of the cache directory (one alert per state change)."""
         out = self._flush(now)
 
         def make(relapse: bool) -> Alert:
             return Alert(
                 level=Level.ERROR,
-                title="Cannot save state.json",
-                text="octomon keeps polling and writing to InfluxDB; the call ledger is kept in "
-                "memory (still enforced) and the cursor is saved once the disk has room again.",
+                title=title,
+                text=text,
                 component="cache",
                 fields={"error": _clip(error), **_relapse_field(relapse)},
                 at=now,
-                key="state_write",
+                key=key,
             )
 
-        return out + self._open(now, "state_write", "failed", make)
+        return out + self._open(now, key, kind, make)
 
     def state_ok(self, now: datetime) -> list[Alert]:
         return self._flush(now) + self._recover(now, "state_write")
