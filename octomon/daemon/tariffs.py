@@ -45,6 +45,7 @@ FIRST_DAYS = 7  # the first start fetches this many UK days back (as for settled
 KEEP_DAYS = 8  # days before today kept in tariffs.json
 PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here ...
 LAST_TRY = time(23, 0)  # ... hourly, until here
+BATCH = 5000  # energy_tariff points per write, as a cache sync's batches
 
 
 class LineSink(Protocol):
@@ -87,7 +88,7 @@ def next_anchor(now: datetime, complete: bool) -> datetime:
     return datetime.combine(local.date() + timedelta(days=1), PUBLISH, UK).astimezone(UTC)
 
 
-def lines(book: TariffBook) -> tuple[str, int]:
+def lines(book: TariffBook) -> list[str]:
     """``energy_tariff`` line protocol for every price and standing charge in ``book``."""
     out: list[str] = []
     for (fuel, direction), prices in sorted(book.prices.items()):
@@ -106,7 +107,14 @@ def lines(book: TariffBook) -> tuple[str, int]:
                 f"standing_charge_exc_vat={float(c.standing_charge_exc_vat)!r} "
                 f"{int(uk_midnight(d).timestamp())}"
             )
-    return "\n".join(out) + ("\n" if out else ""), len(out)
+    return out
+
+
+def write(sink: LineSink, points: list[str]) -> None:
+    """In batches of ``BATCH`` points (a year of Agile prices is 17,520 of them)."""
+    for i in range(0, len(points), BATCH):
+        batch = points[i : i + BATCH]
+        sink.write_lines("\n".join(batch) + "\n", len(batch))
 
 
 # --- CACHE_DIR/tariffs.json ------------------------------------------------------------------
@@ -278,9 +286,9 @@ class Tariffs:
         kept = self._keep(Cached(book, now, account_day))
         stored = False
         if store or since is not None:
-            body, count = lines(fresh)
-            if self.sink is not None and count:
-                self.sink.write_lines(body, count)  # raises: the cursor stays
+            body = lines(fresh)
+            if self.sink is not None and body:
+                write(self.sink, body)  # raises: the cursor stays
                 stored = True
             if since is None and (self.sink is not None or kept):
                 self._advance(moved)  # local mode: only once tariffs.json holds them

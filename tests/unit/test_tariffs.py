@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import responses
 
-from octomon.daemon.tariffs import lines, next_anchor
+from octomon.daemon.tariffs import lines, next_anchor, write
 from octomon.errors import ApiError
 from octomon.octopus.pricebook import Price, TariffBook, cheapest_window, in_window
 from octomon.octopus.tariffs import gbp, is_dual_register, meter_points, product_code
@@ -159,13 +159,25 @@ def test_the_cheapest_window_is_contiguous_and_still_ahead() -> None:
 def test_energy_tariff_line_protocol() -> None:
     t = datetime(2026, 1, 31, 13, 30, tzinfo=UTC)
     book = book_of({t: "0.250005"})
-    body, count = lines(book)
-    assert count == 1
-    assert body == (
+    assert lines(book) == [
         "energy_tariff,direction=import,fuel=electricity,tariff_code=E-1R-AGILE-24-10-01-C "
         f"unit_rate=0.250005,unit_rate_exc_vat={float(Decimal('0.250005') / Decimal('1.05'))!r} "
-        f"{int(t.timestamp())}\n"
-    )
+        f"{int(t.timestamp())}"
+    ]
+
+
+def test_points_are_written_in_batches() -> None:
+    sent: list[tuple[str, int]] = []
+
+    class Sink:
+        def write_lines(self, body: str | bytes, count: int) -> None:
+            sent.append((str(body), count))
+
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    book = book_of({t0 + timedelta(minutes=30 * i): "0.2" for i in range(12_001)})
+    write(Sink(), lines(book))
+    assert [count for _, count in sent] == [5000, 5000, 2001]
+    assert all(body.count("\n") == count for body, count in sent)
 
 
 def test_the_book_round_trips_through_json_exactly() -> None:
