@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from octomon.alerts.policy import Alert, AlertPolicy
+from octomon.alerts.policy import Alert, AlertPolicy, duration
 from octomon.daemon.cursor import Cursor
 from octomon.daemon.schedule import JobReport, Scheduler
 from octomon.daemon.status import Status
@@ -239,6 +239,7 @@ class Monitor:
         self._state_failing = False
         self._status_failing = False
         self.cache_appeared = False  # this cycle found readings another process cached
+        self._ahead_said = False  # "the clock is ahead of the API" logged (once per episode)
         self._saved_refresh: str | None = None
         self._started = False
 
@@ -377,7 +378,9 @@ class Monitor:
             return self._finish(now, STORE_FAILED, (start, end), error=err)
         self._emit(self.policy.octopus_ok(now))
         caught_up = end >= now
-        if caught_up:  # a catch-up window is old by design: staleness is judged at "now"
+        if caught_up and not self._clock_ahead(now):
+            # (A catch-up window is old by design: staleness is judged at "now" -- and not
+            # while "now" is known to be ahead of the API's own time.)
             newest = readings[-1].read_at if readings else None
             self._emit(self.policy.telemetry(now, newest))
 
@@ -504,6 +507,25 @@ class Monitor:
             f"fetching again from {format_time(again)}" if again else "waiting for it",
         )
         self._emit(self.policy.clock_moved_back(now, latest - now, again))
+
+    def _clock_ahead(self, now: datetime) -> bool:
+        """Is this clock ahead of the API's? The token just accepted expires at the API's
+        ``exp``: if that is already past here, ``now`` runs ahead by at least the difference.
+
+        Then the newest reading only *looks* old: no "Home Mini data stale" (and its advice
+        to power-cycle it) while the clock is wrong; the correction is alerted instead.
+        """
+        expires = getattr(self.client, "token_expires_at", None)
+        ahead = isinstance(expires, datetime) and expires < now - CLOCK_SLACK
+        if ahead and not self._ahead_said:
+            assert isinstance(expires, datetime)
+            log.warning(
+                "the system clock is at least %s ahead of the Octopus API: the data's age is "
+                "not judged until it is corrected",
+                duration(now - expires),
+            )
+        self._ahead_said = ahead
+        return ahead
 
     def _recover_damaged(self, now: datetime, set_aside: Path) -> None:
         """An unreadable state.json: resume from the cache's newest read_at, else 1 h back."""
