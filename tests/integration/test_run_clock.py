@@ -227,6 +227,33 @@ def test_a_clock_a_year_behind_at_start_then_corrected_loses_nothing(
     assert 0 < calls_now < 40 and state.backoff_until is None
 
 
+def test_a_first_start_a_year_behind_then_corrected_loses_nothing(
+    tmp_path: Path, served: tuple[SimHomeMini, SimServer], victoria: VictoriaMetrics
+) -> None:
+    """No state at all (a new Pi that booted in the past): the API refuses a year-old
+    window (KT-GB-4051), nothing crashes, and once corrected the real hour is fetched."""
+    sim, server = served
+    rig = make_rig(tmp_path, sim, server, **influx(victoria))
+    rig.clock.skew = -timedelta(days=365)
+    rig.start()
+    behind = rig.cycles(4)
+    assert all(r.outcome != OK for r in behind)
+    rig.clock.skew = timedelta(0)
+    first = rig.cycle()  # the year-old cursor: KT-GB-4051 jumps to 24 h back, as SPEC says
+    assert first.outcome == OK and first.window is not None
+    assert first.window[0] == rig.real() - timedelta(hours=24)
+    rig.catch_up()
+    after = rig.cycles(10)
+    assert all(r.outcome == OK for r in after)
+    end = rig.real()
+    calls = rig.monitor.budget.calls_last_hour(rig.clock()) if rig.monitor else 0
+    rig.stop()
+    compare_db(victoria, existing(sim, first.window[0], end))  # more than the first hour
+    state = StateStore(tmp_path / "cache").load()
+    assert 0 < calls < 40 and state.backoff_until is None
+    assert all(c <= end for c in state.calls)
+
+
 def test_garbage_state_after_a_3_hour_gap_resumes_from_the_cache(
     tmp_path: Path, served: tuple[SimHomeMini, SimServer]
 ) -> None:
