@@ -27,6 +27,9 @@ plain literals, and the selected fields are read from the query):
   than a half-hour, so TEN_SECONDS, ONE_MINUTE and FIVE_MINUTES give the same half-hourly
   items as HALF_HOURLY (``readAt`` = the half-hour's start); HOURLY sums pairs.
 
+``calls`` names each request by its operation (``token``, ``account``, ``telemetry``; ``gas``
+for telemetry on the gas device; ``rest``; ``other``).
+
 Error codes (GraphQL errors come with HTTP 200 and ``data: {field: null}``):
 
 ====================  =====================================================================
@@ -518,7 +521,8 @@ class SimHomeMini:
             now_dt = self.clock()
             now = _seconds(now_dt)
             if self.record:
-                self.calls.append((now_dt, op))
+                gas = op == "telemetry" and self._is_gas(variables.get("deviceId"))
+                self.calls.append((now_dt, "gas" if gas else op))
             self._window.append(now)
             while self._window and self._window[0] <= now - 3600:
                 self._window.popleft()
@@ -567,6 +571,9 @@ class SimHomeMini:
                 self.rate_limited_answers += 1
                 return _json(429, {"detail": "Request was throttled."})
             return self.rest.handle(method, path, authorization)
+
+    def _is_gas(self, device: Any) -> bool:
+        return isinstance(device, str) and device.upper() == self.gas_device_id.upper()
 
     def _service_fault(self, op: str) -> SimResponse:
         """The edge and the telemetry back end failing in turn, as they do for real."""

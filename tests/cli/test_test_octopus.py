@@ -75,7 +75,7 @@ def test_ok_shows_the_device_and_the_latest_reading(server: SimServer, sim: SimH
     # Its three calls are in the shared ledger under CACHE_DIR.
     ledger = StateStore(Path(os.environ["CACHE_DIR"])).load().calls
     assert len(ledger) == len(sim.calls) == 4
-    assert [op for _, op in sim.calls] == ["token", "account", "telemetry", "telemetry"]
+    assert [op for _, op in sim.calls] == ["token", "account", "telemetry", "gas"]
 
 
 def test_bad_key_fails_with_one_line_and_no_key(server: SimServer) -> None:
@@ -144,7 +144,7 @@ def test_configured_device_id_still_asks_the_account_for_gas(
 ) -> None:
     result = invoke(env_for(server, OCTOPUS_DEVICE_ID=DEFAULT_DEVICE_ID))
     assert result.exit_code == 0, result.output
-    assert [op for _, op in sim.calls] == ["token", "telemetry", "account", "telemetry"]
+    assert [op for _, op in sim.calls] == ["token", "telemetry", "account", "gas"]
     assert f"gas device id: {GAS_DEVICE_ID}" in result.output
 
 

@@ -137,10 +137,10 @@ class VictoriaMetrics:
                 return sorted(out, key=lambda p: (p[1], sorted(p[0].items())))
             time.sleep(0.2)
 
-    def series(self, field: str) -> list[dict[str, str]]:
-        """The label sets of ``energy_consumption_<field>`` (tags check)."""
+    def series(self, field: str, measurement: str = "energy_consumption") -> list[dict[str, str]]:
+        """The label sets of ``<measurement>_<field>`` (tags check)."""
         urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=5).read()
-        query = urllib.parse.urlencode({"match[]": f"energy_consumption_{field}"})
+        query = urllib.parse.urlencode({"match[]": f"{measurement}_{field}", "start": "946684800"})
         with urllib.request.urlopen(f"{self.url}/api/v1/series?{query}", timeout=10) as r:
             return list(json.loads(r.read())["data"])
 

@@ -120,7 +120,7 @@ def test_gas_telemetry_is_half_hourly_energy_with_the_volume_from_the_formula(
     client = client_for(server, clock, gas_meter=known, calorific_value=38.7)
     start = T0 - timedelta(hours=14)
     readings = client.gas_telemetry(start, T0)  # over 6 h: three calls, oldest first
-    assert ops(sim) == ["token", "telemetry", "telemetry", "telemetry"]
+    assert ops(sim) == ["token", "gas", "gas", "gas"]
     assert [r.read_at for r in readings] == sorted(sim.gas_served)
     assert 24 <= len(readings) <= 28  # 28 half-hours; the newest still being uploaded
     for reading in readings:

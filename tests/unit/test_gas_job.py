@@ -127,7 +127,7 @@ def test_each_run_asks_one_half_hourly_window_and_stores_every_half_hour(
     assert anchors[0] == datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
     assert all(b - a == HALF for a, b in itertools.pairwise(anchors))
     ops = [op for _, op in sim.calls]
-    assert ops.count("account") == 1 and ops.count("telemetry") == 12  # one window per run
+    assert ops.count("account") == 1 and ops.count("gas") == 12  # one window per run
     assert ops.count("token") == 1 + 5  # the first, then a renewal every 55 min
     assert_complete(rig.writer.kept, sim, clock.now - HALF)
     expected = sorted(rig.writer.kept)
