@@ -1,10 +1,9 @@
 """kill -9 the real daemon at random moments, restart it each time: nothing lost.
 
-Every reading the simulator served must end up in VictoriaMetrics exactly (one value per
-timestamp, the exact value, nothing invented), and the call ledger must survive every
-restart: the simulator never answers "too many requests", and a crash loop cannot spend
-more than the hourly budget.
-"""
+Every reading the simulator served, electricity and gas, must end up in VictoriaMetrics
+exactly (one value per timestamp, the exact value, nothing invented), and the call ledger
+must survive every restart: the simulator never answers "too many requests", and a crash
+loop cannot spend more than the hourly budget."""
 
 from __future__ import annotations
 
@@ -16,9 +15,17 @@ from pathlib import Path
 import pytest
 
 from octomon.octopus.budget import HOLD
+from octomon.readings import GAS_FIELDS
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
-from tests.helpers.daemon import Daemon, cache_files, compare_db, daemon_env, expected
+from tests.helpers.daemon import (
+    Daemon,
+    cache_files,
+    compare_db,
+    daemon_env,
+    expected,
+    expected_gas,
+)
 from tests.helpers.services import VictoriaMetrics
 from tests.helpers.tally import assert_tally_is_what_was_served
 
@@ -78,8 +85,11 @@ def test_kill_9_at_random_moments_loses_nothing(
     assert cache_files(cache_dir) == [], context
     want = expected(the_sim)
     assert len(want) > 300, context
+    gas = expected_gas(the_sim)  # every life polls gas at its start (SPEC §11)
+    assert len(gas) >= 2, context
     try:
         compare_db(victoria, want)
+        compare_db(victoria, gas, GAS_FIELDS, "gas_consumption")
     except AssertionError as exc:
         raise AssertionError(f"{exc} — {context}\n{daemon.output()}") from None
     assert the_sim.rate_limited_answers == 0, context
