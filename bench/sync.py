@@ -15,7 +15,12 @@ Runs alternate (raw, octomon, octomon-written, raw, …), three each; the median
 ratios (target >= 0.6, aim 0.8) and the peak RSS of `sync-cache` (target < 100 MB). Also
 times ``octomon cache status --json`` on the full cache. Exits 1 when a target is missed.
 
-Usage: python bench/sync.py [--readings N] [--runs 3]
+``--with-gas``: the day files also hold the gas meter's half-hours (48 gas lines a day among
+the 8,640 electricity lines, SPEC §4.5), and the raw side posts their line protocol too; the
+readings counted are both. The target is the same: the electricity fast path keeps its
+speed beside gas lines.
+
+Usage: python bench/sync.py [--readings N] [--runs 3] [--with-gas]
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from octomon.readings import Reading  # noqa: E402
+from octomon.readings import GasReading, Reading  # noqa: E402
 from octomon.store.cache import Cache  # noqa: E402
 
 TARGET_RATIO = 0.6
@@ -93,6 +98,34 @@ def readings(n: int) -> list[Reading]:
                 consumption=register,
             )
         )
+    return out
+
+
+GAS_DEVICE = "00-00-00-00-00-00-00-02"
+
+
+def gas_readings(electricity: list[Reading]) -> list[GasReading]:
+    """A gas half-hour for every half-hour the electricity readings span (energy, money and
+    the volume at CV 39.5, as the daemon writes them)."""
+    rng = random.Random(20261128)
+    register = 120_000.0
+    out = []
+    t = electricity[0].read_at
+    while t <= electricity[-1].read_at:
+        kwh = rng.choice((0.0, round(rng.uniform(0.01, 0.05), 3), round(rng.uniform(0.5, 4), 3)))
+        register = round(register + kwh, 3)
+        out.append(
+            GasReading(
+                t,
+                GAS_DEVICE,
+                consumption_delta=kwh,
+                consumption=register,
+                cost_delta=kwh * 0.0584,
+                cost_delta_with_tax=kwh * 0.06132,
+                volume_delta=kwh * 3.6 / 39.5 / 1.02264,
+            )
+        )
+        t += timedelta(minutes=30)
     return out
 
 
@@ -164,21 +197,35 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     return elapsed, usage.ru_maxrss / 1024
 
 
-def canonical(r: Reading) -> str:
-    """SPEC §4.5's line, formatted here (not by octomon): compact JSON, keys in order."""
-    fields = [
-        ("consumption_delta", r.consumption_delta),
-        ("demand", r.demand),
-        ("cost_delta", r.cost_delta),
-        ("consumption", r.consumption),
-    ]
+def canonical(r: Reading | GasReading) -> str:
+    """SPEC §4.5's line, formatted here (not by octomon): compact JSON, keys in order; a gas
+    line has ``"fuel":"gas"`` right after ``device_id``."""
+    if isinstance(r, GasReading):
+        fuel = '"fuel":"gas",'
+        fields = [
+            ("consumption_delta", r.consumption_delta),
+            ("consumption", r.consumption),
+            ("cost_delta", r.cost_delta),
+            ("cost_delta_with_tax", r.cost_delta_with_tax),
+            ("volume_delta", r.volume_delta),
+        ]
+    else:
+        fuel = ""
+        fields = [
+            ("consumption_delta", r.consumption_delta),
+            ("demand", r.demand),
+            ("cost_delta", r.cost_delta),
+            ("consumption", r.consumption),
+        ]
     body = ",".join(f'"{k}":{json.dumps(v)}' for k, v in fields if v is not None)
     when = r.read_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f'{{"read_at":"{when}","device_id":{json.dumps(r.device_id)},{body}}}'
+    return f'{{"read_at":"{when}","device_id":{json.dumps(r.device_id)},{fuel}{body}}}'
 
 
-def generate(master: Path, written: Path, lp: Path, n: int) -> None:
-    data = readings(n)
+def generate(master: Path, written: Path, lp: Path, n: int, gas: bool) -> None:
+    electricity = readings(n)
+    data: list[Reading | GasReading] = [*electricity, *(gas_readings(electricity) if gas else [])]
+    data.sort(key=lambda r: r.read_at)
     master.mkdir(mode=0o700)
     days: dict[str, list[str]] = {}
     for r in data:
@@ -194,8 +241,9 @@ def generate(master: Path, written: Path, lp: Path, n: int) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) == 6 and sys.argv[1] == "--generate":
-        generate(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--generate":
+        paths = [Path(a) for a in sys.argv[2:5]]
+        generate(*paths, int(sys.argv[5]), gas=sys.argv[6] == "gas")
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=500_000)
@@ -204,6 +252,9 @@ def main() -> int:
         "--tuned-baseline",
         action="store_true",
         help="give the raw poster the same glibc allocator setting sync-cache uses",
+    )
+    parser.add_argument(
+        "--with-gas", action="store_true", help="day files also hold 48 gas half-hours a day"
     )
     args = parser.parse_args()
     # Measure an installed octomon: pip byte-compiles a regular install, but an editable
@@ -233,6 +284,7 @@ def main() -> int:
                 str(written),
                 str(lp),
                 str(args.readings),
+                "gas" if args.with_gas else "electricity",
             ],
             check=True,
         )
@@ -256,7 +308,8 @@ def main() -> int:
             elapsed, out = timed([octomon, "cache", "status", "--json"], env)
             status_times.append(elapsed)
         shown = json.loads(out)
-        assert shown["readings"] == args.readings, shown
+        total = shown["readings"]  # electricity, and gas with --with-gas
+        assert total == args.readings or (args.with_gas and total > args.readings), shown
 
         # Start-up alone: each side with nothing to send.
         empty = tmp / "empty"
@@ -341,7 +394,9 @@ def main() -> int:
     ratio = raw_med / sync_med
     written_ratio = raw_med / written_med
     peak_rss = max(rss)
-    n = args.readings
+    n = total
+    if args.with_gas:
+        print(f"{args.readings:,} electricity readings and {n - args.readings:,} gas half-hours")
     print(f"raw line protocol : {raw_med:.2f} s  ({n / raw_med:,.0f} readings/s)")
     print(f"octomon sync-cache: {sync_med:.2f} s  ({n / sync_med:,.0f} readings/s)")
     print(f"ratio (throughput of sync-cache / raw): {ratio:.2f}  (target >= {TARGET_RATIO})")
