@@ -2,7 +2,6 @@
 
 import json
 import sys
-from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,25 +23,11 @@ def register(app: typer.Typer, only: str | None = None) -> None:
     ui.command(app, "costs", help=HELP)(costs)
 
 
-def _day(option: str, raw: str | None, default: date) -> date:
-    if raw is None:
-        return default
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        ui.fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
-
-
 def costs(
     ctx: typer.Context,
     env_file: ui.EnvFileOption = None,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
-    ] = None,
+    since: ui.SinceDayOption = None,
+    until: ui.UntilDayOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """What each UK day cost, the way the bill will say it."""
@@ -52,10 +37,7 @@ def costs(
 
     now = utcnow()
     today = uk_day(now)
-    first = _day("--since", since, today - timedelta(days=7))
-    last = _day("--until", until, today - timedelta(days=1))
-    if last < first:
-        ui.fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
+    first, last = ui.uk_days(since, until, now)
     if last > today:
         ui.fail(f"--until {last} is in the future", None, ExitCode.CONFIG)
     settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))

@@ -1,13 +1,12 @@
 """`octomon reconcile`: settled kWh against the Home Mini's, per UK day (SPEC §10)."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from octomon.cli import ui
-from octomon.errors import ExitCode
 
 if TYPE_CHECKING:
     from octomon.daemon.reconcile import DayReport
@@ -23,38 +22,19 @@ def register(app: typer.Typer, only: str | None = None) -> None:
     ui.command(app, "reconcile", help=HELP)(reconcile)
 
 
-def _day(option: str, raw: str | None, default: date) -> date:
-    if raw is None:
-        return default
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError:
-        ui.fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
-
-
 def reconcile(
     ctx: typer.Context,
     env_file: ui.EnvFileOption = None,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
-    ] = None,
+    since: ui.SinceDayOption = None,
+    until: ui.UntilDayOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Settled consumption against the Home Mini, per UK day."""
     from octomon.clock import utcnow
     from octomon.daemon import reconcile as core
-    from octomon.uktime import uk_day
 
     now = utcnow()
-    today = uk_day(now)
-    first = _day("--since", since, today - timedelta(days=7))
-    last = _day("--until", until, today - timedelta(days=1))
-    if last < first:
-        ui.fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
+    first, last = ui.uk_days(since, until, now)
     settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))
 
     from octomon.daemon.settled import fill, known_meters
@@ -71,14 +51,7 @@ def reconcile(
     def rest() -> RestClient:  # built only when a request is needed: no `requests` import
         if not made:
             budget = Budget(StateStore(settings.cache_dir), settings.octopus_max_calls_per_hour)
-            made.append(
-                RestClient(
-                    api_key=settings.octopus_api_key or "",
-                    base_url=settings.octopus_rest_url,
-                    budget=budget,
-                    clock=utcnow,
-                )
-            )
+            made.append(RestClient.from_settings(settings, budget, utcnow))
         return made[0]
 
     try:

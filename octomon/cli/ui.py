@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -54,6 +55,37 @@ EnvFileOption = Annotated[
         show_default=False,
     ),
 ]
+
+SinceDayOption = Annotated[
+    str | None,
+    typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
+]
+UntilDayOption = Annotated[
+    str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
+]
+
+
+def uk_days(since: str | None, until: str | None, now: datetime) -> tuple[date, date]:
+    """``--since``/``--until`` as UK days (default: the 7 days up to yesterday); a bad or
+    reversed date is one line and exit 2."""
+    from octomon.uktime import uk_day
+
+    today = uk_day(now)
+
+    def day(option: str, raw: str | None, default: date) -> date:
+        if raw is None:
+            return default
+        try:
+            return date.fromisoformat(raw.strip())
+        except ValueError:
+            fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
+
+    first = day("--since", since, today - timedelta(days=7))
+    last = day("--until", until, today - timedelta(days=1))
+    if last < first:
+        fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
+    return first, last
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 

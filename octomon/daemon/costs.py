@@ -231,12 +231,8 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
 
     cache_dir = Path(settings.cache_dir)
     assert settings.octopus_api_key and settings.octopus_account_number
-    client = RestClient(
-        api_key=settings.octopus_api_key,
-        base_url=settings.octopus_rest_url,
-        budget=Budget(StateStore(cache_dir), settings.octopus_max_calls_per_hour),
-        clock=lambda: now,
-    )
+    budget = Budget(StateStore(cache_dir), settings.octopus_max_calls_per_hour)
+    client = RestClient.from_settings(settings, budget, lambda: now)
     errors: list[str] = []
     settled_store = SettledStore(cache_dir)
     try:

@@ -174,12 +174,7 @@ def _tariffs_job(
     from octomon.octopus.rest import RestClient
 
     assert settings.octopus_api_key and settings.octopus_account_number
-    rest = RestClient(
-        api_key=settings.octopus_api_key,
-        base_url=settings.octopus_rest_url,
-        budget=budget,
-        clock=clock,
-    )
+    rest = RestClient.from_settings(settings, budget, clock)
     tariffs = Tariffs(
         rest,
         settings.octopus_account_number,
@@ -392,12 +387,7 @@ def _settled_job(
 
     assert settings.octopus_account_number
     number, cache_dir = settings.octopus_account_number, Path(settings.cache_dir)
-    rest = RestClient(
-        api_key=settings.octopus_api_key or "",
-        base_url=settings.octopus_rest_url,
-        budget=budget,
-        clock=clock,
-    )
+    rest = RestClient.from_settings(settings, budget, clock)
     return SettledJob(
         rest=rest,
         meters=lambda: known_meters(cache_dir, lambda: rest, number),

@@ -205,12 +205,8 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
 
     assert settings.octopus_api_key and settings.octopus_account_number
     store = StateStore(cache_dir)
-    client = RestClient(
-        api_key=settings.octopus_api_key,
-        base_url=settings.octopus_rest_url,
-        budget=Budget(store, settings.octopus_max_calls_per_hour),
-        clock=lambda: now,
-    )
+    budget = Budget(store, settings.octopus_max_calls_per_hour)
+    client = RestClient.from_settings(settings, budget, lambda: now)
     sink = None
     if since is not None:
         from octomon.store.influx import InfluxSink

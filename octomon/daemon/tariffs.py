@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from octomon import fsutil
-from octomon.octopus.pricebook import Series, TariffBook, half_hours, midnights
+from octomon.octopus.pricebook import MeterPoint, Series, TariffBook, half_hours, midnights
 from octomon.octopus.tariffs import fetch, is_dual_register, meter_points
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
@@ -227,6 +227,15 @@ class Tariffs:
         status.unit_rate = float(price.unit_rate) if price is not None else None
         status.tariff_code = price.tariff_code if price is not None else None
 
+    def _known(self, today: date) -> tuple[Cached | None, TariffBook, list[MeterPoint], date]:
+        """What ``tariffs.json`` holds, and the meter points: read from the account once a
+        UK day (one request), else those kept."""
+        cached = self.cache.load()
+        book = cached.book if cached is not None else TariffBook()
+        if cached is not None and cached.account_day == today and cached.book.points:
+            return cached, book, list(cached.book.points), cached.account_day
+        return cached, book, meter_points(self.client.account(self.account_number)), today
+
     def refresh(
         self, now: datetime, *, since: datetime | None = None, store: bool = True
     ) -> TariffRun:
@@ -240,12 +249,7 @@ class Tariffs:
         """
         calls = self.client.calls
         today = uk_day(now)
-        cached = self.cache.load()
-        book = cached.book if cached is not None else TariffBook()
-        if cached is not None and cached.account_day == today and cached.book.points:
-            points, account_day = cached.book.points, cached.account_day
-        else:
-            points, account_day = meter_points(self.client.account(self.account_number)), today
+        _, book, points, account_day = self._known(today)
         cursors = self.cursors()
         end = horizon(now)
         first = uk_midnight(today - timedelta(days=FIRST_DAYS))
@@ -302,12 +306,7 @@ class Tariffs:
         errors (what was had before is still in the file)."""
         calls = self.client.calls
         today = uk_day(now)
-        cached = self.cache.load()
-        book = cached.book if cached is not None else TariffBook()
-        if cached is not None and cached.account_day == today and cached.book.points:
-            points, account_day = cached.book.points, cached.account_day
-        else:
-            points, account_day = meter_points(self.client.account(self.account_number)), today
+        cached, book, points, account_day = self._known(today)
         start = uk_midnight(first)
         end = min(uk_midnight(last + timedelta(days=1)), horizon(now))
         fresh = TariffBook(list(points))

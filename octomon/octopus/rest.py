@@ -42,6 +42,8 @@ from octomon.octopus.graphql import _reason as transport_reason
 if TYPE_CHECKING:
     import requests
 
+    from octomon.config import Settings
+
 log = logging.getLogger(__name__)
 
 MAX_TIMEOUT = 10.0
@@ -53,6 +55,16 @@ Params = dict[str, str | int]
 
 class RestClient:
     """One API key's session with the REST API. Not thread-safe: one user at a time."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, budget: Budget, clock: Clock = utcnow) -> RestClient:
+        """The account's client: OCTOPUS_API_KEY on OCTOPUS_REST_URL, in ``budget``'s ledger."""
+        return cls(
+            api_key=settings.octopus_api_key or "",
+            base_url=settings.octopus_rest_url,
+            budget=budget,
+            clock=clock,
+        )
 
     def __init__(
         self,

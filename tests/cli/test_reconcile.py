@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from octomon.cli import app
-from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
-from octomon.store.tally import Tally
 from octomon.uktime import day_bounds, uk_day
 from tests.helpers.http_stub import bad_gateway
+from tests.helpers.tally import store_home_mini
 
 UTC = timezone.utc
 
@@ -35,20 +34,6 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServe
         monkeypatch.setenv("OCTOPUS_API_URL", server.url)
         monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)
         yield home, server
-
-
-def store_home_mini(home: SimHomeMini, first: date, last: date) -> None:
-    """The tally of a Home Mini that octomon stored completely over [first, last]."""
-    lo, hi = day_bounds(first)[0], day_bounds(last)[1]
-    t, readings = lo, []
-    while t < hi:
-        item = home.reading_at(t)
-        if item is not None:
-            reading = Reading.from_api(item, home.device_id)
-            assert reading is not None
-            readings.append(reading)
-        t += timedelta(seconds=10)
-    Tally(Path(os.environ["CACHE_DIR"])).record(readings)
 
 
 def invoke(*args: str) -> Any:

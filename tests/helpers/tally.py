@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from octomon.readings import Reading
 from octomon.store.tally import SLOTS, Tally, half_hour_of
+from octomon.uktime import day_bounds
 
 
 def assert_tally_is_what_was_served(cache_dir: Path, sim: Any) -> int:
@@ -32,3 +34,18 @@ def assert_tally_is_what_was_served(cache_dir: Path, sim: Any) -> int:
         )
     assert set(got) == set(want), "the tally counts half-hours the simulator never served"
     return len(want)
+
+
+def store_home_mini(home: Any, first: date, last: date) -> int:
+    """The tally of a Home Mini that octomon stored completely over UK days [first, last]
+    (every reading the simulator has); the readings newly counted."""
+    lo, hi = day_bounds(first)[0], day_bounds(last)[1]
+    t, readings = lo, []
+    while t < hi:
+        item = home.reading_at(t)
+        if item is not None:
+            reading = Reading.from_api(item, home.device_id)
+            assert reading is not None
+            readings.append(reading)
+        t += timedelta(seconds=10)
+    return Tally(Path(os.environ["CACHE_DIR"])).record(readings)

@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from octomon.cli import app
-from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
-from octomon.store.tally import Tally
 from octomon.uktime import day_bounds, half_hours, uk_day
+from tests.helpers.tally import store_home_mini
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
@@ -182,19 +179,6 @@ def test_a_days_bill_by_hand_equals_costs_to_the_penny_across_the_switch(
     assert out["totals"]["complete"] is True
 
 
-def store_home_mini(home: SimHomeMini, day: date) -> int:
-    lo, hi = day_bounds(day)
-    t, readings = lo, []
-    while t < hi:
-        item = home.reading_at(t)
-        if item is not None:
-            reading = Reading.from_api(item, home.device_id)
-            assert reading is not None
-            readings.append(reading)
-        t += timedelta(seconds=10)
-    return Tally(Path(os.environ["CACHE_DIR"])).record(readings)
-
-
 def test_settled_live_and_missing_days_and_a_second_run_makes_no_call(
     sim: tuple[SimHomeMini, SimServer],
 ) -> None:
@@ -202,7 +186,7 @@ def test_settled_live_and_missing_days_and_a_second_run_makes_no_call(
     home.settled.delay = timedelta(hours=30)  # yesterday is not settled yet
     today = uk_day(datetime.now(UTC))
     yesterday = today - timedelta(days=1)
-    assert store_home_mini(home, today) > 0  # today: not settled, the Home Mini's
+    assert store_home_mini(home, today, today) > 0  # today: not settled, the Home Mini's
     first = today - timedelta(days=2)
     args = ("--since", first.isoformat(), "--until", today.isoformat(), "--json")
     result = invoke(*args)
