@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from itertools import islice
-from operator import add, itemgetter, methodcaller
+from operator import add, itemgetter
 
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, OctomonError
@@ -64,10 +64,8 @@ _HEAD = MEASUREMENT.encode() + b","
 _SOURCE = b",source=" + SOURCE.encode() + b" "
 _DAY = itemgetter(slice(9, 19))
 _TOD = itemgetter(slice(20, 28))
-_SOURCE_START = itemgetter(slice(0, 12))
-_T = itemgetter(slice(19, 20))
 _LAST = itemgetter(-1)
-_NO_DIGITS = methodcaller("translate", None, b"0123456789")
+_DIGITS = b"0123456789"
 # Digits → 0, name characters → a (e stays e): a digit next to a name character, in
 # ``name=value,…``, is a digit the shapes (digits taken out) could not see.
 _NAME_OR_DIGIT = bytes.maketrans(
@@ -149,23 +147,24 @@ def _fast(raw: bytes) -> tuple[bytes, int] | None:
         or _DEVICE_RE.fullmatch(first[40:comma]) is None
     ):
         return None
-    # The checks run on the source lines, where the quotes still are: every line starts
-    # {"read_at":"<20 bytes>","device_id":"<this device>", and ends with }.
-    source = raw.split(b"\n")
-    source.pop()
-    dev_end = comma + 9  # past {"read_at":"…Z","device_id":"DEV", (8 quotes, 1 comma)
-    same = b'Z","device_id":"' + first[40:comma] + b'",'
+    if set(map(itemgetter(slice(28, comma + 1)), lines)) != {first[28 : comma + 1]}:
+        return None  # Z,device_id=DEV, at the same place in every line: the one device
+    # The rest is checked on the source with its digits taken out (the digits of the day,
+    # the time and the device are checked above), where the quotes still are: every line
+    # is {"read_at":"--T::Z","device_id":"<device>", then the fields' shape, then }.
+    skeleton = raw.translate(None, _DIGITS).split(b"\n")
+    skeleton.pop()
+    prefix = b'{"read_at":"--T::Z","device_id":"' + first[40:comma].translate(None, _DIGITS)
+    prefix += b'",'
+    cut = len(prefix)
     if (
-        set(map(_SOURCE_START, source)) != {b'{"read_at":"'}
-        or set(map(_T, lines)) != {b"T"}
-        or set(map(itemgetter(slice(31, dev_end)), source)) != {same}
-        or set(map(_LAST, source)) != {0x7D}  # "}"
+        set(map(itemgetter(slice(0, cut)), skeleton)) != {prefix}
+        or set(map(_LAST, skeleton)) != {0x7D}  # "}"
     ):
         return None
     fields = list(map(itemgetter(slice(comma + 1, -1)), lines))
     try:
-        shapes = set(map(_NO_DIGITS, map(itemgetter(slice(dev_end, -1)), source)))
-        if not all(map(_SHAPES.__getitem__, shapes)):
+        if not all(map(_SHAPES.__getitem__, set(map(itemgetter(slice(cut, -1)), skeleton)))):
             return None
         marks = b",".join(fields).translate(_NAME_OR_DIGIT)
         if b"a0" in marks or b"0a" in marks or b"0ea" in marks:
