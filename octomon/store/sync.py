@@ -27,7 +27,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from itertools import islice
 from operator import add, itemgetter
 
 from octomon.clock import Clock, utcnow
@@ -317,6 +316,7 @@ class _Run:
         self.result = SyncResult()
         self.read = 0
         self.halted = False
+        self.line_bytes = 170.0  # bytes per line, as last seen (sizes the next read)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octomon-sync")
         self.delivered: dict[str, int] = {}  # files delivered whole that changed meanwhile
 
@@ -354,17 +354,13 @@ class _Run:
         """Send one file, batch by batch: the next batch is read and converted while the
         previous one is on the wire (one request in flight; answers handled in order)."""
         pos = 0
-        handle = snap.handle
         inflight: Future[Delivery[bytes]] | None = None
         while pos < snap.size:
             if self.stopping():
                 break
-            handle.seek(pos)
-            raw = b"".join(islice(handle, self.batch_size))
+            raw = self.read_batch(snap, pos)
             if not raw:
                 break
-            if len(raw) > snap.size - pos:
-                raw = raw[: snap.size - pos]  # bytes appended after the snapshot was taken
             body, count, bad = convert(raw, pos)
             self.read += count + len(bad)
             if bad:
@@ -391,6 +387,26 @@ class _Run:
                 self.result.files_done += 1
             else:
                 self.delivered[snap.name] = snap.size
+
+    def read_batch(self, snap: Snapshot, pos: int) -> bytes:
+        """Up to ``batch_size`` whole lines from ``pos`` (a torn last line of the file too),
+        never past the snapshot's size: one read, sized from the last batch's line length."""
+        fd, end, want = snap.handle.fileno(), snap.size, self.batch_size
+        raw = os.pread(fd, min(end - pos, int(want * self.line_bytes) + 4096), pos)
+        while raw.count(b"\n") < want and pos + len(raw) < end:
+            more = os.pread(fd, min(end - pos - len(raw), 1 << 20), pos + len(raw))
+            if not more:
+                break
+            raw += more
+        lines = raw.count(b"\n")
+        if lines >= want:  # cut after the want-th newline
+            cut = raw.rfind(b"\n") + 1
+            for _ in range(lines - want):
+                cut = raw.rfind(b"\n", 0, cut - 1) + 1
+            raw = raw[:cut]
+        if raw:
+            self.line_bytes = 1.02 * len(raw) / max(1, min(lines, want))
+        return raw
 
     def send(self, raw: bytes, body: bytes, count: int) -> Delivery[bytes]:
         """One batch through delivery (in the sending thread)."""
