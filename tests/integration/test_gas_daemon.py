@@ -22,7 +22,7 @@ from octomon.sim import SimHomeMini, SimServer
 from octomon.store.tally import GAS, Tally
 from tests.helpers.cli import invoke
 from tests.helpers.clock import ManualClock
-from tests.helpers.daemon import cached_gas, compare_db, expected_gas
+from tests.helpers.daemon import cached_gas, cached_readings, compare_db, expected_gas
 from tests.helpers.services import VictoriaMetrics
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,7 @@ def monitor_for(
     clock: ManualClock,
     vm: VictoriaMetrics | None,
     poll: int = 300,
+    gas: str = "auto",
 ) -> Monitor:
     influx = {}
     if vm is not None:
@@ -78,6 +79,7 @@ def monitor_for(
         cache_dir=tmp_path / "cache",
         poll_interval_seconds=poll,
         health_check_seconds=30,
+        octopus_gas=gas,
         **influx,  # type: ignore[arg-type]
     )
     monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=Quiet())
@@ -221,3 +223,39 @@ def test_accelerated_hours_at_the_defaults_keep_gas_to_two_calls_an_hour_off_the
     # now and then (tokens live 60 min and are renewed 5 min early: every 55 min).
     assert worst["telemetry"] == 60 and worst["gas"] == 2 and worst["token"] <= 2
     assert sim.rate_limited_answers == 0
+
+
+def test_gas_off_the_daemon_asks_nothing_about_gas(
+    tmp_path: Path, sim: SimHomeMini, server: SimServer, clock: ManualClock
+) -> None:
+    sim.no_gas_schema = True  # a query naming gas fields would be refused, then retried
+    monitor = monitor_for(tmp_path, sim, server, clock, None, gas="off")
+    try:
+        drive(monitor, clock, 2)
+        assert monitor.scheduler is not None and "gas" not in monitor.scheduler.jobs
+    finally:
+        monitor.close(clock(), announce=False)
+    ops = Counter(op for _, op in sim.calls)
+    assert ops["gas"] == 0 and ops["account"] == 1 and ops["telemetry"] >= 24
+    assert sim.gas_served == {} and cached_gas(tmp_path / "cache") == {}
+
+
+def test_gas_fields_refused_the_daemon_runs_electricity_with_one_note(
+    tmp_path: Path,
+    sim: SimHomeMini,
+    server: SimServer,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim.no_gas_schema = True
+    caplog.set_level("INFO")
+    monitor = monitor_for(tmp_path, sim, server, clock, None)
+    try:
+        drive(monitor, clock, 3)  # six gas slots
+    finally:
+        monitor.close(clock(), announce=False)
+    ops = Counter(op for _, op in sim.calls)
+    assert ops["account"] == 2 and ops["gas"] == 0  # asked once more without the gas fields
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no gas")]
+    assert notes == ["no gas: the Octopus API does not know the gas fields of the account query"]
+    assert len(cached_readings(tmp_path / "cache")) >= 3 * 360 * 0.9  # electricity unaffected
