@@ -29,6 +29,9 @@ COMMANDS = [
     "sync-cache",
     "backfill",
     "status",
+    "tariff",
+    "reconcile",
+    "costs",
 ]
 
 BARE_APP = """
@@ -47,6 +50,11 @@ def _status(json: bool = False) -> None:
 
 @cache_app.command("export")
 def _export() -> None:
+    pass
+
+
+@cache_app.command("requeue")
+def _requeue() -> None:
     pass
 
 
