@@ -293,6 +293,9 @@ def _same(line: bytes) -> bytes:
 # --- the sync ---------------------------------------------------------------------------------
 
 
+_Pending = tuple[Snapshot, "Future[Delivery[bytes]] | None", bool]  # file, last send, all read
+
+
 class _Run:
     def __init__(
         self,
@@ -331,28 +334,60 @@ class _Run:
         return self.halted
 
     def run(self, names: list[str]) -> None:
-        for i, name in enumerate(names):
-            if self.stopping():
-                return
-            if self.max_readings is not None and self.read >= self.max_readings:
-                return  # the slice is used up (a file begun is always finished)
-            try:
-                snap = self.cache.open_snapshot(name, self.lock_timeout)
-            except CacheBusy as exc:
-                if i == 0:
-                    raise
-                self.halt(exc)
-                return
-            if snap is None:
-                continue
-            try:
-                self.file(snap)
-            finally:
-                snap.close()
+        """Every file in turn. The one request in flight carries over from a file to the
+        next: the next file is read and converted while the last batch of the previous
+        one is on the wire, and that file is deleted once its answer is in."""
+        pending: _Pending | None = None
+        try:
+            for i, name in enumerate(names):
+                if self.stopping():
+                    return
+                if self.max_readings is not None and self.read >= self.max_readings:
+                    return  # the slice is used up (a file begun is always finished)
+                try:
+                    snap = self.cache.open_snapshot(name, self.lock_timeout)
+                except CacheBusy as exc:
+                    if i == 0:
+                        raise
+                    self.halt(exc)
+                    return
+                if snap is None:
+                    continue
+                pending = self.file(snap, pending)
+                if self.halted:
+                    return
+        finally:
+            if pending is not None:
+                self.settle(pending)
 
-    def file(self, snap: Snapshot) -> None:
+    def settle(self, pending: _Pending) -> None:
+        """Wait for a file's last answer; delete the file if all of it went through."""
+        snap, inflight, complete = pending
+        try:
+            if inflight is not None and not self.answered(inflight.result()):
+                return
+            if complete and not self.halted:
+                self.finish(snap)
+        finally:
+            snap.close()
+
+    def finish(self, snap: Snapshot) -> None:
+        try:
+            removed = self.cache.remove_if_unchanged(snap, self.lock_timeout)
+        except CacheError as exc:
+            self.halt(exc)
+            return
+        if removed:
+            self.result.files_done += 1
+        else:
+            self.delivered[snap.name] = snap.size
+
+    def file(self, snap: Snapshot, before: _Pending | None) -> _Pending | None:
         """Send one file, batch by batch: the next batch is read and converted while the
-        previous one is on the wire (one request in flight; answers handled in order)."""
+        previous one is on the wire (one request in flight; answers handled in order).
+        ``before`` is the previous file, its last batch still on the wire: it is settled
+        before this file's first batch is sent. Returns this file, its last batch
+        possibly still on the wire (None once settled here)."""
         pos = 0
         inflight: Future[Delivery[bytes]] | None = None
         while pos < snap.size:
@@ -370,23 +405,23 @@ class _Run:
                     self.halt(exc)
                     break
             pos += len(raw)
+            if before is not None:
+                self.settle(before)
+                before = None
+                if self.halted:
+                    break
             if count:
                 if inflight is not None and not self.answered(inflight.result()):
                     inflight = None
                     break
                 inflight = self.pool.submit(self.send, raw, body, count)
-        if inflight is not None:
-            self.answered(inflight.result())
-        if pos >= snap.size and not self.halted:
-            try:
-                removed = self.cache.remove_if_unchanged(snap, self.lock_timeout)
-            except CacheError as exc:
-                self.halt(exc)
-                return
-            if removed:
-                self.result.files_done += 1
-            else:
-                self.delivered[snap.name] = snap.size
+        if before is not None:
+            self.settle(before)
+        done = pos >= snap.size and not self.halted
+        if not done:  # stopped or failed: this file is left whole
+            self.settle((snap, inflight, False))
+            return None
+        return (snap, inflight, True)
 
     def read_batch(self, snap: Snapshot, pos: int) -> bytes:
         """Up to ``batch_size`` whole lines from ``pos`` (a torn last line of the file too),
