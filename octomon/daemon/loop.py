@@ -395,6 +395,6 @@ def _settled_job(
         cache_dir=cache_dir,
         sink=sink,
         policy=monitor.policy,
-        emit=monitor.alerter.emit,
+        emit=monitor.emit_alerts,
         calorific_value=calorific(settings.gas_calorific_value),
     )

@@ -675,7 +675,7 @@ class Monitor:
         self._status_failing = False
 
     def emit_alerts(self, alerts: Sequence[Alert]) -> None:
-        """For the scheduled jobs' alerts (gas staleness): noted in the status, then sent."""
+        """The scheduled jobs' alerts (gas, reconciliation): noted in the status, then sent."""
         self._emit(alerts)
 
     def _emit(self, alerts: Sequence[Alert]) -> None:
