@@ -217,7 +217,6 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
     """Fetch (within the shared ledger) only what CACHE_DIR lacks for ``first``..``last``,
     then price every UK day. An Octopus failure is not fatal: what was kept still answers,
     and the failure is reported in ``errors``."""
-    from octomon.config import night_window
     from octomon.daemon.settled import fill, known_meters
     from octomon.daemon.tariffs import TariffCache, Tariffs
     from octomon.errors import OctopusError
@@ -236,15 +235,7 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
     errors: list[str] = []
     settled_store = SettledStore(cache_dir)
     try:
-        tariffs = Tariffs(
-            client,
-            settings.octopus_account_number,
-            cache_dir,
-            night=night_window(settings.economy7_night),
-            payment_method=settings.octopus_payment_method,
-            state=None,
-            sink=None,
-        )
+        tariffs = Tariffs.from_settings(settings, client, state=None, sink=None)
         try:
             book, _ = tariffs.cover(first, last, now)
         except OctopusError as exc:

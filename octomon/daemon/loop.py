@@ -169,21 +169,12 @@ def _tariffs_job(
     settings: Settings, budget: Budget, sink: LineSink | None, store: StateStore, clock: Clock
 ) -> TariffsJob:
     """Prices (SPEC §9): at start (its first anchor is now - offset), then on its own schedule."""
-    from octomon.config import night_window
     from octomon.daemon.tariffs import Tariffs, TariffsJob
     from octomon.octopus.rest import RestClient
 
     assert settings.octopus_api_key and settings.octopus_account_number
     rest = RestClient.from_settings(settings, budget, clock)
-    tariffs = Tariffs(
-        rest,
-        settings.octopus_account_number,
-        Path(settings.cache_dir),
-        night=night_window(settings.economy7_night),
-        payment_method=settings.octopus_payment_method,
-        state=store,
-        sink=sink,
-    )
+    tariffs = Tariffs.from_settings(settings, rest, state=store, sink=sink)
     return TariffsJob(tariffs)
 
 

@@ -198,7 +198,6 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
     cached = TariffCache(cache_dir).load()
     if since is None and cached is not None and is_current(cached, now):
         return summarise(cached.book, now, cached.fetched_at, 0)
-    from octomon.config import night_window
     from octomon.octopus.budget import Budget
     from octomon.octopus.rest import RestClient
     from octomon.state import StateStore
@@ -212,15 +211,7 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
         from octomon.store.influx import InfluxSink
 
         sink = InfluxSink.from_settings(settings)
-    tariffs = Tariffs(
-        client,
-        settings.octopus_account_number,
-        cache_dir,
-        night=night_window(settings.economy7_night),
-        payment_method=settings.octopus_payment_method,
-        state=store,
-        sink=sink,
-    )
+    tariffs = Tariffs.from_settings(settings, client, state=store, sink=sink)
     try:
         start = datetime.combine(since, time(0), UK) if since is not None else None
         run = tariffs.refresh(now, since=start, store=False)

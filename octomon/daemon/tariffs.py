@@ -32,6 +32,7 @@ from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
+    from octomon.config import Settings
     from octomon.daemon.status import Status
     from octomon.octopus.rest import RestClient
     from octomon.state import State, StateStore
@@ -189,6 +190,29 @@ class TariffRun(NamedTuple):
 
 class Tariffs:
     """Fetch what is missing, keep it in ``tariffs.json``, store it in InfluxDB."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        client: RestClient,
+        *,
+        state: StateStore | None,
+        sink: LineSink | None,
+    ) -> Tariffs:
+        """The account's tariffs: its number, CACHE_DIR, ECONOMY7_NIGHT, the payment method."""
+        from octomon.config import night_window
+
+        assert settings.octopus_account_number
+        return cls(
+            client,
+            settings.octopus_account_number,
+            Path(settings.cache_dir),
+            night=night_window(settings.economy7_night),
+            payment_method=settings.octopus_payment_method,
+            state=state,
+            sink=sink,
+        )
 
     def __init__(
         self,
