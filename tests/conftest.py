@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from octomon import redact
+from octomon.sim import SimHomeMini, SimServer
+from tests.helpers.clock import ManualClock
 from tests.helpers.services import VictoriaMetrics, victoria_metrics
 
 ISOLATED_PREFIXES = (
@@ -45,3 +47,24 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     """A real VictoriaMetrics on loopback (skips, or fails under OCTOMON_REQUIRE_SERVICES=1)."""
     with victoria_metrics(tmp_path) as vm:
         yield vm
+
+
+# --- the simulator on an injected clock (a test module may define its own instead) -------
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> ManualClock:
+    """A hand-moved clock starting at the test module's ``T0``."""
+    return ManualClock(request.module.T0)
+
+
+@pytest.fixture
+def sim(clock: ManualClock) -> SimHomeMini:
+    return SimHomeMini(clock=clock)
+
+
+@pytest.fixture
+def server(sim: SimHomeMini) -> Iterator[SimServer]:
+    """``sim`` on a loopback port, stopped after the test."""
+    with SimServer(sim) as srv:
+        yield srv

@@ -19,6 +19,7 @@ from octomon.cli import app
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
 from octomon.uktime import day_bounds, uk_day
+from tests.helpers.cli import point_at_sim
 from tests.helpers.http_stub import bad_gateway
 from tests.helpers.tally import store_home_mini
 
@@ -29,10 +30,7 @@ UTC = timezone.utc
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServer]]:
     home = SimHomeMini()
     with SimServer(home) as server:
-        monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
-        monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
-        monkeypatch.setenv("OCTOPUS_API_URL", server.url)
-        monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)
+        point_at_sim(monkeypatch, home, server)
         yield home, server
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from typer.testing import CliRunner, Result
 
 KEY = "sk_live_abcdefghijklmnopqrstuvwx1234"
@@ -16,3 +19,11 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     from octomon.cli import app
 
     return _runner.invoke(app, list(args), env=env)
+
+
+def point_at_sim(monkeypatch: pytest.MonkeyPatch, home: Any, server: Any) -> None:
+    """The account settings of a command run against the simulator (GraphQL and REST)."""
+    monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
+    monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
+    monkeypatch.setenv("OCTOPUS_API_URL", server.url)
+    monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)

@@ -26,6 +26,7 @@ from octomon.cli import app
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
 from octomon.uktime import day_bounds, half_hours, uk_day
+from tests.helpers.cli import point_at_sim
 from tests.helpers.tally import store_home_mini
 
 pytestmark = pytest.mark.integration
@@ -37,10 +38,7 @@ PENNY = Decimal("0.01")
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServer]]:
     home = SimHomeMini(rate_limit_per_hour=10_000)  # the hand computation asks a lot
     with SimServer(home) as server:
-        monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
-        monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
-        monkeypatch.setenv("OCTOPUS_API_URL", server.url)
-        monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)
+        point_at_sim(monkeypatch, home, server)
         yield home, server
 
 

@@ -3,7 +3,6 @@ loopback HTTP, one injected clock for both."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -21,22 +20,6 @@ from tests.helpers.clock import ManualClock
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 18, 14, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def sim(clock: ManualClock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
-
-
-@pytest.fixture
-def server(sim: SimHomeMini) -> Iterator[SimServer]:
-    with SimServer(sim) as srv:
-        yield srv
 
 
 def client_for(server: SimServer, clock: ManualClock, **kwargs: object) -> OctopusClient:

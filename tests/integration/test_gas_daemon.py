@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
@@ -39,22 +39,6 @@ class Quiet:
 
     def close(self, timeout: float = 3.0) -> None:
         pass
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def sim(clock: ManualClock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
-
-
-@pytest.fixture
-def server(sim: SimHomeMini) -> Iterator[SimServer]:
-    with SimServer(sim) as srv:
-        yield srv
 
 
 def monitor_for(

@@ -4,7 +4,7 @@ the simulator over loopback HTTP, a writer that records (or refuses) what it is 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -45,22 +45,6 @@ class Recorder:
             assert isinstance(r, GasReading)
             self.kept[r.read_at] = r
         return Outcome(stored=list(readings))
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def sim(clock: ManualClock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
-
-
-@pytest.fixture
-def server(sim: SimHomeMini) -> Iterator[SimServer]:
-    with SimServer(sim) as srv:
-        yield srv
 
 
 class Rig:
