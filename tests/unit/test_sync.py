@@ -37,12 +37,17 @@ def same_values(line: bytes) -> bytes:
     """A line-protocol line with its numbers as Python writes them (``1530`` = ``1530.0``)."""
     series, fields, stamp = line.rsplit(b" ", 2)
     try:
-        parts = [
-            (k, repr(float(v)).encode()) for k, v in (f.split(b"=") for f in fields.split(b","))
-        ]
+        parts = [(k, _same_number(v)) for k, v in (f.split(b"=") for f in fields.split(b","))]
     except ValueError:
         return line
     return b" ".join([series, b",".join(k + b"=" + v for k, v in parts), stamp])
+
+
+def _same_number(text: bytes) -> bytes:
+    """``1530`` and ``1530.0`` alike; a number out of a float's range (a mangled exponent,
+    ``2e1117``) as written, which is how the fast path sends it."""
+    value = float(text)
+    return repr(value).encode() if math.isfinite(value) else text
 
 
 def slow(raw: bytes) -> bytes:
@@ -144,6 +149,33 @@ def test_fast_path_examples() -> None:
     for odd in (other, gas, other.replace(b'"demand":0.2', b'"demand":00.2')):
         assert fast_lines(raw + odd) is None
         assert convert(raw + odd, 0)[0].split(b"\n")[:3] == out.split(b"\n")
+
+
+def test_the_fast_path_sees_every_digit_out_of_place() -> None:
+    """Shapes zero the digits but keep them: a digit in a name, a seventh digit of the
+    time, or another device of the same length is seen, and the full parse has the line."""
+    rs = [reading(0), reading(1), reading(2)]
+    lines = [r.to_json().encode() + b"\n" for r in rs]
+    odd = {
+        "a digit in a field name": lines[1].replace(b'"demand"', b'"dem1and"'),
+        "a digit ending a field name": lines[1].replace(b'"demand"', b'"demand1"'),
+        "a digit in read_at": lines[1].replace(b'"read_at"', b'"read_at2"'),
+        "a digit in device_id": lines[1].replace(b'"device_id"', b'"device_id0"'),
+        "a seventh digit of the time": lines[1].replace(b':10Z"', b':100Z"'),
+        "another device, as long": lines[1].replace(DEV.encode(), DEV[::-1].encode()),
+        "a number with no digit before its point": lines[1].replace(b":0.2,", b":.2,"),
+    }
+    for why, line in odd.items():
+        raw = lines[0] + line + lines[2]
+        assert fast_lines(raw) is None, why
+        body, count, bad = convert(raw, 0)
+        want = [rs[0].to_line_protocol().encode()]
+        try:
+            want.append(parse_line(line).to_line_protocol().encode())
+        except ValueError:
+            assert len(bad) == 1, why
+        want.append(rs[2].to_line_protocol().encode())
+        assert body.split(b"\n") == want and count == len(want), why
 
 
 def test_convert_mixes_canonical_and_other_lines() -> None:
