@@ -133,6 +133,8 @@ def _obj_values(
     device_id = obj.get("device_id")
     if not isinstance(device_id, str) or not device_id:
         raise ValueError("no device_id")
+    if not device_id.isprintable():  # a newline, say: line protocol cannot carry it
+        raise ValueError("device_id holds a control character")
     if not values:
         raise ValueError("no values")
     return parse_time(read_at), device_id, values

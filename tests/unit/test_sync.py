@@ -382,3 +382,15 @@ def test_block_reads_respect_the_batch_size_whatever_the_line_lengths(tmp_path: 
     assert result.synced == 2000 and result.left == 0
     assert max(sizes) == 50 and sum(sizes) == 2000
     assert [x.decode() for x in sink.lines] == [r.to_line_protocol() for r in rs]
+
+
+def test_a_device_id_line_protocol_cannot_carry_is_quarantined_not_sent() -> None:
+    """JSON can escape a newline into the device id; line protocol cannot carry it (it
+    would end the point early): the line is bad, not a broken point."""
+    good = reading(0).to_json().encode() + b"\n"
+    odd = reading(1).to_json().encode().replace(DEV.encode(), b"00\\n11") + b"\n"
+    body, count, bad = convert(good + odd, 0)
+    assert body == reading(0).to_line_protocol().encode() and count == 1
+    assert [(offset, reason) for offset, _, reason in bad] == [
+        (len(good), "device_id holds a control character")
+    ]
