@@ -497,6 +497,20 @@ class OctopusClient:
 
     # --- tokens (SPEC §4.2) --------------------------------------------------------------------
 
+    def renewal_due(self, within: timedelta = timedelta(0)) -> bool:
+        """Is the token held still valid, but due for its early renewal now or within
+        ``within``? (False before the first token, and once it has expired: the next call
+        renews it then anyway.)"""
+        if self._token is None or self.token_expires_at is None:
+            return False
+        now = self.clock()
+        return self.token_expires_at - RENEW_BEFORE <= now + within and now < self.token_expires_at
+
+    def renew(self) -> None:
+        """Renew the token now (one request: the refresh token, else the API key)."""
+        self._token = None
+        self._ensure_token()
+
     def _ensure_token(self) -> str:
         now = self.clock()
         if (

@@ -139,6 +139,11 @@ def test_tokens_are_renewed_ahead_of_expiry_and_after_an_early_expiry(rig: Rig) 
     results = rig.cycles(150)  # 2.5 hours: the 60-minute token is renewed twice
     assert all(r.outcome == OK for r in results), [r.summary() for r in results if not r.ok]
     assert rig.token_calls() == 3
+    # Each renewal took its cycle's turn (one request that cycle); the next poll's window
+    # covers the minute (assert_everything_served_is_cached below).
+    renewals = [r for r in results if r.renewed]
+    assert len(renewals) == 2 and all(r.fetched == 0 and r.caught_up for r in renewals)
+    assert renewals[0].summary().startswith("renewed the Kraken token")
     rig.sim.expire_tokens()  # expired mid-run, early
     after = rig.cycles(3)
     assert all(r.outcome == OK for r in after)
