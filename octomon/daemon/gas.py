@@ -7,8 +7,9 @@ included), stored through the monitor's writer -- InfluxDB ``gas_consumption``, 
 in the cache when InfluxDB is away -- and counted into the tally. At defaults that is two
 calls an hour (one per run; a token renewal is the telemetry's).
 
-A server without gas, or an account without a smart gas meter, costs one account query at
-start and nothing after (``OctopusClient.gas``). Today's totals (UK day) are kept in
+A server without gas, or an account without a smart gas meter, costs one account query and
+nothing after: "no gas" is kept in ``state.json`` (``gas_absent``), so a restart asks
+nothing, and asked once more a week on (``OctopusClient.gas``). Today's totals (UK day) are kept in
 ``state.json`` so a restart does not zero them.
 """
 
@@ -26,10 +27,11 @@ from octomon.daemon.status import Status
 from octomon.errors import RangeTooOld
 from octomon.octopus.gas import GasMeter
 from octomon.readings import AnyReading, GasReading, format_time
-from octomon.state import State, StateStore
+from octomon.state import State, StateStore, format_instant
 
 log = logging.getLogger(__name__)
 
+ABSENT_KEY = "gas_absent"  # state.json: {"status": "none" | "unsupported", "checked_at"}
 OVERLAP = timedelta(hours=2)
 FIRST_LOOKBACK = timedelta(hours=2)
 MAX_CALLS = 2  # one window of at most 6 h, plus a token renewal should it fall due
@@ -155,6 +157,7 @@ class GasJob:
         self.meter: GasMeter | None = None
         self.last_result: str = "not run yet"
         self._loaded = False
+        self._saved_absent: tuple[str, datetime] | None = None
 
     def load(self, state: State) -> None:
         """Take the gas cursor and today's totals from ``state.json`` (once, at start)."""
@@ -173,6 +176,7 @@ class GasJob:
         self.meter = self.client.gas()
         if self.meter is None:
             self.last_result = "no gas meter"
+            self._save_absent()
             return next_anchor(now, self.interval)
         start, end = self.cursor.window(now)
         if end > start:
@@ -225,6 +229,24 @@ class GasJob:
                 start, end = jump, min(now, jump + self.cursor.max_window)
         return start, end, [r for r in readings if start <= r.read_at < end]
 
+    def _save_absent(self) -> None:
+        """Keep "no gas" (and when the account said it) in ``state.json``, so that a
+        restart asks nothing about gas for a week; written only when it changed."""
+        absent = getattr(self.client, "gas_absent", None)
+        if absent is None or absent == self._saved_absent:
+            return
+        status, at = absent
+
+        def mutate(state: State) -> None:
+            state.extra[ABSENT_KEY] = {"status": status, "checked_at": format_instant(at)}
+
+        try:
+            self.store.update(mutate)
+        except OSError as exc:
+            log.error("could not save state.json (%s); retrying at the next gas run", exc)
+            return
+        self._saved_absent = absent
+
     def _save(self) -> None:
         """Persist the gas cursor, the meter and today's totals; retried next run on failure."""
         cursor, newest, meter, today = (
@@ -246,6 +268,8 @@ class GasJob:
                     meter.serial,
                 )
             state.extra["gas_today"] = today
+            if meter is not None:
+                state.extra.pop(ABSENT_KEY, None)
 
         try:
             self.store.update(mutate)

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ from octomon.daemon.notify import SystemdNotifier
 from octomon.daemon.schedule import Scheduler, installation_offset
 from octomon.errors import ExitCode, OctomonError
 from octomon.octopus.budget import Budget, StopAwareBudget
+from octomon.readings import parse_instant
 from octomon.state import StateStore
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ def build_monitor(
         refresh_expires_at=state.refresh_expires_at,
         gas_enabled=settings.octopus_gas != "off",
         gas_meter=_known_gas_meter(state),
+        gas_absent=_known_no_gas(state),
         calorific_value=settings.gas_calorific_value,
     )
     cache = Cache(cache_dir, settings.cache_max_mb, clock, lock_timeout=CACHE_LOCK_TIMEOUT)
@@ -143,6 +146,20 @@ def _known_gas_meter(state: State) -> GasMeter | None:
     if not state.gas_device_id:
         return None
     return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial)
+
+
+def _known_no_gas(state: State) -> tuple[str, datetime] | None:
+    """ "No gas", as an earlier run was told it (state.json): a restart asks nothing."""
+    from octomon.daemon.gas import ABSENT_KEY
+    from octomon.octopus.gas import ABSENT
+
+    saved = state.extra.get(ABSENT_KEY)
+    if state.gas_device_id or not isinstance(saved, dict) or saved.get("status") not in ABSENT:
+        return None
+    try:
+        return str(saved["status"]), parse_instant(str(saved["checked_at"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _gas_job(

@@ -17,6 +17,9 @@ UNSUPPORTED = "unsupported"  # the server rejected the gas fields
 OFF = "off"  # OCTOPUS_GAS=off: never asked
 UNKNOWN = "unknown"  # not asked yet
 
+ABSENT = (NONE, UNSUPPORTED)  # remembered in state.json, and asked again after RECHECK
+RECHECK_DAYS = 7  # a smart gas meter may be fitted later
+
 NOTES = {
     NONE: "no gas: the account has no smart gas meter with a device id",
     UNSUPPORTED: "no gas: the Octopus API does not know the gas fields of the account query",

@@ -265,6 +265,7 @@ class OctopusClient:
         session: requests.Session | None = None,
         gas_enabled: bool = True,
         gas_meter: GasMeter | None = None,
+        gas_absent: tuple[str, datetime] | None = None,
         calorific_value: float | str = "39.5",
     ) -> None:
         self.api_key = api_key
@@ -281,6 +282,11 @@ class OctopusClient:
         self.dropped = 0
         self.gas_meter = gas_meter if gas_enabled else None
         self.gas_status = gas.OFF if not gas_enabled else gas.FOUND if gas_meter else gas.UNKNOWN
+        self.gas_checked_at: datetime | None = None  # when the account last said "no gas"
+        if self.gas_status == gas.UNKNOWN and gas_absent and gas_absent[0] in gas.ABSENT:
+            self.gas_status, self.gas_checked_at = gas_absent  # an earlier run asked
+            said = gas_absent[1].date().isoformat()
+            log.info("%s (as the account said on %s)", gas.NOTES[self.gas_status], said)
         self.calorific_value = calorific(calorific_value)
         self._token: str | None = None
         self._legacy = False  # the server lacks costDeltaWithTax/export
@@ -307,10 +313,21 @@ class OctopusClient:
         return self.device_id
 
     def gas(self) -> GasMeter | None:
-        """The smart gas meter, if any; asks the account once when it is not known yet."""
+        """The smart gas meter, if any; asks the account once when it is not known yet, and
+        once more when "no gas" is ``gas.RECHECK_DAYS`` old (a meter may have been fitted)."""
+        absent = self.gas_absent
+        if absent is not None and self.clock() - absent[1] >= timedelta(days=gas.RECHECK_DAYS):
+            self.gas_status = gas.UNKNOWN
         if self.gas_status == gas.UNKNOWN:
             self._discover()
         return self.gas_meter
+
+    @property
+    def gas_absent(self) -> tuple[str, datetime] | None:
+        """ "No gas" as the account said it, and when (kept in ``state.json``)."""
+        if self.gas_status in gas.ABSENT and self.gas_checked_at is not None:
+            return self.gas_status, self.gas_checked_at
+        return None
 
     def _discover(self) -> None:
         """One account query: the electricity device (unless known) and the gas meter."""
@@ -339,6 +356,7 @@ class OctopusClient:
 
     def _gas_found(self, status: str, meter: GasMeter | None) -> None:
         self.gas_status, self.gas_meter = status, meter
+        self.gas_checked_at = self.clock()
         if meter is not None:
             log.info(
                 "Octopus gas device %s chosen (smart gas meter %s, MPRN %s)",

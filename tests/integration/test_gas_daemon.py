@@ -17,8 +17,9 @@ from octomon.alerts.policy import Alert
 from octomon.config import Settings
 from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
-from octomon.readings import GAS_FIELDS
+from octomon.readings import GAS_FIELDS, parse_instant
 from octomon.sim import SimHomeMini, SimServer
+from octomon.state import StateStore, format_instant
 from octomon.store.tally import GAS, Tally
 from tests.helpers.cli import invoke
 from tests.helpers.clock import ManualClock
@@ -256,3 +257,30 @@ def test_gas_fields_refused_the_daemon_runs_electricity_with_one_note(
     notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no gas")]
     assert notes == ["no gas: the Octopus API does not know the gas fields of the account query"]
     assert len(cached_readings(tmp_path / "cache")) >= 3 * 360 * 0.9  # electricity unaffected
+
+
+@pytest.mark.parametrize("switch", ["no_gas", "no_gas_schema"])
+def test_no_gas_is_kept_so_a_restart_asks_nothing_and_a_week_on_asks_once(
+    tmp_path: Path, sim: SimHomeMini, server: SimServer, clock: ManualClock, switch: str
+) -> None:
+    setattr(sim, switch, True)  # an account without gas, or an API without the gas fields
+
+    def run_an_hour() -> int:
+        monitor = monitor_for(tmp_path, sim, server, clock, None)
+        try:
+            drive(monitor, clock, 1)
+        finally:
+            monitor.close(clock(), announce=False)
+        return Counter(op for _, op in sim.calls)["account"]
+
+    first = run_an_hour()
+    assert first == (2 if switch == "no_gas_schema" else 1)
+    store = StateStore(tmp_path / "cache")
+    saved = store.load().extra["gas_absent"]
+    assert saved["status"] == ("unsupported" if switch == "no_gas_schema" else "none")
+    assert run_an_hour() == first  # the restart: device and "no gas" both known
+    week_ago = clock() - timedelta(days=7, minutes=1)
+    store.update(lambda s: s.extra["gas_absent"].update(checked_at=format_instant(week_ago)))
+    assert run_an_hour() == first + 1  # a meter may have been fitted: asked once more
+    assert parse_instant(store.load().extra["gas_absent"]["checked_at"]) > week_ago
+    assert Counter(op for _, op in sim.calls)["gas"] == 0
