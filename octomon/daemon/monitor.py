@@ -63,6 +63,8 @@ from octomon.store.tally import Tally, TallyRecorder
 
 log = logging.getLogger(__name__)
 
+RENEWAL_TURN_BELOW = 300  # seconds between polls: below, a token renewal takes a poll's turn
+
 OVERLAP = timedelta(minutes=5)
 FIRST_LOOKBACK = timedelta(hours=1)
 SPARK_SPAN = timedelta(minutes=30)
@@ -419,13 +421,18 @@ class Monitor:
         the whole window from the cursor, so nothing is lost): a cycle makes one request,
         and the daemon's steady state stays at 3600 / POLL_INTERVAL_SECONDS requests an
         hour, plus gas. It renews a poll interval ahead, so that a gas or REST job between
-        two cycles never has to renew. Not before the device is known (the first cycle),
-        nor once the token has expired (cycles far apart: the poll renews it first).
-        Returns the renewal to make, or None (a client without early renewal: a fake).
+        two cycles never has to renew. Only for polls less than 5 minutes apart (the
+        budget is tight there, and one poll waiting is a short delay; with polls further
+        apart a renewal turn could come round again before the next poll), not before the
+        device is known (the first cycle), nor once the token has expired (cycles far
+        apart: the poll renews it first). Returns the renewal to make, or None (also for a
+        client without early renewal: a fake).
         """
         due = getattr(self.client, "renewal_due", None)
         renew: Callable[[], object] | None = getattr(self.client, "renew", None)
         if due is None or renew is None or self.device_id is None:
+            return None
+        if self.poll_interval >= RENEWAL_TURN_BELOW:
             return None
         return renew if due(timedelta(seconds=self.poll_interval)) else None
 

@@ -288,3 +288,23 @@ def test_a_slack_outage_costs_a_cycle_nothing_and_loses_no_reading(tmp_path: Pat
         assert_everything_served_is_cached(rig)
     assert max(durations) < 2.0, durations
     assert closing < 5.0, closing
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("every", [300, 1800, 3600])
+def test_polls_minutes_apart_are_never_given_up_for_a_renewal(tmp_path: Path, every: int) -> None:
+    """The renewal turn is for polls under 5 minutes apart; further apart, every cycle
+    polls (the token is renewed with the poll when it falls due)."""
+    clock = ManualClock(T0)
+    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    with SimServer(sim) as server:
+        rig = make_rig(tmp_path, sim, clock, server)
+        rig.monitor.poll_interval = every
+        try:
+            results = rig.cycles(6 * 3600 // every, every=every)
+        finally:
+            rig.monitor.close(clock(), announce=False)
+    assert all(r.ok and not r.renewed and r.fetched > 0 for r in results), [
+        r.summary() for r in results if r.renewed or not r.fetched
+    ]
+    assert rig.telemetry_calls() >= len(results) and rig.token_calls() >= 2
