@@ -31,7 +31,7 @@ from operator import add, itemgetter
 
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, OctomonError
-from octomon.readings import FIELDS, MEASUREMENT, SOURCE
+from octomon.readings import FIELDS, GAS_FIELDS, GAS_MEASUREMENT, MEASUREMENT, SOURCE
 from octomon.store.cache import Cache, Snapshot, count_lines, parse_line, split_lines
 from octomon.store.delivery import Delivery, LineSink, deliver
 
@@ -59,7 +59,6 @@ class SyncResult:
 # exactly as line protocol wants them. Everything below runs in C (map, set, join,
 # translate, count): a Python loop per line would cost more than the whole of it.
 _TABLE = bytes.maketrans(b":", b"=")
-_HEAD = MEASUREMENT.encode() + b","
 _SOURCE = b",source=" + SOURCE.encode() + b" "
 _DAY = itemgetter(slice(9, 19))
 _TOD = itemgetter(slice(20, 28))
@@ -73,7 +72,6 @@ _TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)")
 _DEVICE_RE = re.compile(rb"[A-Za-z0-9_.\-]+")  # passes through JSON and line protocol as is
 _NUMBER_SHAPE = re.compile(rb"-?0+(\.0+)?(e[-+]?0+)?")  # a JSON number, its digits zeroed
 _EPOCH = date(1970, 1, 1)
-_FIELD_ORDER = {name.encode(): i for i, name in enumerate(FIELDS)}
 _MAX_SHAPES = 20_000  # judged shapes kept (a cache holds a few hundred)
 
 
@@ -103,6 +101,10 @@ class _Shapes(dict[bytes, bool]):
     hand-edited ``00.5`` is sent as written: InfluxDB takes it as 0.5, or refuses it and
     only it is set aside)."""
 
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        super().__init__()
+        self.order = {name.encode(): i for i, name in enumerate(fields)}
+
     def __missing__(self, key: bytes) -> bool:
         if len(self) >= _MAX_SHAPES:
             self.clear()
@@ -111,7 +113,7 @@ class _Shapes(dict[bytes, bool]):
         for part in key[:-1].split(b",") if ok else ():
             name, colon, value = part.partition(b":")
             quoted = len(name) > 2 and name[:1] == name[-1:] == b'"'
-            order = _FIELD_ORDER.get(name[1:-1], -1) if quoted else -1
+            order = self.order.get(name[1:-1], -1) if quoted else -1
             if not colon or order <= last or _NUMBER_SHAPE.fullmatch(value) is None:
                 ok = False
                 break
@@ -120,9 +122,19 @@ class _Shapes(dict[bytes, bool]):
         return ok
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What a fuel's canonical line has after the device id, and its measurement."""
+
+    after_device: bytes  # from the device id's closing quote to the first field's name
+    head: bytes  # the measurement and the comma before the tags
+    shapes: _Shapes
+
+
 _DAYS = _Days()
 _TIMES = _Times()
-_SHAPES = _Shapes()
+_ELECTRICITY = _Kind(b'",', MEASUREMENT.encode() + b",", _Shapes(FIELDS))
+_GAS = _Kind(b'","fuel":"gas",', GAS_MEASUREMENT.encode() + b",", _Shapes(GAS_FIELDS))
 
 
 def fast_lines(raw: bytes) -> bytes | None:
@@ -131,8 +143,9 @@ def fast_lines(raw: bytes) -> bytes | None:
     return None if done is None else done[0]
 
 
-def _fast(raw: bytes) -> tuple[bytes, int] | None:
-    """(line protocol, lines) of a block of canonical lines of one device, else None."""
+def _fast(raw: bytes, kind: _Kind = _ELECTRICITY) -> tuple[bytes, int] | None:
+    """(line protocol, lines) of a block of canonical lines of one device and one fuel,
+    else None."""
     if not raw:
         return b"", 0
     if not raw.endswith(b"\n"):
@@ -152,12 +165,12 @@ def _fast(raw: bytes) -> tuple[bytes, int] | None:
     # Every line's shape starts with the read_at and device_id of the first line's shape:
     # the day, the time and the device stand at the same places in every line, and what
     # follows is a canonical fields part.
-    prefix = _PREFIX + first[40:comma].translate(_ZEROS) + b'",'
+    prefix = _PREFIX + first[40:comma].translate(_ZEROS) + kind.after_device
     cut = len(prefix)
     shapes = raw.translate(_ZEROS).split(b"\n")
     shapes.pop()
     for shape in set(shapes):
-        if shape[:cut] != prefix or not _SHAPES[shape[cut:]]:
+        if shape[:cut] != prefix or not kind.shapes[shape[cut:]]:
             return None
     # … and the one device: ``Z,device_id=DEV,`` stands once in each line (at 28), or the
     # count falls short.
@@ -169,12 +182,13 @@ def _fast(raw: bytes) -> tuple[bytes, int] | None:
             epochs = map(_DAYS[first[9:19]].__add__, seconds)
         else:
             epochs = map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds)
-        head = (_HEAD + first[30:comma] + _SOURCE).replace(b"%", b"%%")
+        head = (kind.head + first[30:comma] + _SOURCE).replace(b"%", b"%%")
+        fields = comma + len(kind.after_device.translate(_TABLE, b'"'))
         # One C-level format for the whole batch: fields and epochs interleaved by slice
         # assignment (zip would make a tuple per line, and the garbage collector would
         # then walk the heap every few batches).
         values: list[bytes | int] = [b""] * (2 * n)
-        values[0::2] = map(itemgetter(slice(comma + 1, -1)), lines)
+        values[0::2] = map(itemgetter(slice(fields, -1)), lines)
         values[1::2] = epochs
         template = (head + b"%b %d\n") * (n - 1) + head + b"%b %d"
         return template % tuple(values), n
@@ -206,7 +220,8 @@ def slow_line(raw: bytes) -> bytes:
 
 def convert(raw: bytes, start: int) -> tuple[bytes, int, list[tuple[int, bytes, str]]]:
     """Source bytes → (line protocol, readings, bad lines as (offset, line, reason))."""
-    done = _fast(raw) if _GAS_MARK not in raw else _fast_with_gas(raw)
+    at = raw.find(_GAS_MARK)
+    done = _fast(raw) if at < 0 else _fast_with_gas(raw, at)
     if done is not None:
         return done[0], done[1], []
     parts: list[bytes] = []
@@ -230,21 +245,22 @@ def convert(raw: bytes, start: int) -> tuple[bytes, int, list[tuple[int, bytes, 
 
 # A canonical gas line (SPEC §4.5): ``"fuel":"gas"`` right after ``device_id``. A day file
 # holds 48 of them among 8,640 electricity lines: they are taken out of the block (one C-level
-# search per line), converted in full, and the rest keeps the fast path.
+# search per gas line), and each fuel's lines go through the fast path as a block of their own.
 _GAS_MARK = b'","fuel":"gas",'
 
 
-def _fast_with_gas(raw: bytes) -> tuple[bytes, int] | None:
-    """:func:`_fast` for a block that also holds gas lines; None if not all are canonical.
+def _fast_with_gas(raw: bytes, at: int) -> tuple[bytes, int] | None:
+    """:func:`_fast` for a block that also holds gas lines (the first mark ``at``); None if
+    not all of them are canonical.
 
     The gas lines are found by a C-level search for their mark (no Python code per
-    electricity line), cut out, and converted in full; what is left is one block again."""
+    electricity line) and cut out: what is left is one block of electricity again, the gas
+    lines another."""
     if not raw.endswith(b"\n"):
         return None  # the last line has no newline
     pieces: list[bytes] = []
     gas: list[bytes] = []
     pos = 0
-    at = raw.find(_GAS_MARK)
     while at >= 0:
         start = raw.rfind(b"\n", 0, at) + 1
         end = raw.index(b"\n", at) + 1
@@ -255,18 +271,14 @@ def _fast_with_gas(raw: bytes) -> tuple[bytes, int] | None:
     pieces.append(raw[pos:])
     parts: list[bytes] = []
     count = 0
-    electricity = b"".join(pieces)
-    if electricity:
-        done = _fast(electricity)
-        if done is None:
-            return None
-        parts.append(done[0])
-        count = done[1]
-    try:
-        parts.extend(slow_line(line) for line in gas)
-    except ValueError:
-        return None  # a bad gas line: the whole block is taken line by line
-    return b"\n".join(parts), count + len(gas)
+    for block, kind in ((b"".join(pieces), _ELECTRICITY), (b"".join(gas), _GAS)):
+        if block:
+            done = _fast(block, kind)
+            if done is None:
+                return None  # the whole block is taken line by line
+            parts.append(done[0])
+            count += done[1]
+    return b"\n".join(parts), count
 
 
 def _reading_lines(raw: bytes) -> list[bytes]:

@@ -123,6 +123,8 @@ def test_anything_else_is_parsed_in_full(rs: list[Reading], data: st.DataObject)
     for line in extra:  # … and at most the mangled one besides, its layout intact
         assert line.startswith(b"energy_consumption,device_id=")
         assert re.fullmatch(rb"[a-z_]+=[-0-9.e+]+(,[a-z_]+=[-0-9.e+]+)*", line.split(b" ")[1])
+        names = [f.partition(b"=")[0].decode() for f in line.split(b" ")[1].split(b",")]
+        assert names == [n for n in FIELDS if n in names], line  # known, in order, once
     assert len(extra) <= 1 and count == len(got)
     assert count + len(bad) == len(lines) - sum(not x.strip() for x in lines)
 
