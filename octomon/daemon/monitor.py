@@ -724,7 +724,7 @@ class Monitor:
 
 def newest_cached(cache: CacheLike) -> datetime | None:
     """The newest ``read_at`` in the cache, cheaply: the tail of the newest day file(s)."""
-    from octomon.store.cache import parse_line
+    from octomon.store.lines import parse_line
 
     try:
         files = cache.files()

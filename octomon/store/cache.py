@@ -6,6 +6,9 @@ file (``cache.lock``, ``flock``) serialises appends, the start and the end of a 
 sync, quarantining and eviction; it is never held for a process's life, nor while data
 travels to InfluxDB.
 
+What is set aside (quarantine, rejected readings, requeueing) is ``octomon.store.aside``, a
+base class of :class:`Cache`; reading lines is ``octomon.store.lines``.
+
 No side file: a reader recognises the canonical layout by its bytes (the fast path of
 ``octomon.store.sync`` and of :meth:`Cache.status`), whoever wrote it, and parses
 anything else — a hand edit, a torn tail — line by line.
@@ -26,33 +29,27 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
-from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, CacheFull
-from octomon.fsutil import ensure_private_dir, fsync_dir, write_all, write_synced
-from octomon.readings import (
-    AnyReading,
-    GasReading,
-    Reading,
-    format_time,
-    from_cache_obj,
-    parse_time,
+from octomon.fsutil import ensure_private_dir, fsync_dir, write_all
+from octomon.readings import AnyReading, GasReading, Reading, format_time, parse_time
+from octomon.store.aside import QUARANTINE, REJECTED, SetAside
+from octomon.store.lines import (
+    blocks,
+    canonical_span,
+    count_dir_lines,
+    count_lines,
+    iter_lines,
+    parsed_span,
 )
 
 log = logging.getLogger(__name__)
 
 FILE_RE = re.compile(r"^cache_\d{4}-\d\d-\d\d\.jsonl$")
 LOCK_NAME = "cache.lock"
-QUARANTINE = "quarantine"
-REJECTED = "rejected"
-REQUEUED = "requeued"  # rejected/requeued/: the reasons of readings put back in the cache
-BLOCK = 1 << 20  # bytes read at a time
-_TS = slice(12, 32)  # read_at inside a canonical line: {"read_at":"2026-11-27T14:00:10Z",…
-_HEAD = slice(0, 12)
-_AFTER_TS = slice(31, 47)
 
 
 # --- results -----------------------------------------------------------------------------
@@ -66,13 +63,6 @@ class AppendResult(NamedTuple):
     appended: int
     evicted_files: tuple[str, ...] = ()
     evicted_readings: int = 0
-
-
-class RequeueResult(NamedTuple):
-    readings: int = 0  # moved back into the cache
-    files: int = 0  # rejected files emptied
-    quarantined: int = 0  # lines of them that were no reading (moved to quarantine/)
-    archive: Path | None = None  # where the .txt reasons went
 
 
 class CacheStatus(NamedTuple):
@@ -109,66 +99,10 @@ class Snapshot(NamedTuple):
         self.handle.close()
 
 
-# --- parsing -------------------------------------------------------------------------------
-
-
-def parse_line(raw: bytes) -> AnyReading:
-    """The full parse of one cache line (any JSON object with ``read_at``; a gas line by its
-    ``"fuel":"gas"``, SPEC §4.5); ValueError."""
-    import json
-
-    try:
-        obj = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8 text") from None
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
-    try:
-        return from_cache_obj(obj)
-    except (TypeError, OverflowError) as exc:
-        raise ValueError(str(exc)) from None
-
-
-def blocks(handle: BinaryIO, start: int, end: int, size: int = BLOCK) -> Iterator[bytes]:
-    """``[start, end)`` in blocks that end on a newline (the last one may not)."""
-    handle.seek(start)
-    left = end - start
-    carry = b""
-    while left > 0:
-        data = handle.read(min(size, left))
-        if not data:
-            break
-        left -= len(data)
-        data = carry + data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and left > 0:
-            carry = data
-            continue
-        if left <= 0:
-            cut = len(data)
-        carry = data[cut:]
-        if cut:
-            yield data[:cut]
-    if carry:
-        yield carry
-
-
-def count_lines(handle: BinaryIO, start: int, end: int) -> int:
-    """Lines in ``[start, end)`` (a last line without newline counts)."""
-    count = 0
-    last = b"\n"
-    for block in blocks(handle, start, end):
-        count += block.count(b"\n")
-        last = block[-1:]
-    return count + (last != b"\n")
-
-
 # --- the cache -------------------------------------------------------------------------------
 
 
-class Cache:
+class Cache(SetAside):
     def __init__(
         self,
         directory: Path,
@@ -364,132 +298,6 @@ class Cache:
             # readings (harmless).
             return True
 
-    def quarantine(
-        self, source: str, entries: Sequence[tuple[int, bytes, str]], now: datetime
-    ) -> int:
-        """Move bad lines (offset, line, reason) of ``source`` aside; returns new ones."""
-        import json
-
-        if not entries:
-            return 0
-        qdir = self.directory / QUARANTINE
-        path = qdir / source
-        with self.lock():
-            try:
-                ensure_private_dir(qdir)
-                seen = set()
-                with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
-                    for raw in f:
-                        with contextlib.suppress(ValueError, KeyError, TypeError):
-                            obj = json.loads(raw)
-                            seen.add((obj["offset"], obj["line"]))
-                out = []
-                for offset, line, reason in entries:
-                    text = line.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-                    if (offset, text) in seen:
-                        continue
-                    seen.add((offset, text))
-                    rec = {
-                        "source": source,
-                        "offset": offset,
-                        "reason": reason,
-                        "quarantined_at": format_time(now),
-                        "line": text,
-                    }
-                    out.append(json.dumps(rec) + "\n")
-                if out:
-                    data = "".join(out).encode("utf-8", "surrogateescape")
-                    write_synced(path, os.O_APPEND | os.O_CREAT, data)
-                    fsync_dir(qdir)
-            except OSError as exc:
-                raise self._error("write to the quarantine", exc) from None
-        if out:
-            log.warning("moved %d unreadable line(s) of %s to %s", len(out), source, path)
-        return len(out)
-
-    def write_rejected(self, lines: Sequence[str | bytes], message: str, now: datetime) -> Path:
-        """Set refused readings aside: ``rejected/rejected_<UTC>.jsonl`` + ``.txt``."""
-        rdir = self.directory / REJECTED
-        stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        body = b"".join(
-            (x.encode("utf-8") if isinstance(x, str) else x).rstrip(b"\r\n") + b"\n" for x in lines
-        )
-        try:
-            ensure_private_dir(rdir)
-            for n in range(10_000):
-                path = rdir / (
-                    f"rejected_{stamp}.jsonl" if n == 0 else f"rejected_{stamp}_{n}.jsonl"
-                )
-                try:
-                    write_synced(path, os.O_CREAT | os.O_EXCL, body)
-                except FileExistsError:
-                    continue
-                break
-            else:  # pragma: no cover
-                raise OSError(errno.EEXIST, "too many rejected files in one second")
-            note = (message.rstrip() + "\n").encode("utf-8", "replace")
-            write_synced(path.with_suffix(".txt"), os.O_CREAT | os.O_TRUNC, note)
-            fsync_dir(rdir)
-        except OSError as exc:
-            raise self._error("set refused readings aside", exc) from None
-        return path
-
-    def requeue(self, now: datetime) -> RequeueResult:
-        """Move the readings under ``rejected/`` back into the day files (`cache requeue`).
-
-        File by file: its readings are appended (under the cache lock, durable), then the
-        file is deleted and its ``.txt`` reason moved to ``rejected/requeued/``. A crash in
-        between only means the readings are queued twice (harmless: one point per
-        timestamp). A line that is not a reading goes to ``quarantine/``.
-        """
-        rdir = self.directory / REJECTED
-        try:
-            names = sorted(e.name for e in os.scandir(rdir) if e.name.endswith(".jsonl"))
-        except FileNotFoundError:
-            return RequeueResult()
-        except OSError as exc:
-            raise self._error("list rejected/", exc) from None
-        archive = rdir / REQUEUED
-        moved = files = bad_count = 0
-        for name in names:
-            path = rdir / name
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise self._error(
-                    f"read rejected/{name} ({moved} readings requeued before it)", exc
-                ) from None
-            readings: list[AnyReading] = []
-            bad: list[tuple[int, bytes, str]] = []
-            offset = 0
-            for raw in split_lines(data):
-                here, offset = offset, offset + len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    readings.append(parse_line(raw))
-                except ValueError as exc:
-                    bad.append((here, raw, str(exc) or "unreadable"))
-            if readings:
-                self.append(readings)
-            if bad:
-                bad_count += self.quarantine(name, bad, now)
-            try:
-                ensure_private_dir(archive)
-                note = path.with_suffix(".txt")
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(note, archive / note.name)
-                path.unlink()
-                fsync_dir(rdir)
-            except OSError as exc:
-                raise self._error(f"remove rejected/{name} after requeueing it", exc) from None
-            moved += len(readings)
-            files += 1
-        return RequeueResult(moved, files, bad_count, archive if files else None)
-
     # --- reading ---------------------------------------------------------------------------
 
     def status(self) -> CacheStatus:
@@ -514,11 +322,11 @@ class Cache:
                 for block in blocks(f, 0, size):
                     lo: str | None
                     hi: str | None
-                    span = _canonical_span(block)
+                    span = canonical_span(block)
                     if span is not None:
                         count, lo, hi = span
                     else:
-                        count, lo, hi = _parsed_span(block)
+                        count, lo, hi = parsed_span(block)
                     readings += count
                     if lo is not None and (oldest is None or lo < oldest):
                         oldest = lo
@@ -530,8 +338,8 @@ class Cache:
             oldest=parse_time(oldest) if oldest else None,
             newest=parse_time(newest) if newest else None,
             bytes=total,
-            quarantined=_count_dir_lines(self.directory / QUARANTINE),
-            rejected=_count_dir_lines(self.directory / REJECTED, ".jsonl"),
+            quarantined=count_dir_lines(self.directory / QUARANTINE),
+            rejected=count_dir_lines(self.directory / REJECTED, ".jsonl"),
         )
 
     def iter_readings(
@@ -591,85 +399,3 @@ def _floats(r: AnyReading) -> AnyReading:
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _canonical_span(block: bytes) -> tuple[int, str, str] | None:
-    """(readings, oldest, newest) of a block of canonical-looking lines, else None."""
-    lines = block.split(b"\n")
-    if not lines[-1]:
-        lines.pop()
-    if not lines:
-        return 0, "", ""
-    if set(map(itemgetter(_HEAD), lines)) != {b'{"read_at":"'}:
-        return None
-    if set(map(itemgetter(_AFTER_TS), lines)) != {b'Z","device_id":"'}:
-        return None
-    if set(map(itemgetter(-1), lines)) != {0x7D}:  # "}"
-        return None
-    lo = min(map(itemgetter(_TS), lines)).decode()
-    hi = max(map(itemgetter(_TS), lines)).decode()
-    try:
-        parse_time(lo), parse_time(hi)
-    except ValueError:
-        return None
-    return len(lines), lo, hi
-
-
-def _parsed_span(block: bytes) -> tuple[int, str | None, str | None]:
-    count = 0
-    lo: str | None = None
-    hi: str | None = None
-    for raw in split_lines(block):
-        if not raw.strip():
-            continue
-        try:
-            ts = format_time(parse_line(raw).read_at)
-        except ValueError:
-            continue
-        count += 1
-        lo = ts if lo is None or ts < lo else lo
-        hi = ts if hi is None or ts > hi else hi
-    return count, lo, hi
-
-
-def iter_lines(
-    handle: BinaryIO, start: int, end: int
-) -> Iterator[tuple[int, str, AnyReading | None]]:
-    """(offset, problem, reading) per line of ``[start, end)``, fully parsed.
-
-    Blank lines yield ``(offset, "", None)``; bad lines ``(offset, reason, None)``.
-    """
-    offset = start
-    for block in blocks(handle, start, end):
-        for raw in split_lines(block):
-            here = offset
-            offset += len(raw)
-            if not raw.strip():
-                yield here, "", None
-                continue
-            try:
-                yield here, "", parse_line(raw)
-            except ValueError as exc:
-                yield here, str(exc) or "unreadable", None
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """Lines with their ``\\n`` (only ``\\n`` ends a line; a last one may lack it)."""
-    parts = data.split(b"\n")
-    last = parts.pop()
-    out = [p + b"\n" for p in parts]
-    if last:
-        out.append(last)
-    return out
-
-
-def _count_dir_lines(directory: Path, suffix: str = "") -> int:
-    try:
-        entries = [e for e in os.scandir(directory) if e.is_file() and e.name.endswith(suffix)]
-    except OSError:
-        return 0
-    count = 0
-    for e in entries:
-        with contextlib.suppress(OSError), open(e.path, "rb") as f:
-            count += count_lines(f, 0, os.fstat(f.fileno()).st_size)
-    return count

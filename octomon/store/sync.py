@@ -32,8 +32,9 @@ from operator import add, itemgetter
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, OctomonError
 from octomon.readings import FIELDS, GAS_FIELDS, GAS_MEASUREMENT, MEASUREMENT, SOURCE
-from octomon.store.cache import Cache, Snapshot, count_lines, parse_line, split_lines
+from octomon.store.cache import Cache, Snapshot
 from octomon.store.delivery import Delivery, LineSink, deliver
+from octomon.store.lines import count_lines, parse_line, split_lines
 
 log = logging.getLogger(__name__)
 

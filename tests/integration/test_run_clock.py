@@ -305,7 +305,7 @@ def test_direct_mode_notices_readings_another_process_cached_and_drains_them(
     script = (
         "import sys; from pathlib import Path\n"
         "from octomon.readings import Reading\n"
-        "from octomon.store.cache import parse_line, Cache\n"
+        "from octomon.store.cache import Cache\nfrom octomon.store.lines import parse_line\n"
         "rs = [parse_line(l.encode()) for l in sys.stdin.read().splitlines()]\n"
         "Cache(Path(sys.argv[1])).append(rs)\n"
     )

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from octomon.readings import FIELDS, GAS_FIELDS, GasReading, Reading
 from octomon.store import sync as sync_module
-from octomon.store.cache import Cache, parse_line
+from octomon.store.cache import Cache
+from octomon.store.lines import parse_line
 from octomon.store.sync import convert, sync
 from tests.helpers.cli import invoke
 

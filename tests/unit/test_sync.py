@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
 from octomon.readings import FIELDS, Reading
-from octomon.store.cache import Cache, parse_line
+from octomon.store.cache import Cache
+from octomon.store.lines import parse_line
 from octomon.store.sync import convert, fast_lines, slow_line, sync
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)

@@ -1,0 +1,156 @@
+"""Reading the cache's lines (SPEC §4.5): the full parse of one line, a file in blocks that
+end on a newline, counting lines, and the span of times a block holds.
+
+Standard library only, ``json`` imported where it is used: ``cache status`` imports this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from operator import itemgetter
+from pathlib import Path
+from typing import BinaryIO
+
+from octomon.readings import AnyReading, format_time, from_cache_obj, parse_time
+
+BLOCK = 1 << 20  # bytes read at a time
+_TS = slice(12, 32)  # read_at inside a canonical line: {"read_at":"2026-11-27T14:00:10Z",…
+_HEAD = slice(0, 12)
+_AFTER_TS = slice(31, 47)
+
+
+def parse_line(raw: bytes) -> AnyReading:
+    """The full parse of one cache line (any JSON object with ``read_at``; a gas line by its
+    ``"fuel":"gas"``, SPEC §4.5); ValueError."""
+    import json
+
+    try:
+        obj = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    try:
+        return from_cache_obj(obj)
+    except (TypeError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def blocks(handle: BinaryIO, start: int, end: int, size: int = BLOCK) -> Iterator[bytes]:
+    """``[start, end)`` in blocks that end on a newline (the last one may not)."""
+    handle.seek(start)
+    left = end - start
+    carry = b""
+    while left > 0:
+        data = handle.read(min(size, left))
+        if not data:
+            break
+        left -= len(data)
+        data = carry + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and left > 0:
+            carry = data
+            continue
+        if left <= 0:
+            cut = len(data)
+        carry = data[cut:]
+        if cut:
+            yield data[:cut]
+    if carry:
+        yield carry
+
+
+def count_lines(handle: BinaryIO, start: int, end: int) -> int:
+    """Lines in ``[start, end)`` (a last line without newline counts)."""
+    count = 0
+    last = b"\n"
+    for block in blocks(handle, start, end):
+        count += block.count(b"\n")
+        last = block[-1:]
+    return count + (last != b"\n")
+
+
+def canonical_span(block: bytes) -> tuple[int, str, str] | None:
+    """(readings, oldest, newest) of a block of canonical-looking lines, else None."""
+    lines = block.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    if not lines:
+        return 0, "", ""
+    if set(map(itemgetter(_HEAD), lines)) != {b'{"read_at":"'}:
+        return None
+    if set(map(itemgetter(_AFTER_TS), lines)) != {b'Z","device_id":"'}:
+        return None
+    if set(map(itemgetter(-1), lines)) != {0x7D}:  # "}"
+        return None
+    lo = min(map(itemgetter(_TS), lines)).decode()
+    hi = max(map(itemgetter(_TS), lines)).decode()
+    try:
+        parse_time(lo), parse_time(hi)
+    except ValueError:
+        return None
+    return len(lines), lo, hi
+
+
+def parsed_span(block: bytes) -> tuple[int, str | None, str | None]:
+    count = 0
+    lo: str | None = None
+    hi: str | None = None
+    for raw in split_lines(block):
+        if not raw.strip():
+            continue
+        try:
+            ts = format_time(parse_line(raw).read_at)
+        except ValueError:
+            continue
+        count += 1
+        lo = ts if lo is None or ts < lo else lo
+        hi = ts if hi is None or ts > hi else hi
+    return count, lo, hi
+
+
+def iter_lines(
+    handle: BinaryIO, start: int, end: int
+) -> Iterator[tuple[int, str, AnyReading | None]]:
+    """(offset, problem, reading) per line of ``[start, end)``, fully parsed.
+
+    Blank lines yield ``(offset, "", None)``; bad lines ``(offset, reason, None)``.
+    """
+    offset = start
+    for block in blocks(handle, start, end):
+        for raw in split_lines(block):
+            here = offset
+            offset += len(raw)
+            if not raw.strip():
+                yield here, "", None
+                continue
+            try:
+                yield here, "", parse_line(raw)
+            except ValueError as exc:
+                yield here, str(exc) or "unreadable", None
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines with their ``\\n`` (only ``\\n`` ends a line; a last one may lack it)."""
+    parts = data.split(b"\n")
+    last = parts.pop()
+    out = [p + b"\n" for p in parts]
+    if last:
+        out.append(last)
+    return out
+
+
+def count_dir_lines(directory: Path, suffix: str = "") -> int:
+    try:
+        entries = [e for e in os.scandir(directory) if e.is_file() and e.name.endswith(suffix)]
+    except OSError:
+        return 0
+    count = 0
+    for e in entries:
+        with contextlib.suppress(OSError), open(e.path, "rb") as f:
+            count += count_lines(f, 0, os.fstat(f.fileno()).st_size)
+    return count
