@@ -83,7 +83,7 @@ def _run(settings: "Settings", *, once: bool, demo: bool = False) -> ExitCode:
 def _once(monitor: "Monitor") -> ExitCode:
     """One cycle. In cache mode the backlog gets one bounded sync attempt first."""
     from octomon.clock import utcnow
-    from octomon.daemon.monitor import AUTH
+    from octomon.daemon.outcome import AUTH
     from octomon.daemon.writer import DRAIN_SLICE
 
     monitor.start(utcnow(), announce=False)

@@ -24,7 +24,9 @@ from octomon import fsutil
 from octomon.alerts.policy import AlertPolicy
 from octomon.clock import Clock, utcnow
 from octomon.config import Settings
-from octomon.daemon.monitor import (
+from octomon.daemon.monitor import Alerts, Monitor
+from octomon.daemon.notify import SystemdNotifier
+from octomon.daemon.outcome import (
     AUTH,
     BUDGET,
     CACHE_BUSY,
@@ -33,11 +35,8 @@ from octomon.daemon.monitor import (
     RATE_LIMITED,
     STOPPED,
     STORE_FAILED,
-    Alerts,
     CycleResult,
-    Monitor,
 )
-from octomon.daemon.notify import SystemdNotifier
 from octomon.daemon.schedule import Scheduler, installation_offset
 from octomon.errors import ExitCode, OctomonError
 from octomon.octopus.budget import Budget, StopAwareBudget

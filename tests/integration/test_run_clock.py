@@ -21,7 +21,8 @@ import pytest
 
 from octomon.config import Settings
 from octomon.daemon.loop import build_monitor
-from octomon.daemon.monitor import CLOCK_BEHIND, OK, CycleResult, Monitor
+from octomon.daemon.monitor import Monitor
+from octomon.daemon.outcome import CLOCK_BEHIND, OK, CycleResult
 from octomon.daemon.status import Status
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer

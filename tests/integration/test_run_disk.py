@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from octomon.daemon.monitor import OK
+from octomon.daemon.outcome import OK
 from octomon.sim import SimHomeMini, SimResponse, SimServer
 from octomon.state import StateStore
 from tests.helpers.cli import invoke

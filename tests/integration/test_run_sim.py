@@ -18,7 +18,8 @@ import pytest
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
 from octomon.daemon.loop import build_monitor
-from octomon.daemon.monitor import DISK_FULL, OK, RATE_LIMITED, CycleResult, Monitor
+from octomon.daemon.monitor import Monitor
+from octomon.daemon.outcome import DISK_FULL, OK, RATE_LIMITED, CycleResult
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore

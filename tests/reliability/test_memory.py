@@ -28,7 +28,7 @@ from octomon import sim
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
 from octomon.daemon.loop import build_monitor
-from octomon.daemon.monitor import OK
+from octomon.daemon.outcome import OK
 
 CYCLES = 5000
 EARLY = 500

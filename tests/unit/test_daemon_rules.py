@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from octomon.daemon.monitor import CACHE_BUSY, CLOCK_BEHIND, DISK_FULL, OK
+from octomon.daemon.outcome import CACHE_BUSY, CLOCK_BEHIND, DISK_FULL, OK
 from octomon.errors import BudgetExhausted, CacheBusy, CacheFull, RateLimited
 from octomon.octopus.budget import HOLD, Budget, drop_future
 from octomon.readings import format_time
@@ -99,7 +99,7 @@ def test_a_busy_cache_and_a_full_disk_are_told_apart(
 
 
 def test_a_plain_cache_error_is_neither_busy_nor_full(make) -> None:  # type: ignore[no-untyped-def]
-    from octomon.daemon.monitor import STORE_FAILED
+    from octomon.daemon.outcome import STORE_FAILED
     from octomon.errors import CacheError
 
     kit = make(local=True)

@@ -20,16 +20,8 @@ from typing import Any
 import pytest
 
 from octomon.alerts.policy import Alert, AlertPolicy
-from octomon.daemon.monitor import (
-    AUTH,
-    BUDGET,
-    FAILED,
-    OK,
-    RATE_LIMITED,
-    STOPPED,
-    STORE_FAILED,
-    Monitor,
-)
+from octomon.daemon.monitor import Monitor
+from octomon.daemon.outcome import AUTH, BUDGET, FAILED, OK, RATE_LIMITED, STOPPED, STORE_FAILED
 from octomon.daemon.status import Status
 from octomon.errors import (
     ApiError,
