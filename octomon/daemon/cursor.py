@@ -56,6 +56,17 @@ class Cursor:
         self.behind = False  # the clock moved back and has not passed the cursor again
         self.seen: set[datetime] = set()  # read_ats stored in this run, within the overlap
 
+    @property
+    def anchor(self) -> datetime | None:
+        """Where the windows start while there is no cursor yet (None: not chosen yet)."""
+        return self._anchor if self.at is None else None
+
+    def start_at(self, anchor: datetime) -> None:
+        """Start the windows at ``anchor`` while there is no cursor: the one an earlier
+        process chose (kept in ``state.json``), so that a process killed before its first
+        cursor was saved does not move the start of history forward past what it stored."""
+        self._anchor = anchor
+
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         """``[cursor - overlap, min(now, start + max_window))``."""
         if self.at is not None:

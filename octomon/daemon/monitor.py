@@ -69,8 +69,8 @@ from octomon.errors import (
     RateLimited,
 )
 from octomon.octopus.budget import Budget, Interrupted
-from octomon.readings import Reading, format_time
-from octomon.state import State, StateStore
+from octomon.readings import Reading, format_time, parse_instant
+from octomon.state import State, StateStore, format_instant
 from octomon.store.tally import Tally, TallyRecorder
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ RENEWAL_TURN_BELOW = 300  # seconds between polls: below, a token renewal takes 
 
 OVERLAP = timedelta(minutes=5)
 FIRST_LOOKBACK = timedelta(hours=1)
+ANCHOR_KEY = "first_window_start"  # state.json, until the first cursor: see Cursor.start_at
 SPARK_SPAN = timedelta(minutes=30)
 CLOCK_SLACK = timedelta(minutes=1)  # a clock stepped back by less is not worth an alert
 TAIL_BYTES = 64 * 1024  # how much of the newest cache file a damaged state's recovery reads
@@ -215,6 +216,9 @@ class Monitor:
         state = self.store.load()
         self.cursor = state.cursor
         self.stream.newest, self.stream.last_run = state.newest_stored, state.last_cycle_at
+        if self.cursor is None:  # the first start, or every earlier one died before a cursor
+            anchor = _instant(state.extra.get(ANCHOR_KEY))
+            self.stream.start_at(anchor if anchor and anchor <= now else now - FIRST_LOOKBACK)
         self.device_id = self.device_id or state.device_id  # OCTOPUS_DEVICE_ID wins
         self._saved_refresh = state.refresh_token
         self.status = Status(
@@ -408,10 +412,14 @@ class Monitor:
         if not (unsaved or force):
             return
         cursor, device, expires = self.cursor, self.device_id, self.client.refresh_expires_at
-        newest, last_cycle = self.stream.newest, self.stream.last_run
+        newest, last_cycle, anchor = self.stream.newest, self.stream.last_run, self.stream.anchor
 
         def mutate(state: State) -> None:
             state.cursor = cursor if cursor is not None else state.cursor
+            if state.cursor is None and anchor is not None:
+                state.extra[ANCHOR_KEY] = format_instant(anchor)
+            else:
+                state.extra.pop(ANCHOR_KEY, None)
             if device is not None:
                 state.device_id = device
             if token is not None:
@@ -640,6 +648,13 @@ class Monitor:
         if self.status is not None:
             self.status.last_alert = alerts[-1].title
         self.alerter.emit(alerts)
+
+
+def _instant(value: object) -> datetime | None:
+    try:
+        return parse_instant(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def newest_cached(cache: CacheLike) -> datetime | None:

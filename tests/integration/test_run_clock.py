@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 STEP = timedelta(seconds=10)
-FIRST = T0 - timedelta(minutes=59)  # the first cycle (at T0 + 1 min) looks one hour back
+FIRST = T0 - timedelta(hours=1)  # the start (at T0) looks one hour back
 
 
 @dataclass

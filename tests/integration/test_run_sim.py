@@ -309,3 +309,39 @@ def test_polls_minutes_apart_are_never_given_up_for_a_renewal(tmp_path: Path, ev
         r.summary() for r in results if r.renewed or not r.fetched
     ]
     assert rig.telemetry_calls() >= len(results) and rig.token_calls() >= 2
+
+
+@pytest.mark.integration
+def test_a_life_killed_before_its_first_cursor_leaves_the_next_its_start(tmp_path: Path) -> None:
+    """The first start fetches from one hour back. A process killed after a store but before
+    it saved a cursor (or counted the readings into the tally) must not let the next one
+    start an hour before *its* start: what the first stored would never be fetched again,
+    and so never counted (seen once by the kill -9 test in CI)."""
+    from tests.helpers.tally import assert_tally_is_what_was_served
+
+    class Killed(BaseException):
+        pass
+
+    def die(readings: object) -> None:
+        raise Killed
+
+    clock = ManualClock(T0)
+    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    with SimServer(sim) as server:
+        first = make_rig(tmp_path, sim, clock, server)  # start: the first window's start saved
+        first.monitor.tally.stored = die  # type: ignore[assignment]  # dies after the store
+        with pytest.raises(Killed):
+            first.cycle(5)
+        assert cached_readings(first.cache_dir)  # stored, not counted, no cursor saved
+        assert StateStore(first.cache_dir).load().cursor is None
+        clock.now += timedelta(seconds=20)
+        second = make_rig(tmp_path, sim, clock, server)
+        try:
+            result = second.cycle(5)
+            assert result.window is not None and result.window[0] == T0 - timedelta(hours=1)
+            second.cycles(3)
+        finally:
+            second.monitor.close(clock(), announce=False)
+    assert_everything_served_is_cached(second)
+    assert assert_tally_is_what_was_served(second.cache_dir, sim) >= 2
+    assert "first_window_start" not in StateStore(second.cache_dir).load().extra
