@@ -96,7 +96,10 @@ def test_kill_9_at_random_moments_loses_nothing(
         raise AssertionError(f"{exc} — {context}\n{daemon.output()}") from None
     assert the_sim.rate_limited_answers == 0, context
     # the reconciliation's Home Mini side: every served reading stored, counted once
-    assert assert_tally_is_what_was_served(cache_dir, the_sim) >= 1, context
+    try:
+        assert assert_tally_is_what_was_served(cache_dir, the_sim) >= 1
+    except AssertionError as exc:  # with the seed, to replay it
+        raise AssertionError(f"{exc} — {context}") from None
     # Every request that reached the simulator was in the ledger first (the hold written
     # ahead of the calls; a kill can only over-count, by at most the hold: the next life
     # turns a dead one's hold into ledger entries), across all seven lives.
