@@ -51,15 +51,19 @@ _KNOWN = (
         "gas_device_id",
         "gas_mprn",
         "gas_serial",
+        "gas_absent",
+        "gas_absent_at",
     ),
+    "first_window_start",
     "newest_stored",
     "last_cycle_at",
     "hold_owner",
     "hold_calls",
     "hold_since",
 )
-_GAS_INSTANTS = ("gas_cursor", "gas_newest")
-_GAS_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial")
+# Written only when set (most files never hold them).
+_OPTIONAL_INSTANTS = ("gas_cursor", "gas_newest", "gas_absent_at", "first_window_start")
+_OPTIONAL_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial", "gas_absent")
 _TIMES = (
     "cursor",
     "refresh_expires_at",
@@ -68,7 +72,7 @@ _TIMES = (
     "newest_stored",
     "last_cycle_at",
     "hold_since",
-    *_GAS_INSTANTS,
+    *_OPTIONAL_INSTANTS,
 )
 # In a damaged file: the value of a secret-bearing key (even unterminated), and any long
 # run of token characters (JWTs, API keys, refresh tokens).
@@ -98,6 +102,11 @@ class State:
     gas_device_id: str | None = None
     gas_mprn: str | None = None
     gas_serial: str | None = None
+    # "No gas" as the account said it (octomon.octopus.gas: none, unsupported), and when.
+    gas_absent: str | None = None
+    gas_absent_at: datetime | None = None
+    # Where the first window starts while there is no cursor yet (Cursor.start_at).
+    first_window_start: datetime | None = None
     newest_stored: datetime | None = None  # read_at of the newest reading actually stored
     last_cycle_at: datetime | None = None  # the monitor's last poll cycle (clock rules)
     # The calls a `run` may make before it next writes this file (octopus.budget): other
@@ -134,8 +143,8 @@ class State:
             hold_calls=self.hold_calls,
             hold_since=t(self.hold_since),
         )
-        obj.update({k: t(getattr(self, k)) for k in _GAS_INSTANTS if getattr(self, k)})
-        obj.update({k: getattr(self, k) for k in _GAS_TEXTS if getattr(self, k)})
+        obj.update({k: t(getattr(self, k)) for k in _OPTIONAL_INSTANTS if getattr(self, k)})
+        obj.update({k: getattr(self, k) for k in _OPTIONAL_TEXTS if getattr(self, k)})
         return obj
 
     @classmethod
@@ -156,7 +165,7 @@ class State:
                 setattr(state, name, parse_instant(value))
             except ValueError:
                 bad(name)
-        for name in ("device_id", "refresh_token", "hold_owner", *_GAS_TEXTS):
+        for name in ("device_id", "refresh_token", "hold_owner", *_OPTIONAL_TEXTS):
             value = obj.get(name)
             if value is None:
                 continue

@@ -8,9 +8,9 @@ in the cache when InfluxDB is away -- and counted into the tally. At defaults th
 calls an hour (one per run; a token renewal is the telemetry's).
 
 A server without gas, or an account without a smart gas meter, costs one account query and
-nothing after: "no gas" is kept in ``state.json`` (``gas_absent``), so a restart asks
-nothing, and asked once more a week on (``OctopusClient.gas``). Today's totals (UK day) are kept in
-``state.json`` so a restart does not zero them.
+nothing after: "no gas" is kept in ``state.json`` (``gas_absent``, ``gas_absent_at``), so a
+restart asks nothing, and is asked once more a week on (``OctopusClient.gas``). Today's
+totals (UK day) are kept in ``state.json`` so a restart does not zero them.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from octomon.daemon.status import Status
 from octomon.errors import RangeTooOld
 from octomon.octopus.gas import GasMeter
 from octomon.readings import AnyReading, GasReading, format_time
-from octomon.state import State, StateStore, format_instant
+from octomon.state import State, StateStore
 
 log = logging.getLogger(__name__)
 
-ABSENT_KEY = "gas_absent"  # state.json: {"status": "none" | "unsupported", "checked_at"}
 OVERLAP = timedelta(hours=2)
 FIRST_LOOKBACK = timedelta(hours=2)
 MAX_CALLS = 2  # one window of at most 6 h, plus a token renewal should it fall due
@@ -238,7 +237,7 @@ class GasJob:
         status, at = absent
 
         def mutate(state: State) -> None:
-            state.extra[ABSENT_KEY] = {"status": status, "checked_at": format_instant(at)}
+            state.gas_absent, state.gas_absent_at = status, at
 
         try:
             self.store.update(mutate)
@@ -269,7 +268,7 @@ class GasJob:
                 )
             state.extra["gas_today"] = today
             if meter is not None:
-                state.extra.pop(ABSENT_KEY, None)
+                state.gas_absent = state.gas_absent_at = None
 
         try:
             self.store.update(mutate)

@@ -40,7 +40,6 @@ from octomon.daemon.outcome import (
 from octomon.daemon.schedule import Scheduler, installation_offset
 from octomon.errors import ExitCode, OctomonError
 from octomon.octopus.budget import Budget, StopAwareBudget
-from octomon.readings import parse_instant
 from octomon.state import StateStore
 
 if TYPE_CHECKING:
@@ -149,16 +148,11 @@ def _known_gas_meter(state: State) -> GasMeter | None:
 
 def _known_no_gas(state: State) -> tuple[str, datetime] | None:
     """ "No gas", as an earlier run was told it (state.json): a restart asks nothing."""
-    from octomon.daemon.gas import ABSENT_KEY
     from octomon.octopus.gas import ABSENT
 
-    saved = state.extra.get(ABSENT_KEY)
-    if state.gas_device_id or not isinstance(saved, dict) or saved.get("status") not in ABSENT:
+    if state.gas_device_id or state.gas_absent not in ABSENT or state.gas_absent_at is None:
         return None
-    try:
-        return str(saved["status"]), parse_instant(str(saved["checked_at"]))
-    except (KeyError, ValueError):
-        return None
+    return state.gas_absent, state.gas_absent_at
 
 
 def _gas_job(

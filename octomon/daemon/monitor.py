@@ -69,8 +69,8 @@ from octomon.errors import (
     RateLimited,
 )
 from octomon.octopus.budget import Budget, Interrupted
-from octomon.readings import Reading, format_time, parse_instant
-from octomon.state import State, StateStore, format_instant
+from octomon.readings import Reading, format_time
+from octomon.state import State, StateStore
 from octomon.store.tally import Tally, TallyRecorder
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ RENEWAL_TURN_BELOW = 300  # seconds between polls: below, a token renewal takes 
 
 OVERLAP = timedelta(minutes=5)
 FIRST_LOOKBACK = timedelta(hours=1)
-ANCHOR_KEY = "first_window_start"  # state.json, until the first cursor: see Cursor.start_at
 SPARK_SPAN = timedelta(minutes=30)
 CLOCK_SLACK = timedelta(minutes=1)  # a clock stepped back by less is not worth an alert
 TAIL_BYTES = 64 * 1024  # how much of the newest cache file a damaged state's recovery reads
@@ -217,7 +216,7 @@ class Monitor:
         self.cursor = state.cursor
         self.stream.newest, self.stream.last_run = state.newest_stored, state.last_cycle_at
         if self.cursor is None:  # the first start, or every earlier one died before a cursor
-            anchor = _instant(state.extra.get(ANCHOR_KEY))
+            anchor = state.first_window_start
             self.stream.start_at(anchor if anchor and anchor <= now else now - FIRST_LOOKBACK)
         self.device_id = self.device_id or state.device_id  # OCTOPUS_DEVICE_ID wins
         self._saved_refresh = state.refresh_token
@@ -416,10 +415,7 @@ class Monitor:
 
         def mutate(state: State) -> None:
             state.cursor = cursor if cursor is not None else state.cursor
-            if state.cursor is None and anchor is not None:
-                state.extra[ANCHOR_KEY] = format_instant(anchor)
-            else:
-                state.extra.pop(ANCHOR_KEY, None)
+            state.first_window_start = anchor if state.cursor is None else None
             if device is not None:
                 state.device_id = device
             if token is not None:
@@ -648,13 +644,6 @@ class Monitor:
         if self.status is not None:
             self.status.last_alert = alerts[-1].title
         self.alerter.emit(alerts)
-
-
-def _instant(value: object) -> datetime | None:
-    try:
-        return parse_instant(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def newest_cached(cache: CacheLike) -> datetime | None:

@@ -17,9 +17,9 @@ from octomon.alerts.policy import Alert
 from octomon.config import Settings
 from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
-from octomon.readings import GAS_FIELDS, parse_instant
+from octomon.readings import GAS_FIELDS
 from octomon.sim import SimHomeMini, SimServer
-from octomon.state import StateStore, format_instant
+from octomon.state import StateStore
 from octomon.store.tally import GAS, Tally
 from tests.helpers.cli import invoke
 from tests.helpers.clock import ManualClock
@@ -276,11 +276,12 @@ def test_no_gas_is_kept_so_a_restart_asks_nothing_and_a_week_on_asks_once(
     first = run_an_hour()
     assert first == (2 if switch == "no_gas_schema" else 1)
     store = StateStore(tmp_path / "cache")
-    saved = store.load().extra["gas_absent"]
-    assert saved["status"] == ("unsupported" if switch == "no_gas_schema" else "none")
+    saved = store.load()
+    assert saved.gas_absent == ("unsupported" if switch == "no_gas_schema" else "none")
     assert run_an_hour() == first  # the restart: device and "no gas" both known
     week_ago = clock() - timedelta(days=7, minutes=1)
-    store.update(lambda s: s.extra["gas_absent"].update(checked_at=format_instant(week_ago)))
+    store.update(lambda s: setattr(s, "gas_absent_at", week_ago))
     assert run_an_hour() == first + 1  # a meter may have been fitted: asked once more
-    assert parse_instant(store.load().extra["gas_absent"]["checked_at"]) > week_ago
+    checked = store.load().gas_absent_at
+    assert checked is not None and checked > week_ago
     assert Counter(op for _, op in sim.calls)["gas"] == 0

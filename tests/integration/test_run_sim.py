@@ -344,4 +344,4 @@ def test_a_life_killed_before_its_first_cursor_leaves_the_next_its_start(tmp_pat
             second.monitor.close(clock(), announce=False)
     assert_everything_served_is_cached(second)
     assert assert_tally_is_what_was_served(second.cache_dir, sim) >= 2
-    assert "first_window_start" not in StateStore(second.cache_dir).load().extra
+    assert StateStore(second.cache_dir).load().first_window_start is None
