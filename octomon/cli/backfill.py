@@ -16,7 +16,7 @@ from octomon.errors import ExitCode
 from octomon.readings import format_time
 
 if TYPE_CHECKING:
-    from octomon.daemon.backfill import BackfillPlan, BackfillProgress, BackfillResult
+    from octomon.history.backfill import BackfillPlan, BackfillProgress, BackfillResult
 
 DATE_HINT = "use ISO 8601, e.g. 2026-11-26 (midnight UTC) or 2026-11-26T18:30:00+00:00"
 
@@ -106,8 +106,8 @@ def backfill(
     settings = ui.load_settings(ctx, env_file, ["all"])
 
     from octomon import fsutil
-    from octomon.daemon import backfill as core
     from octomon.daemon.status import Status
+    from octomon.history import backfill as core
     from octomon.octopus.budget import Budget
     from octomon.octopus.graphql import OctopusClient
     from octomon.state import StateStore

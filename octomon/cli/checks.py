@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from octomon import checks as probes
 from octomon import redact
 from octomon.cli import ui
 from octomon.errors import ExitCode, OctomonError
@@ -60,16 +61,16 @@ def run_online_checks(settings: "Settings") -> int:
 
     failed = 0
     checks: list[tuple[str, Callable[[], str] | str]] = [
-        ("Octopus", lambda: _octopus_line(settings)),
+        ("Octopus", lambda: probes.octopus_line(settings)),
         (
             "InfluxDB",
-            (lambda: _influx_line(settings, False))
+            (lambda: probes.influx_line(settings, False))
             if settings.influxdb_url
             else "not configured (local mode)",
         ),
         (
             "Slack",
-            (lambda: _slack_line(settings))
+            (lambda: probes.slack_line(settings))
             if settings.slack_webhook_url
             else "not configured (alerts go to the log)",
         ),
@@ -89,33 +90,6 @@ def run_online_checks(settings: "Settings") -> int:
                 soft_wrap=True,
             )
     return failed
-
-
-def _octopus_line(settings: "Settings") -> str:
-    from octomon.octopus import graphql as octopus
-
-    result = octopus.check(settings)
-    from octomon.readings import format_time
-
-    when = format_time(result.reading.read_at) if result.reading else "no reading yet"
-    line = f"device {result.device_id}, latest reading {when}"
-    if result.gas_meter is not None:
-        gas_when = format_time(result.gas_reading.read_at) if result.gas_reading else "none yet"
-        line += f"; gas device {result.gas_meter.device_id}, latest half-hour {gas_when}"
-    return line
-
-
-def _influx_line(settings: "Settings", write_test_point: bool) -> str:
-    from octomon.store import influx
-
-    return influx.check(settings, write_test_point=write_test_point).summary
-
-
-def _slack_line(settings: "Settings") -> str:
-    from octomon.alerts import slack
-
-    slack.send_test(settings)
-    return "test message sent"
 
 
 def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
@@ -177,13 +151,15 @@ def test_influx(
 ) -> None:
     """Check InfluxDB reachability, token, org and bucket (writes nothing by default)."""
     settings = ui.load_settings(ctx, env_file, ["influx"], require=["INFLUXDB_URL"])
-    ui.console.print(f"[green]InfluxDB ok[/green] — {_influx_line(settings, write_test_point)}")
+    ui.console.print(
+        f"[green]InfluxDB ok[/green] — {probes.influx_line(settings, write_test_point)}"
+    )
 
 
 def test_slack(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Send a clearly labelled test message to the Slack webhook."""
     settings = ui.load_settings(ctx, env_file, ["slack"], require=["SLACK_WEBHOOK_URL"])
-    ui.console.print(f"[green]Slack ok[/green] — {_slack_line(settings)}")
+    ui.console.print(f"[green]Slack ok[/green] — {probes.slack_line(settings)}")
 
 
 __all__ = ["ExitCode", "register"]

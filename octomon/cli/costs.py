@@ -11,7 +11,8 @@ from octomon.cli import ui
 from octomon.errors import ExitCode
 
 if TYPE_CHECKING:
-    from octomon.daemon.costs import Bill, DayCost
+    from octomon.billing.bill import Bill
+    from octomon.billing.costs import DayCost
 
 HELP = (
     "Per UK day and fuel: kWh (settled where Octopus has settled the day, else the Home "
@@ -31,8 +32,8 @@ def costs(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """What each UK day cost, the way the bill will say it."""
+    from octomon.billing.bill import bill
     from octomon.clock import utcnow
-    from octomon.daemon.costs import bill
     from octomon.uktime import uk_day
 
     now = utcnow()
@@ -82,7 +83,7 @@ def _row(d: "DayCost") -> dict[str, Any]:
 
 
 def _obj(b: "Bill") -> dict[str, Any]:
-    from octomon.daemon.costs import EXPORT, GAS, IMPORT
+    from octomon.billing.costs import EXPORT, GAS, IMPORT
 
     r = b.report
     totals = {

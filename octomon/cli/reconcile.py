@@ -9,7 +9,7 @@ import typer
 from octomon.cli import ui
 
 if TYPE_CHECKING:
-    from octomon.daemon.reconcile import DayReport
+    from octomon.billing.reconcile import DayReport
 
 HELP = (
     "Per UK day: settled kWh (what the bill is made of) against the Home Mini's, coverage, "
@@ -30,19 +30,18 @@ def reconcile(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Settled consumption against the Home Mini, per UK day."""
+    from octomon.billing import reconcile as core
     from octomon.clock import utcnow
-    from octomon.daemon import reconcile as core
 
     now = utcnow()
     first, last = ui.uk_days(since, until, now)
     settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))
 
-    from octomon.daemon.settled import fill, known_meters
+    from octomon.billing.settled import SettledStore, fill, known_meters
     from octomon.octopus.budget import Budget
     from octomon.octopus.rest import RestClient
     from octomon.readings import calorific
     from octomon.state import StateStore
-    from octomon.store.settled import SettledStore
     from octomon.store.tally import Tally
 
     settled = SettledStore(settings.cache_dir)

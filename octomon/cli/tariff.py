@@ -16,7 +16,7 @@ from octomon.cli import ui
 from octomon.errors import ExitCode
 
 if TYPE_CHECKING:
-    from octomon.daemon.tariff_report import Rate, TariffReport
+    from octomon.billing.tariff_report import Rate, TariffReport
 
 NARROW = 72  # columns below which the rates are a sparkline per day
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -42,8 +42,8 @@ def tariff(
 ) -> None:
     """The tariffs in force, standing charges, today's and tomorrow's unit rates (UK time)
     and the cheapest 1 h, 2 h and 3 h windows still ahead."""
+    from octomon.billing.tariff_report import report
     from octomon.clock import utcnow
-    from octomon.daemon.tariff_report import report
 
     groups = ["octopus", "tariff", "cache"] + (["influx"] if since else [])
     day: date | None = None

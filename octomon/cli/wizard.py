@@ -66,21 +66,21 @@ def register_secret(name: str, value: str) -> None:
 
 
 def _octopus(settings: Settings) -> str:
-    from octomon.cli.checks import _octopus_line
+    from octomon.checks import octopus_line
 
-    return _octopus_line(settings)
+    return octopus_line(settings)
 
 
 def _influx(settings: Settings) -> str:
-    from octomon.cli.checks import _influx_line
+    from octomon.checks import influx_line
 
-    return _influx_line(settings, False)
+    return influx_line(settings, False)
 
 
 def _slack(settings: Settings) -> str:
-    from octomon.cli.checks import _slack_line
+    from octomon.checks import slack_line
 
-    return _slack_line(settings)
+    return slack_line(settings)
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,7 @@ from octomon.state import StateStore
 
 if TYPE_CHECKING:
     from octomon.daemon.gas import GasJob
-    from octomon.daemon.settled import SettledJob
-    from octomon.daemon.tariffs import LineSink, TariffsJob
+    from octomon.daemon.jobs import LineSink, SettledJob, TariffsJob
     from octomon.octopus.gas import GasMeter
     from octomon.octopus.graphql import OctopusClient
     from octomon.state import State
@@ -129,7 +128,7 @@ def build_monitor(
     # The scheduled jobs of other features register here: monitor.scheduler.add(SomeJob(...))
     tariffs = _tariffs_job(settings, budget, sink, store, clock)
     monitor.scheduler.add(tariffs, clock() - offset)
-    monitor.status_fillers.append(tariffs.tariffs.fill_status)
+    monitor.status_fillers.append(tariffs.fill_status)
     monitor.scheduler.add(_settled_job(settings, monitor, sink, budget, clock), clock() - offset)
     if settings.octopus_gas != "off":
         # At start (its first anchor is now - offset), then every interval at the offset.
@@ -179,7 +178,8 @@ def _tariffs_job(
     settings: Settings, budget: Budget, sink: LineSink | None, store: StateStore, clock: Clock
 ) -> TariffsJob:
     """Prices (SPEC §9): at start (its first anchor is now - offset), then on its own schedule."""
-    from octomon.daemon.tariffs import Tariffs, TariffsJob
+    from octomon.billing.tariffs import Tariffs
+    from octomon.daemon.jobs import TariffsJob
     from octomon.octopus.rest import RestClient
 
     assert settings.octopus_api_key and settings.octopus_account_number
@@ -382,7 +382,8 @@ def _settled_job(
     settings: Settings, monitor: Monitor, sink: LineSink | None, budget: Budget, clock: Clock
 ) -> SettledJob:
     """Settled consumption and reconciliation (SPEC §10): at start, then its own schedule."""
-    from octomon.daemon.settled import SettledJob, known_meters
+    from octomon.billing.settled import known_meters
+    from octomon.daemon.jobs import SettledJob
     from octomon.octopus.rest import RestClient
     from octomon.readings import calorific
 

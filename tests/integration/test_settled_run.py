@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from octomon.billing.settled import SettledStore
 from octomon.daemon.monitor import Monitor
 from octomon.sim import SimHomeMini, SimServer
-from octomon.store.settled import SettledStore
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, expected
 from tests.helpers.tally import assert_tally_is_what_was_served

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from octomon.alerts.policy import Alert, AlertPolicy
-from octomon.daemon.backfill import plan, run_backfill
-from octomon.daemon.settled import SettledJob, fill
+from octomon.billing.settled import SettledStore, fill
+from octomon.daemon.jobs import SettledJob
+from octomon.history.backfill import plan, run_backfill
 from octomon.octopus.budget import Budget
 from octomon.octopus.consumption import Meter
 from octomon.octopus.graphql import OctopusClient
@@ -28,7 +29,6 @@ from octomon.sim import account as ids
 from octomon.state import StateStore
 from octomon.store.cache import Cache
 from octomon.store.influx import InfluxSink
-from octomon.store.settled import SettledStore
 from octomon.store.tally import Tally, TallyRecorder, half_hour_of
 from octomon.uktime import day_bounds, half_hours
 from tests.helpers.clock import ManualClock
@@ -138,7 +138,7 @@ def test_settled_values_and_reconciliation_per_half_hour_and_the_bad_day_alert(
     assert sim.settled.bad_day == date(2026, 11, 29)
     lo, hi = day_bounds(date(2026, 11, 29))[0], day_bounds(date(2026, 11, 30))[1]
     world.backfill(lo, hi)
-    caplog.set_level(logging.INFO, "octomon.daemon.settled")
+    caplog.set_level(logging.INFO, "octomon.daemon.jobs")
     anchor = world.job().run(world.clock())
     assert anchor == datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # yesterday is in: tomorrow 09:00
 

@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from octomon.alerts.policy import Alert
+from octomon.billing.tariffs import Tariffs
 from octomon.config import Settings, night_window
+from octomon.daemon.jobs import TariffsJob
 from octomon.daemon.loop import build_monitor
 from octomon.daemon.schedule import Scheduler, installation_offset, slot
 from octomon.daemon.status import Status
-from octomon.daemon.tariffs import Tariffs, TariffsJob
 from octomon.octopus.budget import Budget
 from octomon.octopus.pricebook import half_hour_floor
 from octomon.octopus.rest import RestClient

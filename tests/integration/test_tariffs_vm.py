@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from octomon.billing.tariffs import Tariffs
 from octomon.config import night_window
-from octomon.daemon.tariffs import Tariffs
 from octomon.errors import InfluxUnavailable
 from octomon.octopus.budget import Budget
 from octomon.octopus.pricebook import half_hour_floor

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from octomon.daemon.backfill import (
+from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
+from octomon.history.backfill import (
     BackfillProgress,
     BackfillResult,
     Sink,
@@ -23,7 +24,6 @@ from octomon.daemon.backfill import (
     run_backfill,
     windows,
 )
-from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
 from octomon.octopus.budget import Budget
 from octomon.octopus.graphql import OctopusClient
 from octomon.readings import Reading

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from octomon.daemon.costs import EXPORT, GAS, IMPORT, LIVE, MISSING, SETTLED, costs, day_cost
+from octomon.billing.costs import EXPORT, GAS, IMPORT, LIVE, MISSING, SETTLED, costs, day_cost
+from octomon.billing.settled import MeterData, SettledData
 from octomon.octopus.consumption import Meter
 from octomon.octopus.pricebook import Charge, Price, TariffBook
 from octomon.readings import Reading
-from octomon.store.settled import MeterData, SettledData
 from octomon.store.tally import TallyData, merge
 from octomon.uktime import half_hours
 

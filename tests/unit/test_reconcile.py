@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from octomon.alerts.policy import AlertPolicy
-from octomon.daemon.reconcile import day_report, half_hour_recons
+from octomon.billing.reconcile import day_report, half_hour_recons
+from octomon.billing.settled import MeterData, SettledData
 from octomon.octopus.consumption import Meter
 from octomon.readings import Reading
-from octomon.store.settled import MeterData, SettledData
 from octomon.store.tally import SLOTS, TallyData, merge
 from octomon.uktime import half_hours
 

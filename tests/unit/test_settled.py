@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from octomon.alerts.policy import Alert, AlertPolicy
-from octomon.daemon.settled import Cursors, SettledJob
+from octomon.billing.settled import SettledStore
+from octomon.daemon.jobs import Cursors, SettledJob
 from octomon.errors import AuthError, InfluxUnavailable, OctopusError, OctopusUnavailable
 from octomon.octopus.budget import Budget
 from octomon.octopus.consumption import Meter
@@ -18,7 +19,6 @@ from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
 from octomon.state import StateStore
-from octomon.store.settled import SettledStore
 from tests.helpers import http_stub
 from tests.helpers.clock import ManualClock
 

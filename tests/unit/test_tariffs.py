@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import responses
 
-from octomon.daemon.tariffs import lines, next_anchor, write
+from octomon.billing.tariffs import lines, write
+from octomon.daemon.jobs import next_anchor
 from octomon.errors import ApiError
 from octomon.octopus.pricebook import Price, TariffBook, cheapest_window, in_window
 from octomon.octopus.tariffs import gbp, is_dual_register, meter_points, product_code

@@ -1,6 +1,6 @@
 """Settled consumption against the Home Mini's tally (SPEC §10), per half-hour and UK day.
 
-Pure: it reads a :class:`~octomon.store.settled.SettledData` and a
+Pure: it reads a :class:`~octomon.billing.settled.SettledData` and a
 :class:`~octomon.store.tally.TallyData` and returns results; the daemon turns them into
 points and alerts, ``octomon reconcile`` into a table.
 
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from octomon.billing.settled import SettledData
 from octomon.readings import escape_tag
-from octomon.store.settled import SettledData
 from octomon.store.tally import ELECTRICITY, SLOTS, TallyData
 from octomon.uktime import HALF_HOUR, days, half_hours
 

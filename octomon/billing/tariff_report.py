@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octomon.daemon.tariffs import PUBLISH, Cached, TariffCache, Tariffs, tomorrow_known
+from octomon.billing.tariffs import PUBLISH, Cached, TariffCache, Tariffs, tomorrow_known
 from octomon.octopus.pricebook import (
     Price,
     Series,

@@ -1,4 +1,5 @@
-"""The settled consumption octomon fetched, kept in ``CACHE_DIR/settled.json`` (SPEC §10).
+"""The settled consumption octomon fetched, kept in ``CACHE_DIR/settled.json`` (SPEC §10),
+and filling it for the commands (``reconcile``, ``costs``).
 
 For the commands (``reconcile``, ``costs``): they answer from here without an API call, and
 the daemon alerts from here whichever process fetched the data. Not the InfluxDB replay log
@@ -10,21 +11,39 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from octomon import fsutil
-from octomon.octopus.consumption import ELECTRICITY, Meter
+from octomon.errors import NotFound
+from octomon.octopus.consumption import (
+    ELECTRICITY,
+    GAS,
+    Meter,
+    Rest,
+    discover,
+    fetch,
+    gas_kwh,
+    meters_of,
+)
 from octomon.readings import format_time, parse_instant
-from octomon.uktime import half_hours
+from octomon.uktime import days, half_hours, uk_day, uk_midnight
+
+if TYPE_CHECKING:
+    from octomon.octopus.rest import RestClient
 
 log = logging.getLogger(__name__)
 
 SETTLED_FILE = "settled.json"
 LOCK_FILE = "settled.lock"
 KEEP = timedelta(days=60)
+RECHECK = timedelta(hours=1)  # `reconcile` does not ask again sooner
+ABSENT = timedelta(days=1)  # a meter the API has no consumption for is asked again daily
+DEFAULT_CV = Decimal("39.5")  # MJ/m³, GAS_CALORIFIC_VALUE's default
 _VERSION = 1
 
 
@@ -142,3 +161,85 @@ def _decode(obj: Any) -> SettledData:
         at = parse_instant(checked) if checked else None
         meters[str(key)] = MeterData(meter, values, at, volumes)
     return SettledData(meters)
+
+
+def keep(
+    settled: SettledStore,
+    meter: Meter,
+    values: dict[datetime, float],
+    now: datetime,
+    calorific_value: Decimal,
+) -> SettledData:
+    """Into ``settled.json``: kWh (a gas meter's m³ converted, and kept as they were)."""
+    if meter.fuel == GAS:
+        return settled.add(meter, gas_kwh(values, calorific_value), now, values)
+    return settled.add(meter, values, now)
+
+
+def absent(data: SettledData, meter: Meter, now: datetime) -> bool:
+    """The API had no consumption for ``meter`` when last asked, less than a day ago."""
+    entry = data.meters.get(meter.key)
+    return (
+        entry is not None
+        and not entry.values
+        and entry.checked_at is not None
+        and entry.checked_at > now - ABSENT
+    )
+
+
+def _day_in(data: SettledData, meter: Meter, day: date) -> bool:
+    values = data.meters[meter.key].values
+    return all(hh in values for hh in half_hours(day))
+
+
+def fill(
+    rest: Callable[[], Rest],
+    meters: list[Meter],
+    settled: SettledStore,
+    since: date,
+    until: date,
+    now: datetime,
+    calorific_value: Decimal = DEFAULT_CV,
+) -> tuple[SettledData, int]:
+    """``octomon reconcile``: fetch the settled UK days in ``[since, until]`` the file lacks
+    (days before today only; a meter asked within the last hour is not asked again).
+    ``rest`` makes the client when a request is needed (none: no ``requests`` import).
+    Returns the data and the number of meters asked; raises the Octopus errors."""
+    data = settled.load()
+    asked = 0
+    today = uk_day(now)
+    for meter in meters:
+        entry = data.meters.get(meter.key)
+        if absent(data, meter, now) or (
+            entry is not None and entry.checked_at and entry.checked_at > now - RECHECK
+        ):
+            continue
+        lacking = [
+            d
+            for d in days(since, min(until, today - timedelta(days=1)))
+            if entry is None or not all(hh in entry.values for hh in half_hours(d))
+        ]
+        if not lacking:
+            continue
+        lo, hi = uk_midnight(lacking[0]), uk_midnight(lacking[-1] + timedelta(days=1))
+        asked += 1
+        try:
+            values = fetch(rest(), meter, lo, min(hi, now))
+        except NotFound:
+            values = {}  # remembered as absent for a day
+        data = keep(settled, meter, values, now, calorific_value)
+    return data, asked
+
+
+def known_meters(
+    cache_dir: Path, rest: Callable[[], RestClient], account_number: str
+) -> list[Meter]:
+    """The account's meters without a call when they are known: from ``tariffs.json`` (the
+    tariffs job reads the account daily), else ``settled.json``, else the account."""
+    from octomon.billing.tariffs import TariffCache
+
+    cached = TariffCache(cache_dir).load()
+    if cached is not None and cached.book.points:
+        return meters_of(cached.book.points)
+    kept = [m.meter for m in SettledStore(cache_dir).load().meters.values()]
+    return kept or discover(rest(), account_number)

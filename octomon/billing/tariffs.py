@@ -12,9 +12,7 @@
   prices of the last days and of tomorrow), written atomically, so ``octomon tariff``
   (and the panel) answer without a call. The account itself is re-read once a UK day.
 
-:class:`TariffsJob` is the daemon's scheduled job: at start, then daily at 16:05 UK (plus
-the installation offset the scheduler adds); while tomorrow's half-hourly prices are not
-published yet, hourly at hh:05 UK until 23:00 UK.
+The daemon's scheduled job is :class:`octomon.daemon.jobs.TariffsJob`.
 """
 
 from __future__ import annotations
@@ -26,14 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from octomon import fsutil
-from octomon.octopus.pricebook import MeterPoint, Series, TariffBook, half_hours, midnights
-from octomon.octopus.tariffs import fetch, is_dual_register, meter_points
+from octomon.octopus.pricebook import MeterPoint, Price, Series, TariffBook, half_hours, midnights
+from octomon.octopus.tariffs import fetch, meter_points
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
     from octomon.config import Settings
-    from octomon.daemon.status import Status
     from octomon.octopus.rest import RestClient
     from octomon.state import State, StateStore
 
@@ -44,8 +41,7 @@ CURSOR_KEY = "tariff_cursor"
 MEASUREMENT = "energy_tariff"
 FIRST_DAYS = 7  # the first start fetches this many UK days back (as for settled data)
 KEEP_DAYS = 8  # days before today kept in tariffs.json
-PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here ...
-LAST_TRY = time(23, 0)  # ... hourly, until here
+PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here
 BATCH = 5000  # energy_tariff points per write, as a cache sync's batches
 
 
@@ -70,23 +66,6 @@ def tomorrow_known(book: TariffBook, now: datetime) -> bool:
         for p in book.points
         if p.agreement_at(end - HALF_HOUR) is not None
     )
-
-
-def next_anchor(now: datetime, complete: bool) -> datetime:
-    """When the job runs next (before the scheduler's offset): 16:05 UK daily; hourly at
-    hh:05 while tomorrow's prices are missing, until 23:00 UK."""
-    local = now.astimezone(UK)
-    publish = datetime.combine(local.date(), PUBLISH, UK)
-    if local < publish:
-        return publish.astimezone(UTC)
-    if not complete:
-        # UK offsets are whole hours: hh:05 UTC is hh:05 UK.
-        at = now.astimezone(UTC).replace(minute=5, second=0, microsecond=0)
-        if at <= now:
-            at += timedelta(hours=1)
-        if at.astimezone(UK).date() == local.date() and at.astimezone(UK).time() < LAST_TRY:
-            return at
-    return datetime.combine(local.date() + timedelta(days=1), PUBLISH, UK).astimezone(UTC)
 
 
 def lines(book: TariffBook) -> list[str]:
@@ -242,14 +221,12 @@ class Tariffs:
     def cached(self) -> Cached | None:
         return self.cache.load()
 
-    def fill_status(self, status: Status, now: datetime) -> None:
-        """The import rate of the current half-hour into the status (panel, status.json)."""
+    def current_price(self, now: datetime) -> Price | None:
+        """The import price of the current half-hour (for the panel and status.json)."""
         if self._book is None:
             cached = self.cache.load()
             self._book = cached.book if cached is not None else TariffBook()
-        price = self._book.price_at(now)
-        status.unit_rate = float(price.unit_rate) if price is not None else None
-        status.tariff_code = price.tariff_code if price is not None else None
+        return self._book.price_at(now)
 
     def _known(self, today: date) -> tuple[Cached | None, TariffBook, list[MeterPoint], date]:
         """What ``tariffs.json`` holds, and the meter points: read from the account once a
@@ -406,41 +383,3 @@ class Tariffs:
             state.extra[CURSOR_KEY] = obj
 
         self.state.update(update)
-
-
-class TariffsJob:
-    """The scheduled job (``octomon.daemon.schedule``): returns the anchor of its next run."""
-
-    name = "tariffs"
-
-    def __init__(self, tariffs: Tariffs) -> None:
-        self.tariffs = tariffs
-        self.last: TariffRun | None = None
-        self.max_calls = self._estimate()
-
-    def _estimate(self) -> int:
-        """The calls of one run (the scheduler keeps that much room beside telemetry): the
-        account, then unit rates (day and night for E-2R) and standing charges per meter
-        point, one page each (page_size 1500: more than 30 days of half-hours)."""
-        cached = self.tariffs.cached()
-        points = cached.book.points if cached is not None else []
-        if not points:
-            return 5  # the account, an electricity and a gas meter point
-        return 1 + sum(
-            3 if is_dual_register(p.agreements[-1].tariff_code) else 2
-            for p in points
-            if p.agreements
-        )
-
-    def run(self, now: datetime) -> datetime:
-        result = self.tariffs.refresh(now)
-        self.last = result
-        self.max_calls = self._estimate()
-        if result.points:
-            log.info(
-                "tariffs: %d price point(s) %s (%d API call(s))",
-                result.points,
-                "stored" if result.stored else "kept in the cache",
-                result.calls,
-            )
-        return next_anchor(now, result.complete)

@@ -1,4 +1,10 @@
-"""The settled job (SPEC §10): fetch settled half-hours, store them, reconcile, alert.
+"""The daemon's scheduled jobs beside telemetry: tariffs and settled consumption.
+
+**Tariffs** (SPEC §9): at start, then daily at 16:05 UK (plus the installation offset the
+scheduler adds); while tomorrow's half-hourly prices are not published yet, hourly at hh:05
+UK until 23:00 UK.
+
+**Settled** (SPEC §10): fetch settled half-hours, store them, reconcile, alert.
 
 When: at start (without a call when yesterday is already in ``settled.json``), daily at
 09:00 UK (+ the installation offset the scheduler adds), then every 6 h while yesterday is
@@ -27,28 +33,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
-from octomon.daemon.reconcile import day_report, half_hour_recons
+from octomon.billing.reconcile import day_report, half_hour_recons
+from octomon.billing.settled import DEFAULT_CV, SettledData, SettledStore, _day_in, absent, keep
+from octomon.billing.tariffs import PUBLISH, TariffRun, Tariffs
 from octomon.errors import InfluxError, NotFound
-from octomon.octopus.consumption import GAS, Meter, Rest, discover, fetch, gas_kwh, meters_of
+from octomon.octopus.consumption import Meter, Rest, fetch
+from octomon.octopus.tariffs import is_dual_register
 from octomon.readings import escape_tag, format_time, parse_instant
 from octomon.state import State, StateStore
-from octomon.store.settled import SettledData, SettledStore
 from octomon.store.tally import Tally
-from octomon.uktime import HALF_HOUR, UK, days, half_hours, uk_day, uk_midnight
+from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
-    from octomon.octopus.rest import RestClient
+    from octomon.daemon.status import Status
 
 log = logging.getLogger(__name__)
 
 FIRST_DAYS = 7
 RETRY = timedelta(hours=6)
-RECHECK = timedelta(hours=1)  # `reconcile` does not ask again sooner
-ABSENT = timedelta(days=1)  # a meter the API has no consumption for is asked again daily
 DAILY = time(9, 0)  # UK
 STATE_KEY = "settled"
 ALERTED_KEEP = 40  # days
-DEFAULT_CV = Decimal("39.5")  # MJ/m³, GAS_CALORIFIC_VALUE's default
 
 
 class LineSink(Protocol):
@@ -66,17 +71,71 @@ def settled_line(meter: Meter, start: datetime, kwh: float, volume: float | None
     )
 
 
-def keep(
-    settled: SettledStore,
-    meter: Meter,
-    values: dict[datetime, float],
-    now: datetime,
-    calorific_value: Decimal,
-) -> SettledData:
-    """Into ``settled.json``: kWh (a gas meter's m³ converted, and kept as they were)."""
-    if meter.fuel == GAS:
-        return settled.add(meter, gas_kwh(values, calorific_value), now, values)
-    return settled.add(meter, values, now)
+LAST_TRY = time(23, 0)  # UK: tomorrow's prices are asked for hourly from PUBLISH until here
+
+
+def next_anchor(now: datetime, complete: bool) -> datetime:
+    """When the job runs next (before the scheduler's offset): 16:05 UK daily; hourly at
+    hh:05 while tomorrow's prices are missing, until 23:00 UK."""
+    local = now.astimezone(UK)
+    publish = datetime.combine(local.date(), PUBLISH, UK)
+    if local < publish:
+        return publish.astimezone(UTC)
+    if not complete:
+        # UK offsets are whole hours: hh:05 UTC is hh:05 UK.
+        at = now.astimezone(UTC).replace(minute=5, second=0, microsecond=0)
+        if at <= now:
+            at += timedelta(hours=1)
+        if at.astimezone(UK).date() == local.date() and at.astimezone(UK).time() < LAST_TRY:
+            return at
+    return datetime.combine(local.date() + timedelta(days=1), PUBLISH, UK).astimezone(UTC)
+
+
+class TariffsJob:
+    """The scheduled job (``octomon.daemon.schedule``): returns the anchor of its next run."""
+
+    name = "tariffs"
+
+    def __init__(self, tariffs: Tariffs) -> None:
+        self.tariffs = tariffs
+        self.last: TariffRun | None = None
+        self.max_calls = self._estimate()
+
+    def _estimate(self) -> int:
+        """The calls of one run (the scheduler keeps that much room beside telemetry): the
+        account, then unit rates (day and night for E-2R) and standing charges per meter
+        point, one page each (page_size 1500: more than 30 days of half-hours)."""
+        cached = self.tariffs.cached()
+        points = cached.book.points if cached is not None else []
+        if not points:
+            return 5  # the account, an electricity and a gas meter point
+        return 1 + sum(
+            3 if is_dual_register(p.agreements[-1].tariff_code) else 2
+            for p in points
+            if p.agreements
+        )
+
+    def fill_status(self, status: Status, now: datetime) -> None:
+        """The import rate of the current half-hour into the status (panel, status.json)."""
+        price = self.tariffs.current_price(now)
+        status.unit_rate = float(price.unit_rate) if price is not None else None
+        status.tariff_code = price.tariff_code if price is not None else None
+
+    def run(self, now: datetime) -> datetime:
+        result = self.tariffs.refresh(now)
+        self.last = result
+        self.max_calls = self._estimate()
+        if result.points:
+            log.info(
+                "tariffs: %d price point(s) %s (%d API call(s))",
+                result.points,
+                "stored" if result.stored else "kept in the cache",
+                result.calls,
+            )
+        return next_anchor(now, result.complete)
+
+
+# --- settled consumption ---------------------------------------------------------------
 
 
 @dataclass
@@ -317,72 +376,3 @@ class SettledJob:
             state.extra[STATE_KEY] = cursors.to_obj()
 
         self.store.update(mutate)
-
-
-def absent(data: SettledData, meter: Meter, now: datetime) -> bool:
-    """The API had no consumption for ``meter`` when last asked, less than a day ago."""
-    entry = data.meters.get(meter.key)
-    return (
-        entry is not None
-        and not entry.values
-        and entry.checked_at is not None
-        and entry.checked_at > now - ABSENT
-    )
-
-
-def _day_in(data: SettledData, meter: Meter, day: date) -> bool:
-    values = data.meters[meter.key].values
-    return all(hh in values for hh in half_hours(day))
-
-
-def fill(
-    rest: Callable[[], Rest],
-    meters: list[Meter],
-    settled: SettledStore,
-    since: date,
-    until: date,
-    now: datetime,
-    calorific_value: Decimal = DEFAULT_CV,
-) -> tuple[SettledData, int]:
-    """``octomon reconcile``: fetch the settled UK days in ``[since, until]`` the file lacks
-    (days before today only; a meter asked within the last hour is not asked again).
-    ``rest`` makes the client when a request is needed (none: no ``requests`` import).
-    Returns the data and the number of meters asked; raises the Octopus errors."""
-    data = settled.load()
-    asked = 0
-    today = uk_day(now)
-    for meter in meters:
-        entry = data.meters.get(meter.key)
-        if absent(data, meter, now) or (
-            entry is not None and entry.checked_at and entry.checked_at > now - RECHECK
-        ):
-            continue
-        lacking = [
-            d
-            for d in days(since, min(until, today - timedelta(days=1)))
-            if entry is None or not all(hh in entry.values for hh in half_hours(d))
-        ]
-        if not lacking:
-            continue
-        lo, hi = uk_midnight(lacking[0]), uk_midnight(lacking[-1] + timedelta(days=1))
-        asked += 1
-        try:
-            values = fetch(rest(), meter, lo, min(hi, now))
-        except NotFound:
-            values = {}  # remembered as absent for a day
-        data = keep(settled, meter, values, now, calorific_value)
-    return data, asked
-
-
-def known_meters(
-    cache_dir: Path, rest: Callable[[], RestClient], account_number: str
-) -> list[Meter]:
-    """The account's meters without a call when they are known: from ``tariffs.json`` (the
-    tariffs job reads the account daily), else ``settled.json``, else the account."""
-    from octomon.daemon.tariffs import TariffCache
-
-    cached = TariffCache(cache_dir).load()
-    if cached is not None and cached.book.points:
-        return meters_of(cached.book.points)
-    kept = [m.meter for m in SettledStore(cache_dir).load().meters.values()]
-    return kept or discover(rest(), account_number)

@@ -1,0 +1,80 @@
+"""``octomon costs``, the use case: fetch (within the shared ledger) only what CACHE_DIR lacks
+for the range, then price every UK day with :mod:`octomon.billing.costs`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from octomon.billing.costs import EXPORT, GAS, IMPORT, MISSING, CostReport, costs
+from octomon.octopus.pricebook import TariffBook
+
+if TYPE_CHECKING:
+    from octomon.config import Settings
+
+
+@dataclass
+class Bill:
+    """The report of ``octomon costs``: the rows, the API calls made, what could not be fetched."""
+
+    since: date
+    until: date
+    report: CostReport
+    api_calls: int = 0
+    errors: list[str] = field(default_factory=list)  # fetches that failed (answered from files)
+
+    def empty_days(self) -> list[date]:
+        """Asked days with nothing known for any fuel (``costs`` exits 1 for these)."""
+        known = {d.day for d in self.report.days if d.source != MISSING}
+        return [d for d in dict.fromkeys(x.day for x in self.report.days) if d not in known]
+
+
+def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
+    """Fetch (within the shared ledger) only what CACHE_DIR lacks for ``first``..``last``,
+    then price every UK day. An Octopus failure is not fatal: what was kept still answers,
+    and the failure is reported in ``errors``."""
+    from octomon.billing.settled import SettledStore, fill, known_meters
+    from octomon.billing.tariffs import TariffCache, Tariffs
+    from octomon.errors import OctopusError
+    from octomon.octopus.budget import Budget
+    from octomon.octopus.rest import RestClient
+    from octomon.readings import calorific
+    from octomon.state import StateStore
+    from octomon.store.tally import Tally
+    from octomon.uktime import days
+
+    cache_dir = Path(settings.cache_dir)
+    assert settings.octopus_api_key and settings.octopus_account_number
+    budget = Budget(StateStore(cache_dir), settings.octopus_max_calls_per_hour)
+    client = RestClient.from_settings(settings, budget, lambda: now)
+    errors: list[str] = []
+    settled_store = SettledStore(cache_dir)
+    try:
+        tariffs = Tariffs.from_settings(settings, client, state=None, sink=None)
+        try:
+            book, _ = tariffs.cover(first, last, now)
+        except OctopusError as exc:
+            errors.append(f"prices: {exc.message}")
+            cached = TariffCache(cache_dir).load()
+            book = cached.book if cached is not None else TariffBook()
+        try:
+            meters = known_meters(cache_dir, lambda: client, settings.octopus_account_number)
+            settled, _ = fill(
+                lambda: client,
+                meters,
+                settled_store,
+                first,
+                last,
+                now,
+                calorific(settings.gas_calorific_value),
+            )
+        except OctopusError as exc:
+            errors.append(f"settled consumption: {exc.message}")
+            settled = settled_store.load()
+    finally:
+        client.close()
+    wanted = [s for s in (IMPORT, GAS, EXPORT) if any(p.series == s for p in book.points)]
+    report = costs(days(first, last), wanted or [IMPORT], book, settled, Tally(cache_dir).load())
+    return Bill(first, last, report, client.calls, errors)
