@@ -45,6 +45,8 @@ def costs(
     result = bill(settings, first, last, now)
     for error in result.errors:
         ui.warn(f"could not fetch the {error}; answering from what CACHE_DIR keeps")
+    for why in result.unpriced:
+        ui.warn(f"{why}; not in the costs, the other meter points are priced")
     if as_json:
         typer.echo(json.dumps(_obj(result), indent=1))
     else:
@@ -121,6 +123,7 @@ def _obj(b: "Bill") -> dict[str, Any]:
         "totals": totals,
         "api_calls": b.api_calls,
         "errors": b.errors,
+        "unpriced": b.unpriced,
     }
 
 

@@ -57,6 +57,8 @@ def tariff(
     if day is not None and day > now.date():
         ui.fail(f"--since {since}: in the future", None, ExitCode.CONFIG)
     result = report(settings, now, day)
+    for why in result.unpriced:
+        ui.warn(f"{why}; the other meter points are priced")
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))
         return

@@ -99,6 +99,7 @@ class TariffsJob:
     def __init__(self, tariffs: Tariffs) -> None:
         self.tariffs = tariffs
         self.last: TariffRun | None = None
+        self._named: set[str] = set()
         self.max_calls = self._estimate()
 
     def _estimate(self) -> int:
@@ -124,6 +125,10 @@ class TariffsJob:
     def run(self, now: datetime) -> datetime:
         result = self.tariffs.refresh(now)
         self.last = result
+        for why in result.unpriced:  # one warning each for the process's life
+            if why not in self._named:
+                self._named.add(why)
+                log.warning("tariffs: %s; the other meter points are fetched and stored", why)
         self.max_calls = self._estimate()
         if result.points:
             log.info(

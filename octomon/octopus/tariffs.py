@@ -55,6 +55,7 @@ __all__ = [
     "is_dual_register",
     "meter_points",
     "product_code",
+    "unpriceable",
 ]
 
 PAGE_SIZE = 1500
@@ -72,6 +73,16 @@ def product_code(tariff_code: str) -> str:
     if m is not None:
         return m["product"]
     return tariff_code.rsplit("-", 1)[0]
+
+
+def unpriceable(tariff_code: str) -> str | None:
+    """Why octomon cannot price a tariff code's register layout (``E-4R-``: four registers
+    with times octomon does not know), or None for one (``1R``) or two (``2R``) registers
+    and for codes without the layout part (the API decides those)."""
+    m = _TARIFF.match(tariff_code)
+    if m is None or m["registers"] in ("1R", "2R"):
+        return None
+    return f"tariff {tariff_code}: octomon does not price a {m['registers']} register layout"
 
 
 def is_dual_register(tariff_code: str) -> bool:
@@ -240,6 +251,9 @@ def _price_agreement(
     charges_from: date,
 ) -> None:
     code = agreement.tariff_code
+    reason = unpriceable(code)
+    if reason is not None:  # named without a request
+        raise ApiError(None, reason)
     base = f"products/{product_code(code)}/{point.fuel}-tariffs/{code}/"
     params: dict[str, str | int] = {
         "period_from": format_time(lo),
