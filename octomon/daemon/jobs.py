@@ -265,10 +265,13 @@ class SettledJob:
                 since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
                 try:
                     values = fetch(self.rest, meter, since, now)
-                except NotFound:  # a meter without settled data (an old or non-smart one)
-                    log.info("settled: the API has no consumption for meter %s", meter.serial)
-                    self.settled.add(meter, {}, now)
-                    self.meters().remove(meter)
+                except NotFound:  # a new meter, a page that vanished, an old or non-smart one
+                    log.info(
+                        "settled: the API has no consumption for meter %s; asking again "
+                        "at the next daily fetch",
+                        meter.serial,
+                    )
+                    self.settled.add(meter, {}, now)  # the meter stays known
                     continue
                 data = keep(self.settled, meter, values, now, self.calorific_value)
                 if values:
