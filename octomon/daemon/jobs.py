@@ -271,9 +271,9 @@ class SettledJob:
                         "at the next daily fetch",
                         meter.serial,
                     )
-                    self.settled.add(meter, {}, now)  # the meter stays known
+                    self.settled.add(meter, {}, now, None, since)  # the meter stays known
                     continue
-                data = keep(self.settled, meter, values, now, self.calorific_value)
+                data = keep(self.settled, meter, values, now, self.calorific_value, since)
                 if values:
                     moved[meter.key] = max(values) + HALF_HOUR
                     log.info(

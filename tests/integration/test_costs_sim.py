@@ -256,3 +256,44 @@ def test_with_the_rest_api_down_costs_answers_from_what_it_kept(
     assert lacking.exit_code == 1
     assert "warning: could not fetch the prices" in lacking.output
     assert "error: nothing known for" in lacking.output
+
+
+def test_a_quarter_is_priced_in_one_pass_then_answered_without_a_call(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    home, _ = sim
+    today = uk_day(home.clock())
+    first, last = today - timedelta(days=90), today - timedelta(days=3)
+    args = ("--since", first.isoformat(), "--until", last.isoformat(), "--json")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    settled = [d for d in out["days"] if d["source"] == "settled"]
+    assert {d["day"] for d in settled} == {
+        (first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)
+    }
+    assert all(d["total"] is not None for d in settled)
+    assert out["totals"]["complete"] is True
+    calls = len(home.calls)
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["api_calls"] == 0
+    assert len(home.calls) == calls  # nothing reached the sim: all of it was kept
+
+
+def test_days_the_daemon_did_not_ask_for_are_fetched_even_right_after_its_fetch(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    home, _ = sim
+    today = uk_day(home.clock())
+    recent = today - timedelta(days=2)
+    assert invoke("--since", recent.isoformat(), "--until", recent.isoformat()).exit_code == 0
+    # a minute later, a month further back: those days were never asked for
+    month = today - timedelta(days=40)
+    result = invoke(
+        "--since", month.isoformat(), "--until", (month + timedelta(days=6)).isoformat(), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["api_calls"] > 0
+    assert all(d["source"] == "settled" for d in out["days"])
