@@ -61,6 +61,7 @@ class SettledData:
 
     def __init__(self, meters: dict[str, MeterData] | None = None) -> None:
         self.meters = meters or {}
+        self._order: dict[tuple[object, ...], list[MeterData]] = {}
 
     def of(self, fuel: str = ELECTRICITY, direction: str = "import") -> list[MeterData]:
         return [
@@ -72,9 +73,30 @@ class SettledData:
     def settled_kwh(
         self, half_hour: datetime, fuel: str = ELECTRICITY, direction: str = "import"
     ) -> float | None:
-        """The settled kWh of the half-hour starting at ``half_hour`` (None: not settled)."""
-        values = [m.values[half_hour] for m in self.of(fuel, direction) if half_hour in m.values]
-        return sum(values) if values else None
+        """The settled kWh of the half-hour starting at ``half_hour`` (None: not settled).
+
+        Several meter points add up; several serials of one meter point (a meter exchange)
+        never do: one value per point and half-hour, the current meter's (the serial with
+        the newest settled half-hour, the one the smart meter's telemetry comes from)."""
+        per_point: dict[str, float] = {}
+        for m in self._current_first(fuel, direction):
+            if half_hour in m.values:
+                per_point.setdefault(m.meter.point, m.values[half_hour])
+        return sum(per_point.values()) if per_point else None
+
+    def _current_first(self, fuel: str, direction: str) -> list[MeterData]:
+        meters = self.of(fuel, direction)
+        key = (fuel, direction, *((m.meter.key, len(m.values)) for m in meters))
+        order = self._order.get(key)
+        if order is None:  # the newest half-hour is looked for once, not per half-hour
+            oldest = datetime.min.replace(tzinfo=timezone.utc)
+            order = sorted(
+                meters,
+                key=lambda m: (max(m.values) if m.values else oldest, m.meter.serial),
+                reverse=True,
+            )
+            self._order[key] = order
+        return order
 
     def day_settled(self, day: date, fuel: str = ELECTRICITY, direction: str = "import") -> bool:
         """Every half-hour of the UK day (46, 48 or 50) has a settled value."""

@@ -105,3 +105,20 @@ def test_a_live_day_the_tally_covers_in_part_says_so() -> None:
     assert got.partial and got.covered == 2 and got.half_hours == 48
     whole = day_cost(OCT1, IMPORT, flat_book(OCT1, OCT1), settled(OCT1, OCT1, 0.1), TallyData())
     assert not whole.partial
+
+
+def test_two_serials_on_one_meter_point_are_never_counted_twice() -> None:
+    old = Meter("gas", "import", "8872014510", "E6S10451511961")
+    new = Meter("gas", "import", "8872014510", "E6S15151012345")
+    slots = half_hours(OCT1)
+    later = half_hours(OCT1 + timedelta(days=1))
+    data = SettledData(
+        {
+            old.key: MeterData(old, dict.fromkeys(slots, 9.0)),  # the replaced meter
+            new.key: MeterData(new, {**dict.fromkeys(slots, 1.0), **dict.fromkeys(later, 1.0)}),
+        }
+    )
+    assert data.settled_kwh(slots[0], "gas") == 1.0  # the current meter's, not 10.0
+    other_point = Meter("gas", "import", "9999999999", "G4P00000000000")
+    data.meters[other_point.key] = MeterData(other_point, {slots[0]: 0.5})
+    assert data.settled_kwh(slots[0], "gas") == 1.5  # two meter points do add up
