@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from octomon import redact
 from octomon.errors import ConfigError, InfluxConfigError, InfluxError, InfluxUnavailable
 from octomon.readings import AnyReading
+from octomon.store import points
 from octomon.store.delivery import Answer, classify, safe_url
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 5000  # readings per write request
+MAX_BATCH = points.BATCH  # readings per write request
 TEST_MEASUREMENT = "octomon_test"
 TIMEOUT = 10.0  # seconds, connect and read (SPEC §4.7: a stop never waits longer)
 _R = TypeVar("_R")
@@ -216,9 +217,7 @@ class InfluxSink:
 
     def write(self, readings: Sequence[AnyReading]) -> None:
         """One request per 5,000 readings; raises the classified error of the first failure."""
-        for i in range(0, len(readings), MAX_BATCH):
-            chunk = readings[i : i + MAX_BATCH]
-            self.write_lines("\n".join(r.to_line_protocol() for r in chunk), len(chunk))
+        points.write(self, [r.to_line_protocol() for r in readings], MAX_BATCH)
 
     def write_lines(self, body: bytes | str, count: int) -> None:
         """Post pre-built line protocol (second precision) holding ``count`` points.
