@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def octopus_line(settings: Settings) -> str:
-    from octomon.octopus import graphql as octopus
+    from octomon.octopus import probe as octopus
 
     result = octopus.check(settings)
     from octomon.readings import format_time
