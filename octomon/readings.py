@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from octomon.store import points
+from octomon.units import ELECTRICITY, GAS, decimal, decimal_or_none
 
 if TYPE_CHECKING:
     from decimal import Decimal
@@ -37,7 +38,6 @@ FIELD_MAP: tuple[tuple[str, str, int], ...] = (
 FIELDS: tuple[str, ...] = tuple(name for name, _, _ in FIELD_MAP)
 
 GAS_MEASUREMENT = points.GAS_CONSUMPTION
-ELECTRICITY, GAS = "electricity", "gas"
 # The gas meter's API values are energy (Wh, pence), like electricity's (OCTOPUS_REST.md §6).
 GAS_FIELD_MAP: tuple[tuple[str, str, int], ...] = (
     ("consumption_delta", "consumptionDelta", 1000),
@@ -70,30 +70,13 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _decimal(value: Any) -> Decimal | None:
-    # Imported here: `cache status` and `status` load this module but never parse the API.
-    from decimal import Decimal, InvalidOperation
-
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        value = repr(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        number = Decimal(value.strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def _api_values(
     item: Mapping[str, Any], field_map: tuple[tuple[str, str, int], ...]
 ) -> dict[str, Decimal]:
     """The numbers of one API item in octomon's units, exactly (absent/empty/unusable skipped)."""
     values: dict[str, Decimal] = {}
     for name, api_name, divisor in field_map:
-        number = _decimal(item.get(api_name))
+        number = decimal_or_none(item.get(api_name))
         if number is None:
             continue
         try:
@@ -287,15 +270,13 @@ def energy_kwh(m3: Decimal, calorific_value: Decimal) -> Decimal:
 
 def calorific(value: float | str) -> Decimal:
     """GAS_CALORIFIC_VALUE as the Decimal the user wrote (39.5 stays 39.5, not its binary float)."""
-    from decimal import Decimal
-
-    return Decimal(repr(value) if isinstance(value, float) else value)
+    return decimal(value)
 
 
 def from_cache_obj(obj: Mapping[str, Any]) -> AnyReading:
     """A cache object of either fuel: no ``fuel`` (or ``electricity``) is electricity."""
     fuel = obj.get("fuel")
-    if fuel is None or fuel == "electricity":
+    if fuel is None or fuel == ELECTRICITY:
         return Reading.from_obj(obj)
     if fuel == GAS:
         return GasReading.from_obj(obj)

@@ -29,16 +29,15 @@ from octomon.billing.settled import SettledData
 from octomon.octopus.pricebook import TariffBook
 from octomon.store.tally import TallyData
 from octomon.uktime import half_hours
+from octomon.units import EXPORT as EXPORT
+from octomon.units import GAS_IMPORT, Series, decimal
+from octomon.units import IMPORT as IMPORT
 
 PENNY = Decimal("0.01")
 SETTLED = "settled"
 LIVE = "live"
 MISSING = "missing"
-
-Series = tuple[str, str]  # (fuel, direction)
-IMPORT: Series = ("electricity", "import")
-EXPORT: Series = ("electricity", "export")
-GAS: Series = ("gas", "import")
+GAS = GAS_IMPORT  # the gas series, as the costs' callers name it
 
 
 def pennies(value: Decimal) -> Decimal:
@@ -111,7 +110,7 @@ def _consumption(
     slots = half_hours(day)
     if settled.day_settled(day, fuel, direction):
         values = {hh: settled.settled_kwh(hh, fuel, direction) for hh in slots}
-        return SETTLED, {hh: Decimal(str(v)) for hh, v in values.items() if v is not None}
+        return SETTLED, {hh: decimal(v) for hh, v in values.items() if v is not None}
     if direction == "import":
         live: dict[datetime, Decimal] = {}
         for hh in slots:

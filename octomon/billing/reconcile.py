@@ -18,8 +18,9 @@ from datetime import date, datetime, timedelta
 
 from octomon.billing.settled import SettledData
 from octomon.store import points
-from octomon.store.tally import ELECTRICITY, SLOTS, TallyData
+from octomon.store.tally import SLOTS, TallyData
 from octomon.uktime import HALF_HOUR, days, half_hours
+from octomon.units import ELECTRICITY
 
 THRESHOLD = 0.95  # below this share of the settled energy or of the readings: a warning
 

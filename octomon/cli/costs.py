@@ -9,6 +9,7 @@ import typer
 
 from octomon.cli import ui
 from octomon.errors import ExitCode
+from octomon.units import EXPORT
 
 if TYPE_CHECKING:
     from octomon.billing.bill import Bill
@@ -134,7 +135,7 @@ def _render(b: "Bill") -> None:
     total = b.report.total()
     note = "" if b.report.complete() else " (days marked missing are not in it)"
     footer = f"Total £{total:,.2f} inc. VAT{note}"
-    if b.report.total(("electricity", "export")):
+    if b.report.total(EXPORT):
         footer += "; export earnings are subtracted"
     if sys.stdout.isatty():
         from rich.console import Console
