@@ -33,17 +33,16 @@ from octomon.billing.settled import SettledData
 from octomon.octopus.pricebook import Charge, TariffBook
 from octomon.store.tally import TallyData
 from octomon.uktime import half_hours
+from octomon.units import EXPORT as EXPORT
+from octomon.units import GAS_IMPORT, Series, decimal
+from octomon.units import IMPORT as IMPORT
 
 PENNY = Decimal("0.01")
 KWH_STEP = Decimal("0.01")  # Octopus bills each half-hour's kWh to this, half to even
 SETTLED = "settled"
 LIVE = "live"
 MISSING = "missing"
-
-Series = tuple[str, str]  # (fuel, direction)
-IMPORT: Series = ("electricity", "import")
-EXPORT: Series = ("electricity", "export")
-GAS: Series = ("gas", "import")
+GAS = GAS_IMPORT  # the gas series, as the costs' callers name it
 
 
 def pennies(value: Decimal) -> Decimal:
@@ -235,9 +234,7 @@ def _consumption(
     slots = half_hours(day)
     if settled.day_settled(day, fuel, direction):
         values = {hh: settled.settled_kwh(hh, fuel, direction) for hh in slots}
-        return SETTLED, {
-            hh: billed_kwh(Decimal(str(v))) for hh, v in values.items() if v is not None
-        }
+        return SETTLED, {hh: billed_kwh(decimal(v)) for hh, v in values.items() if v is not None}
     if direction == "import":
         live: dict[datetime, Decimal] = {}
         for hh in slots:

@@ -20,18 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from octomon import fsutil
 from octomon.errors import NotFound
-from octomon.octopus.consumption import (
-    ELECTRICITY,
-    GAS,
-    Meter,
-    Rest,
-    discover,
-    fetch,
-    gas_kwh,
-    meters_of,
-)
+from octomon.octopus.consumption import Meter, Rest, discover, fetch, gas_kwh, meters_of
 from octomon.readings import format_time, parse_instant
 from octomon.uktime import days, half_hours, uk_day, uk_midnight
+from octomon.units import ELECTRICITY, GAS
 
 if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient

@@ -27,13 +27,13 @@ from octomon.octopus.pricebook import (
 from octomon.octopus.tariffs import product_code
 from octomon.readings import format_time
 from octomon.uktime import HALF_HOUR, UK, uk_day, uk_midnight
+from octomon.units import IMPORT
 
 if TYPE_CHECKING:
     from octomon.config import Settings
 
 log = logging.getLogger(__name__)
 
-IMPORT: Series = ("electricity", "import")
 WINDOW_HOURS = (1, 2, 3)
 
 

@@ -22,13 +22,14 @@ import logging
 from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from octomon import fsutil
 from octomon.errors import ApiError, NotFound
 from octomon.octopus.pricebook import MeterPoint, Price, Series, TariffBook, half_hours, midnights
 from octomon.octopus.tariffs import fetch, meter_points
-from octomon.readings import escape_tag, format_time, parse_instant
+from octomon.readings import format_time, parse_instant
+from octomon.store import points
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
@@ -40,17 +41,11 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "tariffs.json"
 CURSOR_KEY = "tariff_cursor"
-MEASUREMENT = "energy_tariff"
 FIRST_DAYS = 7  # the first start fetches this many UK days back (as for settled data)
 KEEP_DAYS = 8  # days before today kept in tariffs.json
 PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here
-BATCH = 5000  # energy_tariff points per write, as a cache sync's batches
 
-
-class LineSink(Protocol):
-    """What is needed of :class:`octomon.store.influx.InfluxSink`."""
-
-    def write_lines(self, body: str | bytes, count: int) -> None: ...
+LineSink = points.LineSink
 
 
 def horizon(now: datetime) -> datetime:
@@ -76,28 +71,21 @@ def lines(book: TariffBook) -> list[str]:
     out: list[str] = []
     for (fuel, direction), prices in sorted(book.prices.items()):
         for t, p in sorted(prices.items()):
-            out.append(
-                f"{MEASUREMENT},direction={escape_tag(direction)},fuel={escape_tag(fuel)},"
-                f"tariff_code={escape_tag(p.tariff_code)} unit_rate={float(p.unit_rate)!r},"
-                f"unit_rate_exc_vat={float(p.unit_rate_exc_vat)!r} {int(t.timestamp())}"
-            )
+            rates = {"unit_rate": p.unit_rate, "unit_rate_exc_vat": p.unit_rate_exc_vat}
+            out.append(points.tariff(fuel, direction, p.tariff_code, rates, t))
     for (fuel, direction), charges in sorted(book.charges.items()):
         for d, c in sorted(charges.items()):
-            out.append(
-                f"{MEASUREMENT},direction={escape_tag(direction)},fuel={escape_tag(fuel)},"
-                f"tariff_code={escape_tag(c.tariff_code)} "
-                f"standing_charge={float(c.standing_charge)!r},"
-                f"standing_charge_exc_vat={float(c.standing_charge_exc_vat)!r} "
-                f"{int(uk_midnight(d).timestamp())}"
-            )
+            daily = {
+                "standing_charge": c.standing_charge,
+                "standing_charge_exc_vat": c.standing_charge_exc_vat,
+            }
+            out.append(points.tariff(fuel, direction, c.tariff_code, daily, uk_midnight(d)))
     return out
 
 
-def write(sink: LineSink, points: list[str]) -> None:
-    """In batches of ``BATCH`` points (a year of Agile prices is 17,520 of them)."""
-    for i in range(0, len(points), BATCH):
-        batch = points[i : i + BATCH]
-        sink.write_lines("\n".join(batch) + "\n", len(batch))
+def write(sink: LineSink, lines: list[str]) -> None:
+    """In batches of :data:`octomon.store.points.BATCH` points."""
+    points.write(sink, lines)
 
 
 # --- CACHE_DIR/tariffs.json ------------------------------------------------------------------

@@ -9,6 +9,7 @@ import typer
 
 from octomon.cli import ui
 from octomon.errors import ExitCode
+from octomon.units import EXPORT
 
 if TYPE_CHECKING:
     from octomon.billing.bill import Bill
@@ -166,7 +167,7 @@ def _footer(b: "Bill") -> list[str]:
     total = r.total()
     note = "" if r.complete() else " (days marked missing are not in it)"
     footer = f"Total £{total:,.2f} inc. VAT{note}"
-    if r.total(("electricity", "export")):
+    if r.total(EXPORT):
         footer += "; export earnings are subtracted"
     out.append(footer)
     if r.rows_total() != total:

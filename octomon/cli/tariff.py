@@ -14,6 +14,7 @@ import typer
 
 from octomon.cli import ui
 from octomon.errors import ExitCode
+from octomon.units import IMPORT
 
 if TYPE_CHECKING:
     from octomon.billing.tariff_report import Rate, TariffReport
@@ -120,7 +121,7 @@ def _render(r: "TariffReport") -> None:
             continue
         title = f"{label.capitalize()} {_uk(rows[0].start, '%a %d %b')}"
         out(f"[bold]{title}[/bold] — electricity import, p/kWh inc. VAT, UK time")
-        current = r.current.get(("electricity", "import"))
+        current = r.current.get(IMPORT)
         now_start = current.start if current else None
         if console.width < NARROW:
             out("  " + _sparkline(rows, now_start), markup=False)
