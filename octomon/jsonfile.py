@@ -121,9 +121,9 @@ class JsonFile(Generic[T]):
 
         Reading needs no lock: the file is only ever replaced whole (rename).
         """
-        return self._read(locked=False)[0]
+        return self.read(locked=False)[0]
 
-    def _read(self, *, locked: bool) -> tuple[T, bytes | None]:
+    def read(self, *, locked: bool) -> tuple[T, bytes | None]:
         """The value and the bytes it was read from (None: no file)."""
         try:
             raw = self.path.read_bytes()
@@ -173,7 +173,7 @@ class JsonFile(Generic[T]):
         If ``mutate`` raises, nothing is written. A failed write raises ``OSError``.
         """
         with self.locked():
-            value, raw = self._read(locked=True)
+            value, raw = self.read(locked=True)
             result = mutate(value)
             self._write(value, raw)
             return value, result

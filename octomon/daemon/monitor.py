@@ -149,7 +149,8 @@ class Monitor:
             cache_dir=self.cache_dir,
             stop=self.stop,
         )
-        self.tally = TallyRecorder(Tally(self.cache_dir))  # SPEC §10: counted once stored
+        # SPEC §10: counted once stored; carried in state.json until appended (store.tally)
+        self.tally = TallyRecorder(Tally(self.cache_dir), carry=self.store)
 
         # The jobs that are not telemetry (SPEC §4.9); build_monitor registers them.
         self.scheduler: Scheduler | None = None

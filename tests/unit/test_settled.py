@@ -131,9 +131,7 @@ def test_influxdb_away_keeps_the_data_and_retries_the_points_without_a_call(
     assert settled.run(clock()) == datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
     assert len(home.rest.calls) == calls  # the points came from the file
     assert len(sink.bodies) == 1 and sink.bodies[0].count("energy_settled,") == 7 * 48
-    assert (
-        StateStore(tmp_path).load().settled.written[IMPORT.key] == cursors.fetched[IMPORT.key]
-    )
+    assert StateStore(tmp_path).load().settled.written[IMPORT.key] == cursors.fetched[IMPORT.key]
 
 
 def test_local_mode_keeps_the_file_and_moves_both_cursors(
