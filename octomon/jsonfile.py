@@ -52,7 +52,8 @@ DAMAGE = (
 # run of token characters (JWTs, API keys, refresh tokens).
 _SECRET_VALUE = re.compile(rb'("(?:refresh_token|token|api_key)"\s*:\s*)"[^"\n]*"?')
 _TOKEN_LIKE = re.compile(rb"[A-Za-z0-9_\-.+/=]{24,}")
-_DAY = re.compile(rb"(?<![0-9])(\d{4}-\d{2}-\d{2})")
+# The UK days a damaged file names as keys of half-hours (``"2026-12-01T10:30:00Z":``).
+KEY_DAYS = re.compile(rb'"(\d{4}-\d{2}-\d{2})T[0-9:.]*Z?"\s*:')
 
 
 class Damaged(ValueError):
@@ -73,24 +74,31 @@ class Kind(Generic[T]):
     unversioned: bool = False  # a file without "version" (older octomon) reads as ``version``
     durable: bool = True  # fsync'ed (False: a view, such as status.json)
     sort_keys: bool = False
+    # The set-aside copy's bytes: registered secrets (and token-bearing keys) masked;
+    # state.json, which holds a refresh token, masks every token-like string too.
+    scrub: Callable[[bytes], bytes] = lambda raw: _scrub(raw)
 
 
 def without_secrets(raw: bytes) -> bytes:
     """A damaged file's bytes with every possible secret replaced by ``****``."""
+    return _scrub(_TOKEN_LIKE.sub(b"****", raw))
+
+
+def _scrub(raw: bytes) -> bytes:
     raw = _SECRET_VALUE.sub(rb'\1"****"', raw)
-    raw = _TOKEN_LIKE.sub(b"****", raw)
     return redact.scrub(raw.decode("utf-8", "replace")).encode()
 
 
-def days_held(noun: str) -> Callable[[bytes], str]:
-    """``35 days of <noun> (2026-10-31 to 2026-12-04)``: the dates a damaged file names."""
+def days_held(noun: str, days: re.Pattern[bytes] = KEY_DAYS) -> Callable[[bytes], str]:
+    """``35 days of <noun> (2026-10-31 to 2026-12-04)``: the days a damaged file names."""
 
     def held(raw: bytes) -> str:
-        found = sorted({m.decode() for m in _DAY.findall(raw) if _is_date(m)})
+        found = sorted({m.decode() for m in days.findall(raw) if _is_date(m)})
         if not found:
             return f"no readable {noun}"
-        count = len(found)
-        return f"{count} day{'s' if count != 1 else ''} of {noun} ({found[0]} to {found[-1]})"
+        if len(found) == 1:
+            return f"1 day of {noun} ({found[0]})"
+        return f"{len(found)} days of {noun} ({found[0]} to {found[-1]})"
 
     return held
 
@@ -206,7 +214,7 @@ class JsonFile(Generic[T]):
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         target = self.path.with_name(f"{self.kind.name}.corrupt-{stamp}")
         try:
-            fsutil.atomic_write(target, without_secrets(raw), 0o600)
+            fsutil.atomic_write(target, self.kind.scrub(raw), 0o600)
             self.path.unlink()
         except OSError as exc:
             self._unreadable.fail(
@@ -233,37 +241,39 @@ def _reason(exc: BaseException) -> str:
         return str(exc)
     if type(exc).__name__ == "JSONDecodeError":
         return "not valid JSON: truncated or hand-edited"
+    if isinstance(exc, ArithmeticError):
+        return "a value that is not a number"
     return "a value of the wrong type"
 
 
 # --- strict readers for decoders: each returns the value or raises Damaged ---------------
 
 
-def mapping(value: Any, what: str = "a table") -> dict[str, Any]:
+def mapping(value: Any, what: str = "a value") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Damaged(f"{what} is not an object")
     return value
 
 
-def array(value: Any, what: str = "a list") -> list[Any]:
+def array(value: Any, what: str = "a value") -> list[Any]:
     if not isinstance(value, list):
         raise Damaged(f"{what} is not a list")
     return value
 
 
-def text(value: Any, what: str = "a text") -> str:
+def text(value: Any, what: str = "a value") -> str:
     if not isinstance(value, str):
         raise Damaged(f"{what} is not a text")
     return value
 
 
-def integer(value: Any, what: str = "a whole number") -> int:
+def integer(value: Any, what: str = "a value") -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise Damaged(f"{what} is not a whole number")
     return value
 
 
-def number(value: Any, what: str = "a number") -> float:
+def number(value: Any, what: str = "a value") -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise Damaged(f"{what} is not a number")
     return float(value)

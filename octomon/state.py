@@ -320,6 +320,7 @@ KIND: Kind[State] = Kind(
     then="starting with a fresh state (the cursor, device and call ledger are reset)",
     unversioned=True,  # octomon wrote state.json without a version before December 2026
     sort_keys=True,
+    scrub=jsonfile.without_secrets,
 )
 
 

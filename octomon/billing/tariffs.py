@@ -18,6 +18,7 @@ The daemon's scheduled job is :class:`octomon.daemon.jobs.TariffsJob`.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -174,7 +175,7 @@ KIND: Kind[Cached | None] = Kind(
     decode=_decode,
     encode=_encode,
     empty=lambda: None,
-    held=jsonfile.days_held("prices"),
+    held=jsonfile.days_held("prices", re.compile(rb'\["(\d{4}-\d{2}-\d{2})T')),
     then="the prices are fetched again",
     unversioned=True,  # written without a version before December 2026
 )
