@@ -86,7 +86,8 @@ def without_secrets(raw: bytes) -> bytes:
 
 def _scrub(raw: bytes) -> bytes:
     raw = _SECRET_VALUE.sub(rb'\1"****"', raw)
-    return redact.scrub(raw.decode("utf-8", "replace")).encode()
+    text = raw.decode("utf-8", "surrogateescape")  # bytes that are not text kept as they were
+    return redact.scrub(text).encode("utf-8", "surrogateescape")
 
 
 def days_held(noun: str, days: re.Pattern[bytes] = KEY_DAYS) -> Callable[[bytes], str]:
