@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.cursor import Cursor
@@ -27,7 +27,7 @@ from octomon.daemon.status import Status
 from octomon.errors import RangeTooOld
 from octomon.octopus.gas import GasMeter
 from octomon.readings import AnyReading, GasReading, format_time
-from octomon.state import State, StateStore
+from octomon.state import GasDay, State, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +85,16 @@ class GasToday:
         kwh, m3, gbp = (sum(v[i] for v in self.half_hours.values()) for i in range(3))
         return kwh, m3, gbp
 
-    def to_obj(self) -> dict[str, Any]:
-        return {
-            "day": self.day,
-            "half_hours": {k: list(v) for k, v in (self.half_hours or {}).items()},
-            "last": format_time(self.last_reading_at) if self.last_reading_at else None,
-        }
-
     @classmethod
-    def from_obj(cls, obj: Any) -> GasToday:
-        from octomon.readings import parse_time
-
-        today = cls()
-        if not isinstance(obj, dict):
-            return today
-        try:
-            today.day = str(obj.get("day") or "")
-            raw = obj.get("half_hours") or {}
-            today.half_hours = {
-                str(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in raw.items()
-            }
-            last = obj.get("last")
-            today.last_reading_at = parse_time(last) if isinstance(last, str) else None
-        except (TypeError, ValueError, IndexError, AttributeError):
-            log.warning("state.json: ignoring an invalid gas_today")
+    def of(cls, kept: GasDay | None) -> GasToday:
+        """From ``state.json`` (parsed there)."""
+        if kept is None:
             return cls()
-        return today
+        return cls(kept.day, dict(kept.half_hours), kept.last_reading_at)
+
+    def kept(self) -> GasDay:
+        """For ``state.json``."""
+        return GasDay(self.day, dict(self.half_hours or {}), self.last_reading_at)
 
 
 def uk_date(at: datetime) -> str:
@@ -162,7 +146,7 @@ class GasJob:
         """Take the gas cursor and today's totals from ``state.json`` (once, at start)."""
         self._loaded = True
         self.cursor.at, self.cursor.newest = state.gas_cursor, state.gas_newest
-        self.today = GasToday.from_obj(state.extra.get("gas_today"))
+        self.today = GasToday.of(state.gas_today)
 
     def run(self, now: datetime) -> datetime:
         if not self._loaded:
@@ -252,7 +236,7 @@ class GasJob:
             self.cursor.at,
             self.cursor.newest,
             self.meter,
-            self.today.to_obj(),
+            self.today.kept(),
         )
 
         def mutate(state: State) -> None:
@@ -266,7 +250,7 @@ class GasJob:
                     meter.mprn,
                     meter.serial,
                 )
-            state.extra["gas_today"] = today
+            state.gas_today = today
             if meter is not None:
                 state.gas_absent = state.gas_absent_at = None
 

@@ -149,7 +149,8 @@ class Monitor:
             cache_dir=self.cache_dir,
             stop=self.stop,
         )
-        self.tally = TallyRecorder(Tally(self.cache_dir))  # SPEC §10: counted once stored
+        # SPEC §10: counted once stored; carried in state.json until appended (store.tally)
+        self.tally = TallyRecorder(Tally(self.cache_dir), carry=self.store)
 
         # The jobs that are not telemetry (SPEC §4.9); build_monitor registers them.
         self.scheduler: Scheduler | None = None
@@ -494,12 +495,7 @@ class Monitor:
         if from_cache:
             self.stream.newest = newest
         self._state_dirty = True
-        log.warning(
-            "state.json was damaged (set aside as %s): resuming from %s (%s)",
-            set_aside.name,
-            format_time(resume),
-            "the newest reading in the cache" if from_cache else "one hour back",
-        )
+        # Logged once already (octomon.jsonfile); the alert says where fetching resumes.
         self._emit(self.policy.state_damaged(now, set_aside.name, resume, from_cache))
 
     # --- the scheduled jobs (tariffs, settled data, gas) ----------------------------------

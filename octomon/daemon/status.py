@@ -117,8 +117,9 @@ class Status:
         hourly = self.last_demand_kw * self.unit_rate * 100
         return f"{self.last_demand_kw:.2f} kW · {rate} · {hourly:.1f} p/h"
 
-    def write(self, cache_dir: Path) -> None:
-        """Atomic rewrite (0600); raises OSError for the caller to log and retry.
+    def write(self, cache_dir: Path) -> bool:
+        """Atomic rewrite (0600) when the content changed; raises OSError for the caller to
+        log and retry. False: the file already said this.
 
         Not fsync'ed: status.json is advisory and rewritten every cycle. The rename keeps it
         whole while the system runs; after a power cut it may be old or empty, which
@@ -126,8 +127,15 @@ class Status:
         cycle rewrites it, a minute later). Syncing it would cost two flushes per cycle
         on an SD card for nothing a restart needs (SPEC §4.9).
         """
-        body = json.dumps(self.to_dict(), indent=2) + "\n"
-        atomic_write(cache_dir / STATUS_FILE, body.encode(), durable=False)
+        path = cache_dir / STATUS_FILE
+        body = (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+        try:
+            if path.read_bytes() == body:
+                return False
+        except OSError:
+            pass
+        atomic_write(path, body, durable=False)
+        return True
 
     @classmethod
     def read(cls, cache_dir: Path) -> Status | None:
