@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
@@ -208,3 +209,30 @@ def _key(entry: _Entry) -> datetime:
 
 def _hm(at: datetime) -> str:
     return at.astimezone(timezone.utc).strftime("%H:%M UTC")
+
+
+RENEWAL_TURN_BELOW = 300  # seconds between polls: below, a token renewal takes a poll's turn
+
+
+def renewal_turn(
+    client: object, poll_interval: int, device_known: bool
+) -> Callable[[], object] | None:
+    """Does this poll cycle renew the token instead of polling? The renewal to make, or None.
+
+    Tokens live 60 minutes and are renewed 5 minutes early (SPEC §4.2): every 55 minutes,
+    so some rolling hours would hold two renewals besides 60 polls. A renewal takes its
+    cycle's turn instead (the window waits one interval; each poll fetches the whole window
+    from the cursor, so nothing is lost): a cycle makes one request, and the daemon's steady
+    state stays at 3600 / POLL_INTERVAL_SECONDS requests an hour, plus gas. It renews a poll
+    interval ahead, so that a gas or REST job between two cycles never has to renew. Only
+    for polls less than 5 minutes apart (the budget is tight there, and one poll waiting is
+    a short delay; with polls further apart a renewal turn could come round again before the
+    next poll), not before the device is known (the first cycle), nor once the token has
+    expired (cycles far apart: the poll renews it first), nor for a client without early
+    renewal (a fake).
+    """
+    due = getattr(client, "renewal_due", None)
+    renew: Callable[[], object] | None = getattr(client, "renew", None)
+    if due is None or renew is None or not device_known or poll_interval >= RENEWAL_TURN_BELOW:
+        return None
+    return renew if due(timedelta(seconds=poll_interval)) else None
