@@ -46,7 +46,7 @@ def reconcile(
     settled = SettledStore(settings.cache_dir)
     wiring = Wiring(settings)
 
-    def rest() -> RestClient:  # built only when a request is needed: no `requests` import
+    def rest() -> "RestClient":  # built only when a request is needed: no `requests` import
         return wiring.rest
 
     try:
