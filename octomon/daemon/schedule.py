@@ -23,11 +23,12 @@ import enum
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from octomon.errors import OctomonError
+from octomon.latch import Latch
 from octomon.octopus.budget import Budget, Interrupted
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class _Entry:
     job: Job
     anchor: datetime | None  # None: resolved to the next half-hour at the first run_due
     due: datetime | None = None
-    failing: bool = False  # the last run raised (log once per state change)
+    failing: Latch = field(default_factory=lambda: Latch(log))  # the last run raised
     deferred: bool = False
 
 
@@ -185,9 +186,7 @@ class Scheduler:
         except Exception as exc:  # a bug in a side job must not stop telemetry
             log.debug("%s: unexpected error", job.name, exc_info=True)
             return self._failed(entry, now, None, f"unexpected error: {type(exc).__name__}")
-        if entry.failing:
-            log.info("%s: works again", job.name)
-        entry.failing = False
+        entry.failing.ok("%s: works again", job.name)
         due = slot(anchor, self.offset)
         entry.due = due if due > now else self._retry_slot(now)
         return JobReport(job.name, JobOutcome.RAN, now, entry.due)
@@ -196,9 +195,13 @@ class Scheduler:
         self, entry: _Entry, now: datetime, exc: OctomonError | None, message: str
     ) -> JobReport:
         entry.due = self._retry_slot(now)
-        if not entry.failing:
-            log.error("%s failed: %s; retrying at %s", entry.job.name, message, _hm(entry.due))
-        entry.failing = True
+        entry.failing.fail(
+            "%s failed: %s; retrying at %s",
+            entry.job.name,
+            message,
+            _hm(entry.due),
+            level=logging.ERROR,
+        )
         return JobReport(entry.job.name, JobOutcome.FAILED, now, entry.due, exc)
 
 
