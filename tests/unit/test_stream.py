@@ -90,17 +90,17 @@ def test_the_tally_is_told_before_the_cursor_moves_and_unstored_readings_hold_it
             seen.append((len(readings), stream.cursor.at))
 
     stream = electricity(api, writer, tally=Tally())
-    start, end, readings = stream.fetch(*stream.window(T0), T0)
+    _, end, readings = stream.fetch(*stream.window(T0), T0)
     stream.keep(readings, end, T0)
     assert seen == [(360, None)]  # counted while the cursor had not moved yet
     cursor = stream.cursor.at
     writer.down = True
     now = T0 + timedelta(minutes=1)
-    start, end, readings = stream.fetch(*stream.window(now), now)
+    _, end, readings = stream.fetch(*stream.window(now), now)
     stream.keep(readings, end, now)
     assert stream.cursor.at == cursor  # nothing stored: the span is fetched again
     writer.down = False
-    start, end, readings = stream.fetch(*stream.window(now), now)
+    _, end, readings = stream.fetch(*stream.window(now), now)
     fresh, _ = stream.keep(readings, end, now)
     assert [r.read_at for r in fresh] == [T0 + i * TEN for i in range(6)]  # none of it lost
     assert stream.cursor.at == T0 + 5 * TEN
@@ -145,7 +145,7 @@ def test_gas_keeps_its_own_cursor_fields_and_looks_two_hours_back(
 
     stream: Stream[GasReading, Kept] = Stream(GAS, fetch=half_hours, writer=Writer())
     assert stream.window(T0) == (T0 - timedelta(hours=2), T0)
-    start, end, readings = stream.fetch(*stream.window(T0), T0)
+    _, end, readings = stream.fetch(*stream.window(T0), T0)
     stream.keep(readings, end, T0)
     state = State()
     stream.saver()(state)
@@ -165,7 +165,7 @@ def test_electricity_saves_its_first_windows_start_until_there_is_a_cursor() -> 
     later = electricity(Api(TEN), Writer())
     later.load(state, T0 + timedelta(minutes=20))
     assert later.window(T0 + timedelta(minutes=20))[0] == T0 - timedelta(hours=1)
-    start, end, readings = later.fetch(*later.window(T0 + HALF), T0 + HALF)
+    _, end, readings = later.fetch(*later.window(T0 + HALF), T0 + HALF)
     later.keep(readings, end, T0 + HALF)
     later.saver()(state)
     assert state.cursor is not None and state.first_window_start is None
