@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.status import Status
 from octomon.daemon.stream import StoredLike, Stream
+from octomon.latch import Latch
 from octomon.octopus.gas import GasMeter
 from octomon.readings import GasReading, format_time
 from octomon.state import State, StateStore
@@ -137,6 +138,7 @@ class GasJob:
         self.last_result: str = "not run yet"
         self._loaded = False
         self._saved_absent: tuple[str, datetime] | None = None
+        self._saving = Latch(log)
 
     def load(self, state: State) -> None:
         """Take the gas cursor and today's totals from ``state.json`` (once, at start)."""
@@ -196,12 +198,8 @@ class GasJob:
         def mutate(state: State) -> None:
             state.gas_absent, state.gas_absent_at = status, at
 
-        try:
-            self.store.update(mutate)
-        except OSError as exc:
-            log.error("could not save state.json (%s); retrying at the next gas run", exc)
-            return
-        self._saved_absent = absent
+        if self._write(mutate):
+            self._saved_absent = absent
 
     def _save(self) -> None:
         """Persist the gas cursor, the meter and today's totals; retried next run on failure."""
@@ -219,9 +217,19 @@ class GasJob:
             if meter is not None:
                 state.gas_absent = state.gas_absent_at = None
 
+        if self._write(mutate):
+            self.stream.saved()
+
+    def _write(self, mutate: Callable[[State], None]) -> bool:
+        """One ``state.json`` update; a failure is logged once and retried at the next run."""
         try:
             self.store.update(mutate)
         except OSError as exc:
-            log.error("could not save state.json (%s); retrying at the next gas run", exc)
-            return
-        self.stream.saved()
+            self._saving.fail(
+                "could not save state.json (%s); retrying at the next gas run",
+                exc.strerror or exc,
+                level=logging.ERROR,
+            )
+            return False
+        self._saving.ok("gas: state.json saved again")
+        return True
