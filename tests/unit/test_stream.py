@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from octomon.daemon.stream import Stream, telemetry_of
+from octomon.daemon.stream import Counter, LostFn, Stream, telemetry_of
 from octomon.errors import RangeTooOld
 from octomon.readings import ELECTRICITY, GAS, AnyReading, GasReading, Reading
 from octomon.state import State
@@ -59,8 +59,10 @@ class Api:
         return out
 
 
-def electricity(api: Api, writer: Writer, **kw: object) -> Stream[Reading, Kept]:
-    return Stream(ELECTRICITY, fetch=api, writer=writer, **kw)  # type: ignore[arg-type]
+def electricity(
+    api: Api, writer: Writer, *, tally: Counter | None = None, lost: LostFn | None = None
+) -> Stream[Reading, Kept]:
+    return Stream(ELECTRICITY, fetch=api, writer=writer, tally=tally, lost=lost)
 
 
 def test_a_window_is_fetched_stored_once_and_the_cursor_moves_to_the_newest_stored() -> None:

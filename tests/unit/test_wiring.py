@@ -29,7 +29,9 @@ def built(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     for cls in (Budget, OctopusClient, RestClient):
         original = cls.__init__
 
-        def counting(self: Any, *args: Any, _o: Any = original, _n: str = cls.__name__, **kw: Any):  # type: ignore[no-untyped-def]
+        def counting(
+            self: Any, *args: Any, _o: Any = original, _n: str = cls.__name__, **kw: Any
+        ) -> None:
             counts[_n] += 1
             _o(self, *args, **kw)
 
