@@ -36,6 +36,7 @@ from octomon.billing.reconcile import day_report, half_hour_recons
 from octomon.billing.settled import DEFAULT_CV, SettledData, SettledStore, _day_in, absent, keep
 from octomon.billing.tariffs import PUBLISH, TariffRun, Tariffs
 from octomon.errors import InfluxError, NotFound
+from octomon.latch import Latch
 from octomon.octopus.consumption import Meter, Rest, fetch
 from octomon.octopus.tariffs import is_dual_register
 from octomon.readings import format_time
@@ -189,7 +190,7 @@ class SettledJob:
         self.max_calls = 1 + max_meters  # account discovery, then one request per meter
         self._meters: list[Meter] | None = None
         self._fetch_at: datetime | None = None  # None: fetch at the next run
-        self._write_failing = False
+        self._writing = Latch(log)  # InfluxDB not taking the points: logged once
 
     # --- the scheduled run --------------------------------------------------------------
 
@@ -290,13 +291,9 @@ class SettledJob:
             try:
                 points.write(self.sink, lines)
             except InfluxError as exc:
-                if not self._write_failing:
-                    log.warning("settled: InfluxDB did not take the points (%s); retrying", exc)
-                self._write_failing = True
+                self._writing.fail("settled: InfluxDB did not take the points (%s); retrying", exc)
                 return False
-            if self._write_failing:
-                log.info("settled: InfluxDB takes the points again")
-            self._write_failing = False
+            self._writing.ok("settled: InfluxDB takes the points again")
         self._update(lambda c: c.written.update(moved))
         return True
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from octomon.checks import octopus_check
 from octomon.config import Settings
 from octomon.errors import (
     ApiError,
@@ -22,7 +23,6 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.octopus import probe as octopus
 from octomon.octopus.budget import Budget
 from octomon.octopus.graphql import OctopusClient
 from octomon.readings import Reading
@@ -274,7 +274,7 @@ def test_check_records_its_calls_in_the_shared_ledger(
         octopus_api_url=server.url,
         cache_dir=tmp_path / "cache",
     )
-    result = octopus.check(settings, clock)
+    result = octopus_check(settings, clock)
     assert result.device_id == DEFAULT_DEVICE_ID
     assert result.reading is not None
     assert result.other_devices == [sim.ihd_id, sim.cad_id]

@@ -17,12 +17,12 @@ import pytest
 
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
 from octomon.daemon.outcome import DISK_FULL, OK, RATE_LIMITED, CycleResult
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
+from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, expected
 
@@ -329,7 +329,7 @@ def test_a_life_killed_before_its_first_cursor_leaves_the_next_its_start(tmp_pat
     sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         first = make_rig(tmp_path, sim, clock, server)  # start: the first window's start saved
-        first.monitor.tally.stored = die  # type: ignore[assignment]  # dies after the store
+        first.monitor.stream.tally.stored = die  # type: ignore[assignment]  # dies after the store
         with pytest.raises(Killed):
             first.cycle(5)
         assert cached_readings(first.cache_dir)  # stored, not counted, no cursor saved
