@@ -264,7 +264,7 @@ def _count(value: Any) -> int:
 def _seconds(value: Any) -> float:
     if jsonfile.number(value) < 0:
         raise ValueError("negative")
-    return float(value)
+    return int(value) if isinstance(value, int) else float(value)  # 300 stays 300: same bytes
 
 
 def _tariff_cursor(key: str) -> Callable[[Any], TariffCursor]:
