@@ -182,7 +182,9 @@ class State:
             g = self.gas_today
             obj["gas_today"] = {
                 "day": g.day,
-                "half_hours": {k: list(v) for k, v in g.half_hours.items()},
+                # 6 decimals (a thousandth of a Wh, of a litre, of a penny): state.json
+                # is rewritten every cycle, its size is an SD card's wear (SPEC §4.9)
+                "half_hours": {k: [round(x, 6) for x in v] for k, v in g.half_hours.items()},
                 "last": t(g.last_reading_at),
             }
         if self.tally_pending:
