@@ -141,16 +141,21 @@ class JsonFile(Generic[T]):
         except OSError as exc:
             self._unreadable.fail("cannot read %s (%s)", self.path, exc.strerror or exc)
             return self.kind.empty(), None
-        self._unreadable.ok()
         try:
-            return self.decode(raw), raw
+            value = self.decode(raw)
         except DAMAGE as exc:
             reason = _reason(exc)
+        else:
+            self._unreadable.ok()
+            return value, raw
         if locked:
             self._set_aside(raw, reason)
         else:
-            with fsutil.flocked(self.lock_path):
-                self._set_aside(raw, reason)
+            try:
+                with fsutil.flocked(self.lock_path):
+                    self._set_aside(raw, reason)
+            except OSError as exc:  # a read-only CACHE_DIR: read as empty all the same
+                self._cannot_set_aside(reason, exc)
         return self.kind.empty(), None
 
     def decode(self, raw: bytes) -> T:
@@ -218,13 +223,7 @@ class JsonFile(Generic[T]):
             fsutil.atomic_write(target, self.kind.scrub(raw), 0o600)
             self.path.unlink()
         except OSError as exc:
-            self._unreadable.fail(
-                "%s is damaged (%s) and could not be set aside (%s); %s",
-                self.kind.name,
-                reason,
-                exc.strerror or exc,
-                self.kind.then,
-            )
+            self._cannot_set_aside(reason, exc)
             return
         log.warning(
             "%s was damaged (%s): set aside as %s (secrets removed); it held %s; %s",
@@ -235,6 +234,15 @@ class JsonFile(Generic[T]):
             self.kind.then,
         )
         self.set_aside = target
+
+    def _cannot_set_aside(self, reason: str, exc: OSError) -> None:
+        self._unreadable.fail(
+            "%s is damaged (%s) and could not be set aside (%s); %s",
+            self.kind.name,
+            reason,
+            exc.strerror or exc,
+            self.kind.then,
+        )
 
 
 def _reason(exc: BaseException) -> str:

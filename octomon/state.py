@@ -17,6 +17,7 @@ Keys this octomon does not know (a newer one's) are kept as they were.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -182,7 +183,9 @@ class State:
             g = self.gas_today
             obj["gas_today"] = {
                 "day": g.day,
-                "half_hours": {k: list(v) for k, v in g.half_hours.items()},
+                # 6 decimals (a thousandth of a Wh, of a litre, of a penny): state.json
+                # is rewritten every cycle, its size is an SD card's wear (SPEC §4.9)
+                "half_hours": {k: [round(x, 6) for x in v] for k, v in g.half_hours.items()},
                 "last": t(g.last_reading_at),
             }
         if self.tally_pending:
@@ -213,7 +216,7 @@ class State:
             setattr(state.settled, name, {k: v for k, v in times.items() if v is not None})
         state.settled.alerted = [str(d) for d in _list(settled, "alerted")]
         state.gas_today = _parsed(obj, "gas_today", _gas_day, None)
-        state.tally_pending = _parsed(obj, "tally_pending", _runs, {})
+        state.tally_pending = _parsed(obj, "tally_pending", runs_of, {})
         return state
 
 
@@ -264,7 +267,7 @@ def _count(value: Any) -> int:
 def _seconds(value: Any) -> float:
     if jsonfile.number(value) < 0:
         raise ValueError("negative")
-    return float(value)
+    return int(value) if isinstance(value, int) else float(value)  # 300 stays 300: same bytes
 
 
 def _tariff_cursor(key: str) -> Callable[[Any], TariffCursor]:
@@ -291,7 +294,8 @@ def _gas_day(value: Any) -> GasDay:
     )
 
 
-def _runs(value: Any) -> dict[str, list[list[int]]]:
+def runs_of(value: Any) -> dict[str, list[list[int]]]:
+    """``tally_pending``: per fuel, runs of ints (see :class:`State`)."""
     out: dict[str, list[list[int]]] = {}
     for fuel, runs in jsonfile.mapping(value).items():
         out[fuel] = [
@@ -349,15 +353,14 @@ class StateStore:
         """The state on disk; a fresh one when missing; a damaged file is set aside."""
         return self.file.load()
 
-    def peek(self) -> State | None:
-        """The state on disk for a reader that must not set a damaged file aside (the
-        daemon alerts on that): None when missing or unreadable."""
+    def tally_pending(self) -> dict[str, list[list[int]]]:
+        """``tally_pending`` alone, for the tally's readers: quietly empty when missing or
+        unreadable (a damaged state.json is set aside by ``run``, which alerts on it)."""
         try:
-            return self.file.decode(self.path.read_bytes())
-        except OSError:
-            return None
-        except DAMAGE:
-            return None
+            obj = json.loads(self.path.read_bytes())
+            return runs_of(obj["tally_pending"]) if "tally_pending" in obj else {}
+        except (OSError, *DAMAGE):
+            return {}
 
     def update(self, mutate: Callable[[State], None]) -> State:
         """Under the lock: re-read, apply ``mutate``, write atomically; the new state.

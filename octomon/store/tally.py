@@ -111,9 +111,7 @@ class Tally:
         if self.path.exists() or self.journal.exists():
             with fsutil.flocked(self.lock_path):
                 fuels = {fuel: dict(table) for fuel, table in self._current().items()}
-        state = StateStore(self.cache_dir).peek()  # never sets state.json aside: run does
-        if state is not None and state.tally_pending:
-            merge(fuels, entries_of(state.tally_pending))
+        merge(fuels, entries_of(StateStore(self.cache_dir).tally_pending()))
         prune(fuels)
         return TallyData(fuels)
 

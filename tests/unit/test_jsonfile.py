@@ -180,3 +180,24 @@ def test_updates_from_several_processes_lose_nothing(tmp_path: Path) -> None:
         assert p.exitcode == 0
     assert len(counts(tmp_path).load()) == 120
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_a_damaged_file_that_cannot_be_set_aside_still_reads_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = counts(tmp_path)
+    f.path.write_bytes(b"{torn")
+
+    def read_only(path: Path) -> Any:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(jsonfile.fsutil, "flocked", read_only)
+    with caplog.at_level(logging.WARNING):
+        assert f.load() == {}
+        assert f.load() == {}
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "counts.json is damaged (not valid JSON: truncated or hand-edited) and could not be set "
+        "aside (Read-only file system); counting starts again"
+    ]
+    assert f.path.read_bytes() == b"{torn"
