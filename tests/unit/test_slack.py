@@ -17,8 +17,8 @@ import requests
 import responses
 
 from octomon import redact
-from octomon.alerts.policy import Alert, AlertPolicy, Level
 from octomon.alerts.blocks import build_payload
+from octomon.alerts.policy import Alert, AlertPolicy, Level
 from octomon.alerts.slack import Alerter, SendResult, SlackNotifier
 from tests.helpers.services import free_port
 from tests.helpers.slack_server import Answer, SlackWebhookServer, check_payload
