@@ -19,6 +19,7 @@ from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, Sim
 from octomon.sim.account import GAS_DEVICE_ID, GAS_SERIAL, GAS_SERIAL_OLD, MPRN
 from octomon.state import StateStore
 from tests.helpers.services import free_port
+from tests.helpers.sim_faults import FaultySim
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ HEX_TOKEN = re.compile(r"\b[0-9a-f]{64}\b")  # the sim's refresh tokens
 
 @pytest.fixture
 def sim() -> SimHomeMini:
-    return SimHomeMini()
+    return FaultySim()
 
 
 @pytest.fixture
