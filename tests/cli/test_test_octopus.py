@@ -51,7 +51,7 @@ def env_for(server: SimServer, **overrides: str) -> dict[str, str]:
     return env
 
 
-def invoke(env: dict[str, str]):  # type: ignore[no-untyped-def]
+def invoke(env: dict[str, str]):
     return runner.invoke(app, ["test-octopus"], env=env)
 
 

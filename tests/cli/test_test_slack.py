@@ -30,7 +30,7 @@ def server() -> Iterator[SlackWebhookServer]:
         yield s
 
 
-def invoke(url: str, **env: str):  # type: ignore[no-untyped-def]
+def invoke(url: str, **env: str):
     return runner.invoke(app, ["test-slack"], env={"SLACK_WEBHOOK_URL": url, **env})
 
 

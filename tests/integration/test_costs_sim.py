@@ -72,8 +72,8 @@ def in_force(rows: list[Any], at: datetime) -> Decimal:
         r
         for r in rows
         if r["payment_method"] in (None, "DIRECT_DEBIT")
-        and instant(r["valid_from"]) <= at  # type: ignore[operator]
-        and (r["valid_to"] is None or at < instant(r["valid_to"]))  # type: ignore[operator]
+        and instant(r["valid_from"]) <= at
+        and (r["valid_to"] is None or at < instant(r["valid_to"]))
     ]
     assert len(found) == 1, (at, found)
     return Decimal(str(found[0]["value_inc_vat"]))
@@ -83,8 +83,7 @@ def tariff_at(agreements: list[Any], at: datetime) -> str:
     (a,) = [
         a
         for a in agreements
-        if instant(a["valid_from"]) <= at  # type: ignore[operator]
-        and (a["valid_to"] is None or at < instant(a["valid_to"]))  # type: ignore[operator]
+        if instant(a["valid_from"]) <= at and (a["valid_to"] is None or at < instant(a["valid_to"]))
     ]
     return str(a["tariff_code"])
 
@@ -102,7 +101,7 @@ def hand_bill(
         kind, number, serial = "gas", point["mprn"], ids.GAS_SERIAL
     lo, hi = day_bounds(day)
     consumption = {
-        instant(r["interval_start"]).astimezone(UTC): Decimal(str(r["consumption"]))  # type: ignore[union-attr]
+        instant(r["interval_start"]).astimezone(UTC): Decimal(str(r["consumption"]))
         for r in get_all(
             home,
             server,

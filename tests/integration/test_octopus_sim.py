@@ -68,7 +68,7 @@ def make(server: SimServer, clock: Clock, budget: Budget, **kwargs: object) -> O
         "clock": clock,
     }
     params.update(kwargs)
-    return OctopusClient(**params)  # type: ignore[arg-type]
+    return OctopusClient(**params)
 
 
 @pytest.fixture

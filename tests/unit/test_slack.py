@@ -350,9 +350,9 @@ def test_sender_outlives_an_exception(
 
 
 def test_a_malformed_alert_is_a_result_not_an_exception() -> None:
-    bad = Alert(Level.INFO, "t", "x", "c", {"n": 3}, NOW, "k")  # type: ignore[dict-item]
+    bad = Alert(Level.INFO, "t", "x", "c", {"n": 3}, NOW, "k")
     assert build_payload(bad, "h")["blocks"][2]["fields"][2]["text"] == "*n*\n3"
-    broken = Alert(Level.INFO, "t", "x", "c", {}, "not a time", "k")  # type: ignore[arg-type]
+    broken = Alert(Level.INFO, "t", "x", "c", {}, "not a time", "k")
     result = SlackNotifier(f"http://127.0.0.1:{free_port()}/s/{SECRET}").send(broken)
     assert result == SendResult(False, "cannot build the message (AttributeError)", None)
 
