@@ -146,6 +146,10 @@ def test_run_exits_2_on_a_wrong_key(sim: tuple[SimHomeMini, dict[str, str]]) -> 
     _, env = sim
     result = invoke("run", "--once", env={**env, "OCTOPUS_API_KEY": "sk_live_wrongkey000000000"})
     assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        "error: authentication failed: the Octopus API said KT-CT-1139: Authentication failed. "
+        "— check OCTOPUS_API_KEY (Octopus account > Personal details > API access)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,11 @@ def test_unreachable_api(tmp_path: Path) -> None:
 def test_configured_device_id_skips_discovery(server: SimServer, sim: SimHomeMini) -> None:
     result = invoke(env_for(server, OCTOPUS_DEVICE_ID=DEFAULT_DEVICE_ID, OCTOPUS_GAS="off"))
     assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == [
+        f"Octopus API ok — account {DEFAULT_ACCOUNT}",
+        f"device id: {DEFAULT_DEVICE_ID}",
+    ]
+    assert result.output.splitlines()[-1] == "gas is off (OCTOPUS_GAS=off)"
     assert [op for _, op in sim.calls] == ["token", "telemetry"]
 
 

@@ -56,6 +56,7 @@ def test_rate_limited_once_then_ok(server: SlackWebhookServer) -> None:
     server.respond(Answer.rate_limited(1))
     result = invoke(server.webhook_url(SECRET))
     assert result.exit_code == 0, result.output
+    assert result.output == "Slack ok — test message sent\n"
     first, second = server.posts
     assert second.at - first.at >= 1.0
 
