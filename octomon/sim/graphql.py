@@ -264,6 +264,12 @@ class SimHomeMini:
         """The answer an injected fault gives instead of ``op`` (``rest`` too); None: none."""
         return None
 
+    def _count(self, now: float) -> None:
+        """One more request in the rolling hour (refused ones count too)."""
+        self._window.append(now)
+        while self._window and self._window[0] <= now - 3600:
+            self._window.popleft()
+
     def throttled(self) -> bool:
         """Whether the request just counted is over the rolling hour's limit."""
         return len(self._window) > self.rate_limit_per_hour
@@ -295,9 +301,7 @@ class SimHomeMini:
             if self.record:
                 gas = op == "telemetry" and self._is_gas(variables.get("deviceId"))
                 self.calls.append((now_dt, "gas" if gas else op))
-            self._window.append(now)
-            while self._window and self._window[0] <= now - 3600:
-                self._window.popleft()
+            self._count(now)
             fault = self.fault(op)
             if fault is not None:
                 return fault
@@ -337,9 +341,7 @@ class SimHomeMini:
             now = _seconds(now_dt)
             if self.record:
                 self.calls.append((now_dt, "rest"))
-            self._window.append(now)
-            while self._window and self._window[0] <= now - 3600:
-                self._window.popleft()
+            self._count(now)
             if self.throttled():
                 self.rate_limited_answers += 1
                 return json_answer(429, {"detail": "Request was throttled."})
