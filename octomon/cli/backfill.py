@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from octomon.cli import ui
-from octomon.clock import utcnow
+from octomon.clock import command_now, utcnow
 from octomon.errors import ExitCode
 from octomon.readings import format_time
 
@@ -88,7 +88,7 @@ def backfill(
     env_file: ui.EnvFileOption = None,
 ) -> None:
     """Fetch history at 10-second resolution and store it like live data (see HELP)."""
-    now = utcnow()
+    now = command_now()
     start = parse_date("--since", since)
     end = parse_date("--until", until) if until is not None else now
     if end > now:

@@ -31,9 +31,9 @@ def reconcile(
 ) -> None:
     """Settled consumption against the Home Mini, per UK day."""
     from octomon.billing import reconcile as core
-    from octomon.clock import utcnow
+    from octomon.clock import command_now, utcnow
 
-    now = utcnow()
+    now = command_now()
     first, last = ui.uk_days(since, until, now)
     settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))
 

@@ -44,7 +44,7 @@ def tariff(
     """The tariffs in force, standing charges, today's and tomorrow's unit rates (UK time)
     and the cheapest 1 h, 2 h and 3 h windows still ahead."""
     from octomon.billing.tariff_report import report
-    from octomon.clock import utcnow
+    from octomon.clock import command_now
 
     groups = ["octopus", "tariff", "cache"] + (["influx"] if since else [])
     day: date | None = None
@@ -54,7 +54,7 @@ def tariff(
         except ValueError:
             ui.fail(f"--since {since!r}: not a date (YYYY-MM-DD)", None, ExitCode.CONFIG)
     settings = ui.load_settings(ctx, env_file, groups, require=["INFLUXDB_URL"] if since else [])
-    now = utcnow()
+    now = command_now()
     if day is not None and day > now.date():
         ui.fail(f"--since {since}: in the future", None, ExitCode.CONFIG)
     result = report(settings, now, day)

@@ -65,7 +65,7 @@ def monitor_for(
         poll_interval_seconds=poll,
         health_check_seconds=30,
         octopus_gas=gas,
-        **influx,  # type: ignore[arg-type]
+        **influx,
     )
     monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=Quiet())
     monitor.start(clock())

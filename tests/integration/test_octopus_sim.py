@@ -29,6 +29,7 @@ from octomon.readings import Reading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
 from octomon.state import StateStore
 from tests.helpers.clock import ManualClock as Clock
+from tests.helpers.sim_faults import FaultySim
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sim(clock: Clock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
+    return FaultySim(clock=clock)
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def make(server: SimServer, clock: Clock, budget: Budget, **kwargs: object) -> O
         "clock": clock,
     }
     params.update(kwargs)
-    return OctopusClient(**params)  # type: ignore[arg-type]
+    return OctopusClient(**params)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, compare_db
 from tests.helpers.services import VictoriaMetrics
+from tests.helpers.sim_faults import FaultySim
 from tests.integration.test_run_sim import Recorder
 
 pytestmark = pytest.mark.integration
@@ -143,7 +144,7 @@ def influx(vm: VictoriaMetrics) -> dict[str, object]:
 
 @pytest.fixture
 def served() -> Iterator[tuple[SimHomeMini, SimServer]]:
-    sim = SimHomeMini(rate_limit_per_hour=200)
+    sim = FaultySim(rate_limit_per_hour=200)
     with SimServer(sim) as server:
         yield sim, server
 
