@@ -31,7 +31,7 @@ def reconcile(
 ) -> None:
     """Settled consumption against the Home Mini, per UK day."""
     from octomon.billing import reconcile as core
-    from octomon.clock import command_now, utcnow
+    from octomon.clock import command_now
 
     now = command_now()
     first, last = ui.uk_days(since, until, now)
