@@ -41,7 +41,7 @@ VERSION = 1
 
 # Written only when set (most files never hold them).
 _OPTIONAL_INSTANTS = ("gas_cursor", "gas_newest", "gas_absent_at", "first_window_start")
-_OPTIONAL_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial", "gas_absent")
+_OPTIONAL_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial", "gas_units", "gas_absent")
 _TIMES = (
     "cursor",
     "refresh_expires_at",
@@ -118,6 +118,7 @@ class State:
     gas_device_id: str | None = None
     gas_mprn: str | None = None
     gas_serial: str | None = None
+    gas_units: str | None = None  # its consumptionUnits (settled gas is in these units)
     # "No gas" as the account said it (octomon.octopus.gas: none, unsupported), and when.
     gas_absent: str | None = None
     gas_absent_at: datetime | None = None

@@ -142,6 +142,8 @@ class Wiring:
             gas_absent=_known_no_gas(self.known) if daemon else None,
             calorific_value=s.gas_calorific_value,
         )
+        if not daemon:
+            client.announce = logging.DEBUG
         self._built["octopus"] = client
         return client
 
@@ -152,6 +154,12 @@ class Wiring:
         client = RestClient.from_settings(self.settings, self.budget, self.clock)
         self._built["rest"] = client
         return client
+
+    @property
+    def api_calls(self) -> int:
+        """Requests the REST and GraphQL clients made (those built)."""
+        octopus = self._built.get("octopus")
+        return self.rest_calls + (int(octopus.http.calls) if octopus is not None else 0)
 
     @property
     def rest_calls(self) -> int:
@@ -245,7 +253,7 @@ class Wiring:
 
     def settled_job(self, parts: Parts) -> SettledJob:
         """Settled consumption and reconciliation (SPEC §10): at start, then its own schedule."""
-        from octomon.billing.settled import known_meters
+        from octomon.billing.settled import known_meters, units_from_state
         from octomon.daemon.jobs import SettledJob
         from octomon.readings import calorific
 
@@ -259,6 +267,7 @@ class Wiring:
             policy=parts.policy,
             emit=parts.alerts.emit,
             calorific_value=calorific(self.settings.gas_calorific_value),
+            units=units_from_state(self.state),
         )
 
     def gas_job(self, parts: Parts) -> GasJob:
@@ -387,9 +396,9 @@ def _known_gas_meter(state: State) -> GasMeter | None:
     """The gas meter found by an earlier run (state.json): a restart costs no discovery."""
     from octomon.octopus.gas import GasMeter
 
-    if not state.gas_device_id:
+    if not state.gas_device_id or not state.gas_units:  # units unknown: found again, once
         return None
-    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial)
+    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial, state.gas_units)
 
 
 def _known_no_gas(state: State) -> tuple[str, datetime] | None:

@@ -10,9 +10,14 @@ from typing import TYPE_CHECKING
 
 from octomon.billing.costs import EXPORT, GAS, IMPORT, MISSING, CostReport, costs
 from octomon.octopus.pricebook import TariffBook
+from octomon.units import GAS as GAS_FUEL
 
 if TYPE_CHECKING:
+    from octomon.billing.settled import SettledData, Units
     from octomon.config import Settings
+    from octomon.octopus.consumption import Meter
+    from octomon.octopus.gas import GasMeter
+    from octomon.wiring import Wiring
 
 
 @dataclass
@@ -25,6 +30,7 @@ class Bill:
     api_calls: int = 0
     errors: list[str] = field(default_factory=list)  # fetches that failed (answered from files)
     unpriced: list[str] = field(default_factory=list)  # meter points whose rates can't be had
+    unconverted: list[str] = field(default_factory=list)  # gas meters in units not known
 
     def empty_days(self) -> list[date]:
         """Asked days with nothing known for any fuel (``costs`` exits 1 for these)."""
@@ -70,10 +76,12 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
                 last,
                 now,
                 calorific(settings.gas_calorific_value),
+                command_units(wiring, errors),
             )
         except OctopusError as exc:
             errors.append(f"settled consumption: {exc.message}")
             settled = settled_store.load()
+            settled.calorific_value = calorific(settings.gas_calorific_value)
     finally:
         wiring.close()
     wanted = [
@@ -82,4 +90,49 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
         if any(p.series == s for p in book.points) and s not in unpriced
     ]
     report = costs(days(first, last), wanted or [IMPORT], book, settled, Tally(cache_dir).load())
-    return Bill(first, last, report, client.calls, errors, list(unpriced.values()))
+    return Bill(
+        first,
+        last,
+        report,
+        wiring.api_calls,
+        errors,
+        list(unpriced.values()),
+        unconverted(settled),
+    )
+
+
+def command_units(wiring: Wiring, errors: list[str]) -> Units:
+    """A meter's unit for ``costs``: electricity kWh; gas as the daemon's discovery kept it
+    in ``state.json``, else asked once of the GraphQL account (its ``consumptionUnits``;
+    two requests: a token and the account). A failure leaves it unknown and is reported."""
+    from octomon.billing.settled import units_from_state
+    from octomon.errors import OctopusError
+
+    from_state = units_from_state(wiring.state)
+    asked: list[GasMeter | None] = []
+
+    def unit(meter: Meter) -> str | None:
+        said = from_state(meter)
+        if said is not None or meter.fuel != GAS_FUEL or wiring.settings.octopus_gas == "off":
+            return said
+        if not asked:
+            try:
+                asked.append(wiring.octopus.gas())
+            except OctopusError as exc:
+                errors.append(f"gas meter's units: {exc.message}")
+                asked.append(None)
+        found = asked[0]
+        return found.units if found is not None and found.serial == meter.serial else None
+
+    return unit
+
+
+def unconverted(settled: SettledData) -> list[str]:
+    """One line per gas meter whose settled values octomon cannot turn into kWh."""
+    return [
+        f"gas meter {m.meter.serial} reports in {m.unit!r}, which octomon does not convert"
+        if m.unit is not None
+        else f"the units of gas meter {m.meter.serial} are not known (the Octopus API has "
+        "not said them)"
+        for m in settled.unknown_units()
+    ]

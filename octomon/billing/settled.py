@@ -2,7 +2,11 @@
 and filling it for the commands (``reconcile``, ``costs``).
 
 For the commands (``reconcile``, ``costs``): they answer from here without an API call, and
-the daemon alerts from here whichever process fetched the data. Not the InfluxDB replay log
+the daemon alerts from here whichever process fetched the data. Values are kept as the API
+gave them, in the meter's unit (SPEC §10: electricity kWh; gas kWh or m³, the GraphQL
+meter's ``consumptionUnits``): m³ becomes kWh with ``GAS_CALORIFIC_VALUE`` when it is
+priced or reported, never when kept, so a corrected calorific value re-prices the past. A
+unit octomon does not know is kept, and named, never guessed. Not the InfluxDB replay log
 (the API is): this file only remembers the last :data:`KEEP` of half-hours per meter.
 Read-modify-write under ``CACHE_DIR/settled.lock``, replaced atomically, 0600.
 """
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 from octomon import jsonfile
 from octomon.errors import NotFound
 from octomon.jsonfile import JsonFile, Kind
-from octomon.octopus.consumption import Meter, Rest, discover, fetch, gas_kwh, meters_of
-from octomon.readings import format_time
+from octomon.octopus.consumption import Meter, Rest, discover, fetch, meters_of
+from octomon.octopus.gas import KWH, M3, unit_of
+from octomon.readings import energy_kwh, format_time, volume_m3
 from octomon.uktime import days, half_hours, uk_day, uk_midnight
 from octomon.units import ELECTRICITY, GAS
 
 if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient
+    from octomon.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +48,49 @@ _VERSION = 1
 @dataclass
 class MeterData:
     meter: Meter
-    values: dict[datetime, float]  # UTC half-hour start -> kWh
+    values: dict[datetime, float]  # UTC half-hour start -> the API's value, in ``unit``
     checked_at: datetime | None = None  # the last time the API was asked
-    volumes: dict[datetime, float] = field(default_factory=dict)  # gas: m³ as the API said
+    unit: str | None = KWH  # kWh or m³ (gas: consumptionUnits); else not known or not ours
     checked_from: datetime | None = None  # ... from here to checked_at (None: unknown)
+
+    @property
+    def usable(self) -> bool:
+        return self.unit in (KWH, M3)
 
 
 class SettledData:
     """What was fetched, per meter: ``settled_kwh(half_hour)``, UK days, completeness."""
 
-    def __init__(self, meters: dict[str, MeterData] | None = None) -> None:
+    def __init__(
+        self, meters: dict[str, MeterData] | None = None, calorific_value: Decimal = DEFAULT_CV
+    ) -> None:
         self.meters = meters or {}
+        self.calorific_value = calorific_value  # GAS_CALORIFIC_VALUE, applied when read
         self._order: dict[tuple[object, ...], list[MeterData]] = {}
 
     def of(self, fuel: str = ELECTRICITY, direction: str = "import") -> list[MeterData]:
+        """The meters of a fuel and direction whose unit octomon knows."""
         return [
             m
             for m in self.meters.values()
-            if m.meter.fuel == fuel and m.meter.direction == direction
+            if m.meter.fuel == fuel and m.meter.direction == direction and m.usable
         ]
+
+    def unknown_units(self) -> list[MeterData]:
+        """Meters with values in a unit octomon does not know (named by the callers)."""
+        return [m for m in self.meters.values() if m.values and not m.usable]
+
+    def kwh(self, m: MeterData, value: float) -> float:
+        """One of ``m``'s values as kWh (m³ with the calorific value and volume correction)."""
+        if m.unit == M3:
+            return float(energy_kwh(Decimal(repr(value)), self.calorific_value))
+        return value
+
+    def m3(self, m: MeterData, value: float) -> float:
+        """One of a gas meter's values as m³ (kWh the other way round)."""
+        if m.unit == M3:
+            return value
+        return float(volume_m3(Decimal(repr(value)), self.calorific_value))
 
     def settled_kwh(
         self, half_hour: datetime, fuel: str = ELECTRICITY, direction: str = "import"
@@ -72,8 +102,8 @@ class SettledData:
         the newest settled half-hour, the one the smart meter's telemetry comes from)."""
         per_point: dict[str, float] = {}
         for m in self._current_first(fuel, direction):
-            if half_hour in m.values:
-                per_point.setdefault(m.meter.point, m.values[half_hour])
+            if half_hour in m.values and m.meter.point not in per_point:
+                per_point[m.meter.point] = self.kwh(m, m.values[half_hour])
         return sum(per_point.values()) if per_point else None
 
     def _current_first(self, fuel: str, direction: str) -> list[MeterData]:
@@ -118,23 +148,22 @@ class SettledStore:
         meter: Meter,
         values: dict[datetime, float],
         checked_at: datetime,
-        volumes: dict[datetime, float] | None = None,
+        unit: str | None = KWH,
         checked_from: datetime | None = None,
     ) -> SettledData:
-        """Merge fetched half-hours (kWh; gas also m³) in, under the lock; OSError if not
-        written."""
+        """Merge fetched half-hours (as the API gave them, in ``unit``; None: the unit is not
+        known yet) in, under the lock; OSError if not written."""
 
         def merge(data: SettledData) -> None:
-            entry = data.meters.setdefault(meter.key, MeterData(meter, {}))
+            entry = data.meters.setdefault(meter.key, MeterData(meter, {}, unit=unit))
             entry.meter = meter
             entry.checked_at = checked_at
             entry.checked_from = checked_from
+            entry.unit = unit if unit is not None else entry.unit
             entry.values.update(values)
-            entry.volumes.update(volumes or {})
             if entry.values:
                 horizon = max(entry.values) - KEEP
                 entry.values = {k: v for k, v in sorted(entry.values.items()) if k >= horizon}
-                entry.volumes = {k: v for k, v in sorted(entry.volumes.items()) if k >= horizon}
 
         return self.file.update(merge)[0]
 
@@ -149,8 +178,8 @@ def _encode(data: SettledData) -> dict[str, Any]:
             "serial": m.meter.serial,
             "checked_at": format_time(m.checked_at) if m.checked_at else None,
             "checked_from": format_time(m.checked_from) if m.checked_from else None,
+            "unit": m.unit,
             "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
-            "volumes": {format_time(k): v for k, v in sorted(m.volumes.items())},
         }
     return {"meters": meters}
 
@@ -170,12 +199,16 @@ def _decode(obj: dict[str, Any]) -> SettledData:
         meter = Meter(*(jsonfile.text(m[k], k) for k in ("fuel", "direction", "point", "serial")))
         checked = m.get("checked_at")
         at = jsonfile.instant(checked) if checked is not None else None
-        volumes = halves(m.get("volumes", {}), "volumes")
         since = m.get("checked_from")
         since_at = jsonfile.instant(since) if since is not None else None
-        meters[str(key)] = MeterData(
-            meter, halves(m["half_hours"], "half_hours"), at, volumes, since_at
-        )
+        values = halves(m["half_hours"], "half_hours")
+        if "unit" in m:
+            unit = jsonfile.text(m["unit"], "unit") if m["unit"] is not None else None
+        elif meter.fuel == GAS:  # before units were kept: kWh at 39.5, the m³ as "volumes"
+            unit, values = M3, halves(m.get("volumes", {}), "volumes")
+        else:
+            unit = KWH
+        meters[str(key)] = MeterData(meter, values, at, unit, since_at)
     return SettledData(meters)
 
 
@@ -190,19 +223,41 @@ KIND: Kind[SettledData] = Kind(
 )
 
 
+Units = Callable[[Meter], str | None]  # a meter's unit as the API names it (None: unknown)
+
+
+def electricity_in_kwh(meter: Meter) -> str | None:
+    """The unit rule without a gas meter known: electricity is kWh; gas is not known."""
+    return KWH if meter.fuel == ELECTRICITY else None
+
+
+def units_from_state(store: StateStore) -> Units:
+    """The units the daemon's gas discovery kept in ``state.json`` (its smart gas meter's
+    ``consumptionUnits``); electricity is kWh."""
+
+    def unit(meter: Meter) -> str | None:
+        if meter.fuel == ELECTRICITY:
+            return KWH
+        state = store.load()
+        return state.gas_units if state.gas_serial == meter.serial else None
+
+    return unit
+
+
 def keep(
     settled: SettledStore,
     meter: Meter,
     values: dict[datetime, float],
     now: datetime,
-    calorific_value: Decimal,
+    units: Units = electricity_in_kwh,
     since: datetime | None = None,
 ) -> SettledData:
-    """Into ``settled.json``: kWh (a gas meter's m³ converted, and kept as they were), and
-    that ``[since, now)`` was asked at ``now``."""
-    if meter.fuel == GAS:
-        return settled.add(meter, gas_kwh(values, calorific_value), now, values, since)
-    return settled.add(meter, values, now, None, since)
+    """Into ``settled.json`` as the API gave them, with the meter's unit (``kWh``, ``m³``, a
+    unit octomon does not know as it was said, or None while not known), and that
+    ``[since, now)`` was asked at ``now``."""
+    said = units(meter)
+    unit = unit_of(said) or said
+    return settled.add(meter, values, now, unit, since)
 
 
 def absent(data: SettledData, meter: Meter, now: datetime) -> bool:
@@ -229,6 +284,7 @@ def fill(
     until: date,
     now: datetime,
     calorific_value: Decimal = DEFAULT_CV,
+    units: Units = electricity_in_kwh,
 ) -> tuple[SettledData, int]:
     """``octomon reconcile``/``costs``: fetch the settled UK days in ``[since, until]`` the
     file lacks, before today, in one request per meter. A settled day is never asked again;
@@ -237,6 +293,7 @@ def fill(
     ``rest`` makes the client when a request is needed (none: no ``requests`` import).
     Returns the data and the number of meters asked; raises the Octopus errors."""
     data = settled.load()
+    data.calorific_value = calorific_value
     asked = 0
     today = uk_day(now)
     for meter in meters:
@@ -262,7 +319,8 @@ def fill(
             values = fetch(rest(), meter, lo, min(hi, now))
         except NotFound:
             values = {}  # remembered as absent for a day
-        data = keep(settled, meter, values, now, calorific_value, lo)
+        data = keep(settled, meter, values, now, units, lo)
+        data.calorific_value = calorific_value
     return data, asked
 
 

@@ -46,6 +46,8 @@ def costs(
     result = bill(settings, first, last, now)
     for error in result.errors:
         ui.warn(f"could not fetch the {error}; answering from what CACHE_DIR keeps")
+    for why in result.unconverted:
+        ui.warn(f"{why}: its gas is not in the costs")
     for why in result.unpriced:
         ui.warn(f"{why}; not in the costs, the other meter points are priced")
     if as_json:
@@ -125,6 +127,7 @@ def _obj(b: "Bill") -> dict[str, Any]:
         "api_calls": b.api_calls,
         "errors": b.errors,
         "unpriced": b.unpriced,
+        "unconverted": b.unconverted,
     }
 
 

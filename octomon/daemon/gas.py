@@ -192,10 +192,11 @@ class GasJob:
         def mutate(state: State) -> None:
             cursor(state)
             if meter is not None:
-                state.gas_device_id, state.gas_mprn, state.gas_serial = (
+                state.gas_device_id, state.gas_mprn, state.gas_serial, state.gas_units = (
                     meter.device_id,
                     meter.mprn,
                     meter.serial,
+                    meter.units,
                 )
             state.gas_today = today
             if meter is not None:

@@ -33,7 +33,16 @@ from typing import TYPE_CHECKING
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
 from octomon.billing.reconcile import day_report, half_hour_recons
-from octomon.billing.settled import DEFAULT_CV, SettledData, SettledStore, _day_in, absent, keep
+from octomon.billing.settled import (
+    DEFAULT_CV,
+    SettledData,
+    SettledStore,
+    Units,
+    _day_in,
+    absent,
+    electricity_in_kwh,
+    keep,
+)
 from octomon.billing.tariffs import PUBLISH, TariffRun, Tariffs
 from octomon.errors import InfluxError, NotFound
 from octomon.latch import Latch
@@ -44,6 +53,7 @@ from octomon.state import SettledCursors, State, StateStore
 from octomon.store import points
 from octomon.store.tally import Tally
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
+from octomon.units import GAS
 
 if TYPE_CHECKING:
     from octomon.daemon.status import Status
@@ -177,6 +187,7 @@ class SettledJob:
         emit: Callable[[Sequence[Alert]], None],
         max_meters: int = 3,
         calorific_value: Decimal = DEFAULT_CV,
+        units: Units = electricity_in_kwh,
     ) -> None:
         self.rest = rest
         self.discover = meters
@@ -187,6 +198,7 @@ class SettledJob:
         self.policy = policy
         self.emit = emit
         self.calorific_value = calorific_value
+        self.units = units
         self.max_calls = 1 + max_meters  # account discovery, then one request per meter
         self._meters: list[Meter] | None = None
         self._fetch_at: datetime | None = None  # None: fetch at the next run
@@ -236,7 +248,7 @@ class SettledJob:
                     )
                     self.settled.add(meter, {}, now, None, since)  # the meter stays known
                     continue
-                data = keep(self.settled, meter, values, now, self.calorific_value, since)
+                data = keep(self.settled, meter, values, now, self.units, since)
                 if values:
                     moved[meter.key] = max(values) + HALF_HOUR
                     log.info(
@@ -271,15 +283,21 @@ class SettledJob:
         (no sink) keeps only the file, and the written cursor follows the fetched one.
         """
         data = self.settled.load()
+        data.calorific_value = self.calorific_value
         cursors = self.store.load().settled
         lines: list[str] = []
         moved: dict[str, datetime] = {}
         for key, entry in data.meters.items():
+            if not entry.usable:  # written once its unit is known (named at the fetch)
+                continue
             since = cursors.written.get(key)
             new = {k: v for k, v in entry.values.items() if since is None or k >= since}
             if new:
+                gas = entry.meter.fuel == GAS
                 lines += [
-                    settled_line(entry.meter, k, v, entry.volumes.get(k))
+                    settled_line(
+                        entry.meter, k, data.kwh(entry, v), data.m3(entry, v) if gas else None
+                    )
                     for k, v in sorted(new.items())
                 ]
                 moved[key] = max(new) + HALF_HOUR

@@ -28,11 +28,23 @@ NOTES = {
 }
 
 
+KWH = "kWh"
+M3 = "m³"
+_UNITS = {"kwh": KWH, "m³": M3, "m3": M3}
+
+
+def unit_of(text: str | None) -> str | None:
+    """A ``consumptionUnits`` as octomon names it (``kWh`` or ``m³``); None when it is not one
+    of those (the caller names it rather than guess)."""
+    return _UNITS.get(text.strip().lower()) if text else None
+
+
 @dataclass(frozen=True)
 class GasMeter:
     device_id: str
     mprn: str | None
     serial: str | None
+    units: str | None = None  # consumptionUnits as the API said it: settled data's unit
 
 
 def smart_gas_meter(account: dict[str, Any]) -> GasMeter | None:
@@ -42,7 +54,10 @@ def smart_gas_meter(account: dict[str, Any]) -> GasMeter | None:
         device = text_value(smart.get("deviceId")) if isinstance(smart, dict) else None
         if device:
             return GasMeter(
-                device, text_value(point.get("mprn")), text_value(meter.get("serialNumber"))
+                device,
+                text_value(point.get("mprn")),
+                text_value(meter.get("serialNumber")),
+                text_value(meter.get("consumptionUnits")),
             )
     return None
 

@@ -108,6 +108,8 @@ class OctopusClient:
             said = gas_absent[1].date().isoformat()
             log.info("%s (as the account said on %s)", gas.NOTES[self.gas_status], said)
         self.calorific_value = calorific(calorific_value)
+        # What discovery found is news in the daemon's log; a command says it itself.
+        self.announce = logging.INFO
         self._legacy = False  # the server lacks costDeltaWithTax/export
         self.http = Transport(api_url, budget, clock, timeout, session)
         self.tokens = Tokens(
@@ -196,14 +198,15 @@ class OctopusClient:
         self.gas_status, self.gas_meter = status, meter
         self.gas_checked_at = self.clock()
         if meter is not None:
-            log.info(
+            log.log(
+                self.announce,
                 "Octopus gas device %s chosen (smart gas meter %s, MPRN %s)",
                 meter.device_id,
                 meter.serial or "?",
                 meter.mprn or "?",
             )
         else:
-            log.info("%s", gas.NOTES[status])
+            log.log(self.announce, "%s", gas.NOTES[status])
 
     def _account(self, data: dict[str, Any]) -> dict[str, Any]:
         account = data.get("account")
@@ -236,9 +239,13 @@ class OctopusClient:
             raise NoDevice(f"No smart devices found on account {self.account_number}", DEVICE_HINT)
         chosen = candidates[0]
         self.other_devices = list(dict.fromkeys(d for d in every if d != chosen))
-        log.info("Octopus device %s chosen (smart electricity meter)", chosen)
+        log.log(self.announce, "Octopus device %s chosen (smart electricity meter)", chosen)
         if self.other_devices:
-            log.info("other smart devices on the account: %s", ", ".join(self.other_devices))
+            log.log(
+                self.announce,
+                "other smart devices on the account: %s",
+                ", ".join(self.other_devices),
+            )
         return chosen
 
     def telemetry(

@@ -99,6 +99,18 @@ class SimSettled:
         wh = gas_model(self.sim.seed).day(day).wh[offset // HALF_HOUR]
         return volume_m3(Decimal(wh) / 1000, CALORIFIC_VALUE).quantize(Decimal("0.001"))
 
+    def gas_kwh(self, start: datetime) -> Decimal:
+        """The gas meter's kWh for the half-hour at ``start`` (a SMETS1 meter reports energy),
+        to 3 decimal places."""
+        t = int(start.timestamp())
+        day, offset = divmod(t - t % HALF_HOUR, _DAY)
+        wh = gas_model(self.sim.seed).day(day).wh[offset // HALF_HOUR]
+        return (Decimal(wh) / 1000).quantize(Decimal("0.001"))
+
+    def gas_value(self, start: datetime) -> Decimal:
+        """What the gas meter's consumption endpoint says: in its ``consumptionUnits``."""
+        return self.gas_kwh(start) if self.sim.gas_units == "kWh" else self.gas_m3(start)
+
     def available_until(self, now: datetime) -> datetime:
         """The end of the newest settled half-hour at ``now``: the end of yesterday (UK),
         once ``delay`` has passed since UK midnight; else the end of the day before."""
@@ -166,7 +178,7 @@ class SimSettled:
         return json_answer(200, body)
 
     def _row(self, kind: str, serial: str, start: datetime) -> dict[str, Any]:
-        value = self.gas_m3(start) if kind == "gas" else self.kwh(start)
+        value = self.gas_value(start) if kind == "gas" else self.kwh(start)
         if self.sim.record:
             self.served[(serial, start)] = float(value)
         return {

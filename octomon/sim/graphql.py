@@ -169,6 +169,9 @@ class SimHomeMini:
         self.legacy_schema = False
         self.no_device = False
         self.no_gas = False
+        # The gas meter's consumptionUnits, and so its settled data's unit: "m³" (SMETS2, the
+        # usual) or "kWh" (SMETS1, OCTOPUS_REST.md §4).
+        self.gas_units = "m³"
         self.no_gas_schema = False
         self.gas_served: dict[datetime, dict[str, str | None]] = {}
         self._gas = gas_model(seed)
@@ -391,7 +394,7 @@ class SimHomeMini:
         old = {"serialNumber": GAS_SERIAL_OLD, "consumptionUnits": "m³", "smartGasMeter": None}
         smart = {
             "serialNumber": GAS_SERIAL,
-            "consumptionUnits": "m³",
+            "consumptionUnits": self.gas_units,
             "smartGasMeter": {"deviceId": self.gas_device_id},
         }
         return {"meterPoint": {"mprn": MPRN, "meters": [old, smart]}}

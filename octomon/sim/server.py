@@ -126,9 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="household seed (default 1)")
     parser.add_argument("--rate-limit-per-hour", type=int, default=100)
     parser.add_argument("--late-uploads", action="store_true", help="enable late upload bursts")
+    parser.add_argument(
+        "--gas-units",
+        choices=("m3", "kWh"),
+        default="m3",
+        help="the gas meter's settled units: m3 (SMETS2, default) or kWh (SMETS1)",
+    )
+    parser.add_argument("--economy7", action="store_true", help="an E-2R- (day/night) import")
+    parser.add_argument("--import-tariff", help="the import meter point on this tariff code")
+    parser.add_argument("--export-tariff", help="an export meter point on this tariff code")
     args = parser.parse_args(argv)
     sim = SimHomeMini(seed=args.seed, rate_limit_per_hour=args.rate_limit_per_hour, record=False)
     sim.late_uploads = args.late_uploads
+    sim.gas_units = "kWh" if args.gas_units == "kWh" else "m³"
+    sim.rest.economy7 = args.economy7
+    sim.rest.import_tariff = args.import_tariff
+    sim.rest.export_tariff = args.export_tariff
     try:
         server = SimServer(sim, port=args.port)
     except OSError as err:

@@ -42,7 +42,7 @@ def test_one_account_query_finds_both_fuels_and_picks_the_smart_gas_meter(
 ) -> None:
     client = client_for(server, clock)
     assert client.device() == DEFAULT_DEVICE_ID
-    assert client.gas() == GasMeter(GAS_DEVICE_ID, MPRN, GAS_SERIAL)
+    assert client.gas() == GasMeter(GAS_DEVICE_ID, MPRN, GAS_SERIAL, "m³")
     assert client.gas_status == gas.FOUND
     assert ops(sim) == ["token", "account"]
 

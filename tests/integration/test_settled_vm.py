@@ -86,6 +86,7 @@ class World:
         )
 
     def job(self, *meters: Meter) -> SettledJob:
+        gas_units = self.sim.gas_units  # what the GraphQL meter's consumptionUnits says
         return SettledJob(
             rest=self.rest(),
             meters=lambda: list(meters or [IMPORT]),
@@ -94,6 +95,7 @@ class World:
             sink=self.sink,
             policy=AlertPolicy(),
             emit=self.alerts,
+            units=lambda m: gas_units if m.fuel == "gas" else "kWh",
         )
 
     def backfill(self, since: datetime, until: datetime) -> None:
@@ -252,3 +254,19 @@ def test_gas_settled_in_cubic_metres_is_stored_as_kwh_and_volume(
         assert Decimal(str(volume[t])) == m3
         want = m3 * Decimal("1.02264") * Decimal("39.5") / Decimal("3.6")
         assert abs(Decimal(str(kwh[t])) - want) < Decimal("1e-9")
+
+
+def test_gas_settled_in_kwh_smets1_is_stored_as_kwh_and_volume(
+    world: World, victoria: VictoriaMetrics
+) -> None:
+    world.sim.gas_units = "kWh"  # a SMETS1 meter: the endpoint answers energy
+    world.job(IMPORT, GAS).run(world.clock())
+    volume = export(victoria, "energy_settled_volume", wait_for=7 * 48)
+    kwh = export(victoria, 'energy_settled_consumption{fuel="gas"}', wait_for=7 * 48)
+    assert len(volume) == len(kwh) == 7 * 48
+    for hh in half_hours(date(2026, 11, 30)):
+        t = int(hh.timestamp())
+        energy = world.sim.settled.gas_kwh(hh)
+        assert Decimal(str(kwh[t])) == energy  # as the meter said: not converted again
+        want = energy * Decimal("3.6") / (Decimal("1.02264") * Decimal("39.5"))
+        assert abs(Decimal(str(volume[t])) - want) < Decimal("1e-9")
