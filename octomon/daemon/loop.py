@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from octomon.daemon.jobs import LineSink, SettledJob, TariffsJob
     from octomon.octopus.gas import GasMeter
     from octomon.octopus.graphql import OctopusClient
+    from octomon.publish.feed import Feed
     from octomon.state import State
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,11 @@ def build_monitor(
         stop=stop,
     )
     monitor.device_id = settings.octopus_device_id or state.device_id
+    feed = _outputs(settings)  # SPEC §13: MQTT and /metrics; None when both are off
+    if feed is not None:
+        monitor.tally = feed.recorder(monitor.tally)  # every durable store, gas included
+        monitor.status_fillers.append(feed.fill)  # after each cycle: publish
+        monitor.closers.append(feed.close)
     offset = installation_offset(settings.octopus_account_number)
     monitor.scheduler = Scheduler(budget, offset=offset, headroom=JOB_HEADROOM)
     # The scheduled jobs of other features register here: monitor.scheduler.add(SomeJob(...))
@@ -134,6 +140,15 @@ def build_monitor(
         # At start (its first anchor is now - offset), then every interval at the offset.
         monitor.scheduler.add(_gas_job(settings, monitor, client, store), clock() - offset)
     return monitor
+
+
+def _outputs(settings: Settings) -> Feed | None:
+    """The outputs beyond InfluxDB; paho and prometheus_client are imported only if set."""
+    if not (settings.mqtt_url or settings.http_listen):
+        return None
+    from octomon.publish import build
+
+    return build(settings)
 
 
 def _known_gas_meter(state: State) -> GasMeter | None:

@@ -155,6 +155,7 @@ class Monitor:
         self.scheduler: Scheduler | None = None
         # What the jobs add to the status (gas today, the price now): fill(status, now).
         self.status_fillers: list[Callable[[Status, datetime], None]] = []
+        self.closers: list[Callable[[], None]] = []  # the outputs (SPEC §13), after the status
         # The SPEC §4.1 rules (window, settling, the overlap's memory) live in Cursor.
         self.stream = Cursor(overlap=OVERLAP, first_lookback=FIRST_LOOKBACK)
         self.device_id: str | None = None
@@ -255,7 +256,7 @@ class Monitor:
         try:
             self.alerter.close(alert_timeout)
         finally:
-            closers: list[Callable[[], None]] = [self.client.close]
+            closers: list[Callable[[], None]] = [*self.closers, self.client.close]
             if self.writer.sink is not None:
                 closers.append(self.writer.sink.close)
             for close in closers:
@@ -560,6 +561,7 @@ class Monitor:
         status = self.status
         if status is not None:
             status.last_cycle_at = now
+            status.last_outcome = outcome.value
             status.stored_this_session += stored
             if outcome == OK and not renewed:  # a renewal fetched nothing: not a poll
                 status.last_good_cycle_at = now

@@ -1,0 +1,61 @@
+"""Outputs beyond InfluxDB (SPEC §13): the readings octomon already fetched, handed on.
+
+MQTT with Home Assistant discovery (:mod:`.mqtt`, ``MQTT_URL``) and ``/metrics``,
+``/health``, ``/ready`` (:mod:`.http`, ``HTTP_LISTEN``), both fed by :class:`.feed.Feed`
+after the durable store. Each is an optional extra of the package, imported only when its
+variable is set (``bench/startup.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from octomon.errors import ExitCode, OctomonError
+
+if TYPE_CHECKING:
+    from octomon.config import Settings
+    from octomon.publish.feed import Feed, Output
+
+
+class MissingExtra(OctomonError):
+    """An output is configured but its optional package is not installed."""
+
+    exit_code = ExitCode.CONFIG
+
+
+def _extra(variable: str, extra: str, module: str) -> None:
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtra(
+            f"{variable} is set but {module} is not installed: pip install 'octomon[{extra}]'"
+        )
+
+
+def check_extras(settings: Settings) -> None:
+    """Exit 2 with one line naming the extra when an output's package is missing."""
+    if settings.mqtt_url:
+        _extra("MQTT_URL", "mqtt", "paho.mqtt")
+    if settings.http_listen:
+        _extra("HTTP_LISTEN", "prometheus", "prometheus_client")
+
+
+def build(settings: Settings) -> Feed:
+    """The feed with the outputs the settings ask for (at least one is set)."""
+    from octomon.publish.feed import Feed
+
+    check_extras(settings)
+    outputs: list[Output] = []
+    if settings.http_listen:
+        from octomon.publish.http import HttpOutput
+
+        outputs.append(HttpOutput.start(settings.http_listen))
+    if settings.mqtt_url:
+        from octomon.publish.mqtt import MqttOutput
+
+        outputs.append(MqttOutput.from_settings(settings))
+    return Feed(outputs, settings.cache_dir, settings.gas_calorific_value)
