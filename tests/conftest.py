@@ -22,6 +22,9 @@ ISOLATED_PREFIXES = (
     "HEALTH_",
     "GAS_",
     "ECONOMY7_",
+    "MQTT_",
+    "HTTP_LISTEN",
+    "HA_DISCOVERY_",
 )
 
 

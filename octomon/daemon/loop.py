@@ -124,7 +124,7 @@ def build_monitor(
         stop=stop,
     )
     monitor.device_id = settings.octopus_device_id or state.device_id
-    feed = _outputs(settings)  # SPEC §13: MQTT and /metrics; None when both are off
+    feed = _outputs(settings, clock)  # SPEC §13: MQTT and /metrics; None when both are off
     if feed is not None:
         monitor.tally = feed.recorder(monitor.tally)  # every durable store, gas included
         monitor.status_fillers.append(feed.fill)  # after each cycle: publish
@@ -142,13 +142,13 @@ def build_monitor(
     return monitor
 
 
-def _outputs(settings: Settings) -> Feed | None:
+def _outputs(settings: Settings, clock: Clock) -> Feed | None:
     """The outputs beyond InfluxDB; paho and prometheus_client are imported only if set."""
     if not (settings.mqtt_url or settings.http_listen):
         return None
     from octomon.publish import build
 
-    return build(settings)
+    return build(settings, clock)
 
 
 def _known_gas_meter(state: State) -> GasMeter | None:

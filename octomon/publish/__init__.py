@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from octomon.errors import ExitCode, OctomonError
 
 if TYPE_CHECKING:
+    from octomon.clock import Clock
     from octomon.config import Settings
     from octomon.publish.feed import Feed, Output
 
@@ -44,7 +45,7 @@ def check_extras(settings: Settings) -> None:
         _extra("HTTP_LISTEN", "prometheus", "prometheus_client")
 
 
-def build(settings: Settings) -> Feed:
+def build(settings: Settings, clock: Clock) -> Feed:
     """The feed with the outputs the settings ask for (at least one is set)."""
     from octomon.publish.feed import Feed
 
@@ -53,7 +54,7 @@ def build(settings: Settings) -> Feed:
     if settings.http_listen:
         from octomon.publish.http import HttpOutput
 
-        outputs.append(HttpOutput.start(settings.http_listen))
+        outputs.append(HttpOutput.start(settings.http_listen, clock))
     if settings.mqtt_url:
         from octomon.publish.mqtt import MqttOutput
 

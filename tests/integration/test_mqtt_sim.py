@@ -54,7 +54,7 @@ SPEC_KEYS = {
 
 
 def check_ha_config(topic: str, config: dict[str, object]) -> None:
-    assert SPEC_KEYS <= set(config), (topic, SPEC_KEYS - set(config))
+    assert set(config) >= SPEC_KEYS, (topic, SPEC_KEYS - set(config))
     dc = config.get("device_class")
     assert dc in HA_STATE_CLASSES, (topic, dc)
     assert config["state_class"] in HA_STATE_CLASSES[dc], (topic, dc, config["state_class"])
