@@ -326,7 +326,7 @@ def load(
             sources[f.name] = source
 
     def missing(name: str, why: str) -> None:
-        if not any(p.startswith(f"{name}=") for p in problems):
+        if not any(p.startswith((f"{name}=", f"{name}_FILE=", f"{name} and ")) for p in problems):
             problems.append(f"{name} is required ({why})")
 
     if "OCTOPUS_API_KEY" in checked and not values.get("octopus_api_key"):

@@ -280,3 +280,59 @@ class MqttOutput:
 
 def _encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def check(settings: Settings, timeout: float = 10.0) -> str:
+    """``verify-config --online``: connect, publish to ``{prefix}/test``, disconnect."""
+    from octomon.errors import OctomonError
+
+    out = MqttOutput(
+        settings.mqtt_url or "",
+        prefix=settings.mqtt_topic_prefix,
+        ha_prefix=settings.ha_discovery_prefix,
+        ca_cert=settings.mqtt_ca_cert,
+    )
+    answered = threading.Event()
+    result: list[str] = []
+
+    def on_connect(client: mqtt.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
+        result.append("" if not reason.is_failure else str(reason))
+        answered.set()
+
+    client = out.client
+    client.on_connect = on_connect
+    client.on_connect_fail = lambda c, u: answered.set()
+    client.on_disconnect = None
+    client.on_message = None
+    try:
+        client.connect_timeout = timeout
+        client.connect(out.host, out.port, keepalive=30)
+        client.loop_start()
+        if not answered.wait(timeout):
+            raise OctomonError(f"MQTT broker {out.where}: no answer within {timeout:g} s")
+        if not result or result[0]:
+            reason = result[0] if result else "connection failed"
+            raise OctomonError(
+                f"MQTT broker {out.where} refused the connection ({reason})",
+                "check the user and password in MQTT_URL",
+            )
+        topic = f"{out.prefix}/test"
+        info = client.publish(topic, "octomon verify-config", qos=QOS)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise OctomonError(f"MQTT broker {out.where}: the test message was not acknowledged")
+        return f"connected to {out.where}, published to {topic}"
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise OctomonError(
+            f"MQTT broker {out.where}: cannot connect ({redact_reason(exc)})",
+            "is the broker running, and MQTT_URL right?",
+        ) from None
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def redact_reason(exc: BaseException) -> str:
+    from octomon.redact import scrub
+
+    return scrub(getattr(exc, "strerror", None) or str(exc))
