@@ -342,6 +342,10 @@ def load(
             missing("INFLUXDB_URL", "this command talks to InfluxDB")
     if "SLACK_WEBHOOK_URL" in require and not values.get("slack_webhook_url"):
         missing("SLACK_WEBHOOK_URL", "this command talks to Slack")
+    for name in rules.EXTRAS:  # an output without its package (SPEC §13)
+        if name in checked and values.get(name.lower()):
+            problem = rules.missing_extra(name)
+            problems += [problem] if problem else []
 
     warnings: list[str] = []
     key = values.get("octopus_api_key")

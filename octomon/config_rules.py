@@ -207,3 +207,24 @@ def read_secret_file(raw: str) -> str:
     except UnicodeDecodeError:
         raise ValueError("is not UTF-8 text") from None
     return text.removesuffix("\n").removesuffix("\r")
+
+
+# The outputs' optional packages (SPEC §13): variable -> (extra, module, its package).
+EXTRAS = {
+    "MQTT_URL": ("mqtt", "paho.mqtt", "paho-mqtt"),
+    "HTTP_LISTEN": ("prometheus", "prometheus_client", "prometheus-client"),
+}
+
+
+def missing_extra(name: str) -> str | None:
+    """The problem when ``name`` is set but its extra is not installed, else None."""
+    import importlib.util
+
+    extra, module, package = EXTRAS[name]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return f"{name} is set but {package} is not installed: pip install 'octomon[{extra}]'"

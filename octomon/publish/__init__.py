@@ -24,25 +24,14 @@ class MissingExtra(OctomonError):
     exit_code = ExitCode.CONFIG
 
 
-def _extra(variable: str, extra: str, module: str) -> None:
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise MissingExtra(
-            f"{variable} is set but {module} is not installed: pip install 'octomon[{extra}]'"
-        )
-
-
 def check_extras(settings: Settings) -> None:
     """Exit 2 with one line naming the extra when an output's package is missing."""
-    if settings.mqtt_url:
-        _extra("MQTT_URL", "mqtt", "paho.mqtt")
-    if settings.http_listen:
-        _extra("HTTP_LISTEN", "prometheus", "prometheus_client")
+    from octomon.config_rules import missing_extra
+
+    for name, value in (("MQTT_URL", settings.mqtt_url), ("HTTP_LISTEN", settings.http_listen)):
+        problem = missing_extra(name) if value else None
+        if problem:
+            raise MissingExtra(problem)
 
 
 def build(settings: Settings, clock: Clock) -> Feed:

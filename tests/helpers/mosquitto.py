@@ -7,6 +7,7 @@ every message it sees (retained ones included).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -37,6 +38,8 @@ class Mosquitto:
 
     def _config(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else it drops to `mosquitto`, who cannot read passwd
         if self.password:
             pwfile = self.work / "passwd"
             pwfile.write_text("")

@@ -5,6 +5,7 @@ own parser, and scraped by a real Prometheus where Debian's is installed."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -26,7 +27,7 @@ from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings
-from tests.helpers.services import free_port, need_binary
+from tests.helpers.services import free_port
 
 pytest.importorskip("prometheus_client", reason="the octomon[prometheus] extra is not installed")
 
@@ -153,7 +154,9 @@ scrape_configs:
 def test_a_real_prometheus_scrapes_octomon(
     tmp_path: Path, served: tuple[Monitor, str], clock: ManualClock
 ) -> None:
-    binary = need_binary("prometheus")
+    binary = shutil.which("prometheus")
+    if binary is None:  # optional even in CI (.ci/run installs it where Debian has it)
+        pytest.skip("prometheus is not installed (apt-get install prometheus)")
     monitor, base = served
     for _ in range(2):
         clock.now += timedelta(seconds=60)

@@ -55,7 +55,7 @@ def test_status_is_offline_after_kill9_and_after_sigterm(
                 lambda s: (s.get("outputs") or {}).get("mqtt", "").startswith("connected to"),
                 what="the MQTT output in status.json",
             )
-            code, took = daemon.term()
+            code, _ = daemon.term()
             assert code == 0, daemon.output()
             watcher.wait(status_is(b"offline"), timeout=5)  # said by octomon itself
             assert retained(broker, "octomon/status") == {"octomon/status": b"offline"}
