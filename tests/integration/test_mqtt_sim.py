@@ -178,3 +178,86 @@ def test_state_is_the_newest_stored_reading_and_discovery_is_valid(
         monitor.close(clock.now)
         watcher.close()
     assert retained(broker, "octomon/status")["octomon/status"] == b"offline"  # a clean stop
+
+
+@pytest.mark.integration
+def test_gas_prices_and_todays_figures_come_from_the_tally_and_the_tariffs(
+    tmp_path: Path, broker: Mosquitto, sim: SimHomeMini, server: SimServer, clock: ManualClock
+) -> None:
+    from octomon.billing.costs import IMPORT, day_cost
+    from octomon.billing.settled import SettledData
+    from octomon.billing.tariffs import TariffCache
+    from octomon.readings import calorific, volume_m3
+    from octomon.store.tally import GAS, Tally, half_hour_of
+    from octomon.uktime import uk_day, uk_midnight
+    from tests.helpers.daemon import cached_gas
+
+    settings = Settings(
+        octopus_api_key=sim.api_key,
+        octopus_account_number=sim.account_number,
+        octopus_api_url=server.url,
+        octopus_rest_url=server.rest_url,
+        cache_dir=tmp_path / "cache",
+        poll_interval_seconds=300,
+        mqtt_url=broker.url,
+    )
+    monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=_Quiet())
+    monitor.start(clock())
+    watcher = Watcher(broker)
+    try:
+        for _ in range(24):  # two hours: poll cycles, and the jobs (tariffs, gas) when due
+            while monitor.jobs_due(clock.now):
+                monitor.run_jobs(clock.now)
+            assert monitor.cycle(clock.now).ok
+            clock.now += timedelta(seconds=300)
+        clock.now -= timedelta(seconds=300)
+        elec, gas_id = monitor.device_id, sim.gas_device_id
+        newest = newest_stored(tmp_path / "cache")
+        gas_cached = cached_gas(tmp_path / "cache")
+        gas_newest = gas_cached[max(gas_cached)][0]
+        stamp = newest.read_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        e_topic, g_topic = f"octomon/{elec}/state", f"octomon/{gas_id}/state"
+        watcher.wait(
+            lambda m: (
+                e_topic in m
+                and g_topic in m
+                and json.loads(m[e_topic][0])["read_at"] == stamp
+                and json.loads(m[g_topic][0])["read_at"]
+                == gas_newest.read_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
+        )
+        state, gas = watcher.json(e_topic), watcher.json(g_topic)
+
+        tally = Tally(tmp_path / "cache").load()
+        midnight = uk_midnight(uk_day(clock.now))
+        today_e = sum(h.micro_kwh for h in tally.half_hours(since=midnight)) / 1e6
+        today_g = sum(h.micro_kwh for h in tally.half_hours(GAS, since=midnight)) / 1e6
+        cached = TariffCache(tmp_path / "cache").load()
+        assert cached is not None
+        price = cached.book.price_at(half_hour_of(clock.now))
+        assert price is not None
+        cost = day_cost(uk_day(clock.now), IMPORT, cached.book, SettledData(), tally).total
+        assert cost is not None
+
+        assert state["consumption_today_kwh"] == pytest.approx(today_e, abs=1e-9) and today_e > 0
+        assert state["unit_rate_gbp_per_kwh"] == float(price.unit_rate)
+        assert state["cost_today_gbp"] == float(cost)
+        assert gas["consumption_kwh"] == gas_newest.consumption
+        assert gas["consumption_today_kwh"] == pytest.approx(today_g, abs=1e-9) and today_g > 0
+        cv = calorific(settings.gas_calorific_value)
+        want_m3 = float(volume_m3(Decimal(str(gas["consumption_today_kwh"])), cv))
+        assert gas["volume_today_m3"] == want_m3
+
+        kept = retained(broker, f"homeassistant/sensor/octomon_{gas_id}/#")
+        configs = {t: json.loads(p) for t, p in kept.items()}
+        assert {t.split("/")[3] for t in configs} == {
+            "consumption",
+            "consumption_today",
+            "volume_today",
+        }
+        for topic, config in configs.items():
+            check_ha_config(topic, config)
+            assert config["state_topic"] == g_topic
+    finally:
+        monitor.close(clock.now)
+        watcher.close()
