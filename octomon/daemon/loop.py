@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from octomon.daemon.jobs import LineSink, SettledJob, TariffsJob
     from octomon.octopus.gas import GasMeter
     from octomon.octopus.graphql import OctopusClient
-    from octomon.publish.feed import Feed
     from octomon.state import State
 
 log = logging.getLogger(__name__)
@@ -77,6 +76,7 @@ def build_monitor(
     """
     from octomon.alerts.slack import Alerter
     from octomon.octopus.graphql import OctopusClient
+    from octomon.publish import build_outputs
     from octomon.store.cache import Cache
     from octomon.store.sync import sync
 
@@ -124,7 +124,7 @@ def build_monitor(
         stop=stop,
     )
     monitor.device_id = settings.octopus_device_id or state.device_id
-    feed = _outputs(settings, clock)  # SPEC §13: MQTT and /metrics; None when both are off
+    feed = build_outputs(settings, clock)  # SPEC §13: MQTT, /metrics; None when both off
     if feed is not None:
         monitor.tally = feed.recorder(monitor.tally)  # every durable store, gas included
         monitor.status_fillers.append(feed.fill)  # after each cycle: publish
@@ -140,15 +140,6 @@ def build_monitor(
         # At start (its first anchor is now - offset), then every interval at the offset.
         monitor.scheduler.add(_gas_job(settings, monitor, client, store), clock() - offset)
     return monitor
-
-
-def _outputs(settings: Settings, clock: Clock) -> Feed | None:
-    """The outputs beyond InfluxDB; paho and prometheus_client are imported only if set."""
-    if not (settings.mqtt_url or settings.http_listen):
-        return None
-    from octomon.publish import build
-
-    return build(settings, clock)
 
 
 def _known_gas_meter(state: State) -> GasMeter | None:

@@ -34,8 +34,11 @@ def check_extras(settings: Settings) -> None:
             raise MissingExtra(problem)
 
 
-def build(settings: Settings, clock: Clock) -> Feed:
-    """The feed with the outputs the settings ask for (at least one is set)."""
+def build_outputs(settings: Settings, clock: Clock) -> Feed | None:
+    """The feed with the outputs the settings ask for; None when neither is set (then
+    paho and prometheus_client are never imported)."""
+    if not (settings.mqtt_url or settings.http_listen):
+        return None
     from octomon.publish.feed import Feed
 
     check_extras(settings)
