@@ -69,7 +69,9 @@ class Field(NamedTuple):
     name: str
     parse: Callable[[str], Any]
     default: str | None = None
-    secret: str = ""  # "", "token" (sk_l…89ab) or "url" (scheme and host only)
+    # "", "token" (sk_l…89ab), "url" (shown as scheme and host only) or "login" (the same,
+    # but only the URL's password is the secret: a broker's address is no secret)
+    secret: str = ""
     help: str = ""
 
     @property
@@ -81,7 +83,7 @@ class Field(NamedTuple):
             return ""
         if self.secret == "token":
             return redact.mask(str(value))
-        if self.secret == "url":
+        if self.secret in ("url", "login"):
             return redact.mask_url(str(value))
         return str(value)
 
@@ -168,7 +170,10 @@ FIELDS: dict[str, Field] = {
             "HTTP_LISTEN", rules.listen, help="HOST:PORT for /metrics, /health, /ready; unset = off"
         ),
         Field(
-            "MQTT_URL", rules.mqtt_url, secret="url", help="mqtt(s)://[user[:password]@]host[:port]"
+            "MQTT_URL",
+            rules.mqtt_url,
+            secret="login",
+            help="mqtt(s)://[user[:password]@]host[:port]",
         ),
         Field("MQTT_TOPIC_PREFIX", rules.topic, "octomon", help="MQTT topic root"),
         Field("HA_DISCOVERY_PREFIX", rules.topic, "homeassistant", help="Home Assistant's prefix"),
@@ -373,6 +378,7 @@ def load(
         if f.secret and f.attr in values:
             if f.secret == "url":
                 redact.register_url(values[f.attr])
+            elif f.secret == "login":
                 redact.register(_password(values[f.attr]))  # mqtt://user:password@host
             else:
                 redact.register(values[f.attr])

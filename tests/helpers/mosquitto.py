@@ -21,7 +21,14 @@ from tests.helpers.services import free_port, need_binary
 
 
 class Mosquitto:
-    def __init__(self, work: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        port: int | None = None,
+        password: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.tls = tls  # (certificate, key): an mqtts:// listener
         self.binary = need_binary("mosquitto")
         self.work = work
         self.work.mkdir(parents=True, exist_ok=True)
@@ -34,10 +41,12 @@ class Mosquitto:
     @property
     def url(self) -> str:
         auth = f"{self.user}:{self.password}@" if self.user else ""
-        return f"mqtt://{auth}127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}127.0.0.1:{self.port}"
 
     def _config(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if self.tls:
+            lines += [f"certfile {self.tls[0]}", f"keyfile {self.tls[1]}"]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to `mosquitto`, who cannot read passwd
         if self.password:
@@ -83,8 +92,10 @@ class Mosquitto:
 
 
 @contextmanager
-def mosquitto(work: Path, password: str | None = None) -> Iterator[Mosquitto]:
-    broker = Mosquitto(work, password=password).start()
+def mosquitto(
+    work: Path, password: str | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[Mosquitto]:
+    broker = Mosquitto(work, password=password, tls=tls).start()
     try:
         yield broker
     finally:

@@ -149,13 +149,13 @@ def test_verify_config_online_tests_the_broker(tmp_path: Path) -> None:
         watcher = Watcher(broker)
         try:
             result = invoke("verify-config", "--online", env=env | {"MQTT_URL": broker.url})
-            flat = result.output.replace("\n", " ")
+            flat = " ".join(result.output.split())
             where = f"mqtt://127.0.0.1:{broker.port}"
             assert f"MQTT: ok — connected to {where}, published to octomon/test" in flat
             watcher.wait(lambda m: "octomon/test" in m, timeout=10)
             wrong = broker.url.replace(PASSWORD, "wrong-password-here")
             result = invoke("verify-config", "--online", env=env | {"MQTT_URL": wrong})
-            flat = result.output.replace("\n", " ")
+            flat = " ".join(result.output.split())
             assert result.exit_code == 1
             assert f"MQTT: failed — MQTT broker {where} refused the connection" in flat
             assert PASSWORD not in result.output and "wrong-password-here" not in result.output
@@ -163,7 +163,32 @@ def test_verify_config_online_tests_the_broker(tmp_path: Path) -> None:
             watcher.close()
     down = f"mqtt://127.0.0.1:{free_port()}"
     result = invoke("verify-config", "--online", env=env | {"MQTT_URL": down})
-    assert "MQTT: failed — MQTT broker " in result.output.replace("\n", " ")
+    assert "MQTT: failed — MQTT broker " in " ".join(result.output.split())
+
+
+@pytest.mark.integration
+def test_mqtts_verifies_the_broker_with_mqtt_ca_cert(tmp_path: Path) -> None:
+    from tests.helpers.tls import self_signed
+
+    certs = tmp_path / "tls"
+    certs.mkdir()
+    cert, key = self_signed(certs)
+    env = {
+        "OCTOPUS_API_KEY": "sk_live_abcdefghijklmnopqrstuvwx1234",
+        "OCTOPUS_ACCOUNT_NUMBER": "A-1234ABCD",
+        "OCTOPUS_API_URL": "http://127.0.0.1:9/graphql/",
+    }
+    with mosquitto(tmp_path / "mqtt", tls=(cert, key)) as broker:
+        assert broker.url.startswith("mqtts://")
+        where = f"mqtts://127.0.0.1:{broker.port}"
+        trusted = env | {"MQTT_URL": broker.url, "MQTT_CA_CERT": str(cert)}
+        result = invoke("verify-config", "--online", env=trusted)
+        assert f"MQTT: ok — connected to {where}" in " ".join(result.output.split())
+        result = invoke("verify-config", "--online", env=env | {"MQTT_URL": broker.url})
+        flat = " ".join(result.output.split())
+        assert result.exit_code == 1
+        assert f"MQTT: failed — MQTT broker {where}: cannot connect" in flat
+        assert "CERTIFICATE_VERIFY_FAILED" in flat or "certificate verify failed" in flat
 
 
 def test_status_shows_both_outputs() -> None:
