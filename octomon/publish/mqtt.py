@@ -249,8 +249,8 @@ class MqttOutput:
             configs, states = dict(self._configs), dict(self._states)
         self._send(configs)
         self._send(states)
-        self._latch.ok("MQTT connected to %s", self.where)
-        log.info("MQTT: connected to %s", self.where)
+        self._latch.ok()
+        log.info("MQTT: connected to %s", self.where)  # a change of state: logged each time
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._problem = "unreachable"
