@@ -79,3 +79,11 @@ def slack_line(settings: Settings) -> str:
 
     slack.send_test(settings)
     return "test message sent"
+
+
+def mqtt_line(settings: Settings) -> str:
+    from octomon.publish import check_extras
+    from octomon.publish.mqtt import check
+
+    check_extras(settings)
+    return check(settings)

@@ -10,14 +10,17 @@ same ``Field.parse``, so there is one source of truth.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
+from octomon import config_rules as rules
 from octomon import redact
+from octomon.config_rules import ACCOUNT_RE as ACCOUNT_RE  # re-exported: used elsewhere
+from octomon.config_rules import LOG_LEVELS as LOG_LEVELS
+from octomon.config_rules import check_cache_dir as check_cache_dir
+from octomon.config_rules import night_window as night_window
 from octomon.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.octopus.energy/v1/graphql/"
@@ -25,8 +28,6 @@ DEFAULT_REST_URL = "https://api.octopus.energy/v1/"
 DEFAULT_NIGHT = "00:30-07:30"
 PAYMENT_METHODS = ("direct_debit", "non_direct_debit")
 GAS_MODES = ("auto", "off")
-ACCOUNT_RE = re.compile(r"^A-[A-Z0-9]{8}$", re.IGNORECASE)
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # Which settings each kind of command validates (SPEC §2).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -49,154 +50,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "gas": ("OCTOPUS_GAS", "GAS_POLL_INTERVAL_SECONDS", "GAS_CALORIFIC_VALUE"),
     "slack": ("SLACK_WEBHOOK_URL",),
     "cache": ("CACHE_DIR",),
+    # the outputs beyond InfluxDB (SPEC §13)
+    "publish": (
+        "HTTP_LISTEN",
+        "MQTT_URL",
+        "MQTT_TOPIC_PREFIX",
+        "HA_DISCOVERY_PREFIX",
+        "MQTT_CA_CERT",
+    ),
 }
-
-
-# --- parsers: each returns the value or raises ValueError(rule) ----------------------
-
-
-def _non_empty(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    return raw.strip()
-
-
-def _http_url(raw: str) -> str:
-    raw = raw.strip()
-    try:
-        parts = urlsplit(raw)
-    except ValueError:
-        raise ValueError("must be an http(s) URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http(s) URL")
-    try:
-        parts.port  # noqa: B018 (validates the port)
-    except ValueError:
-        raise ValueError("must be an http(s) URL with a valid port") from None
-    return raw
-
-
-def _account(raw: str) -> str:
-    raw = raw.strip()
-    if not ACCOUNT_RE.match(raw):
-        raise ValueError("must be A- followed by 8 letters or digits, e.g. A-1234ABCD")
-    return raw.upper()
-
-
-def _int_range(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be a whole number from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be a whole number from {lo} to {hi}")
-        return value
-
-    return parse
-
-
-def _positive_number(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("must be a number greater than 0") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a number greater than 0")
-    return value
-
-
-def _number_range(lo: float, hi: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be a number from {lo:g} to {hi:g}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be a number from {lo:g} to {hi:g}")
-        return value
-
-    return parse
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in choices:
-            raise ValueError("must be one of " + ", ".join(choices))
-        return value
-
-    return parse
-
-
-def _ca_cert(raw: str) -> Path:
-    path = Path(raw.strip()).expanduser()
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    if not path.is_file():
-        raise ValueError("no such file (a PEM CA bundle)")
-    if not os.access(path, os.R_OK):
-        raise ValueError("is not readable")
-    return path
-
-
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$")
-
-
-def night_window(text: str) -> tuple[int, int]:
-    """``"00:30-07:30"`` -> (30, 450): minutes after UTC midnight, end exclusive.
-
-    A window may wrap midnight (``"23:30-06:30"``); start == end is refused.
-    """
-    m = _HHMM.match(text.strip())
-    if m is None:
-        raise ValueError("must be HH:MM-HH:MM in UTC, e.g. 00:30-07:30")
-    a, b, c, d = (int(g) for g in m.groups())
-    start, end = a * 60 + b, c * 60 + d
-    if start == end:
-        raise ValueError("must not start and end at the same time")
-    if start % 30 or end % 30:
-        raise ValueError("must start and end on a half-hour (:00 or :30)")
-    return start, end
-
-
-def _night(raw: str) -> str:
-    night_window(raw)
-    return raw.strip()
-
-
-def _log_level(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in LOG_LEVELS:
-        raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
-    return value
-
-
-def check_cache_dir(path: Path) -> None:
-    """CACHE_DIR must be a writable directory, or creatable under a writable parent.
-
-    Validation never creates anything.
-    """
-    path = path.expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError("exists and is not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError("is not writable")
-        return
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"does not exist and cannot be created ({parent} is not writable)")
-
-
-def _cache_dir(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    path = Path(raw.strip()).expanduser()
-    check_cache_dir(path)
-    return path
 
 
 # Field and Settings are NamedTuples, not dataclasses: every command imports this module,
@@ -207,7 +69,9 @@ class Field(NamedTuple):
     name: str
     parse: Callable[[str], Any]
     default: str | None = None
-    secret: str = ""  # "", "token" (sk_l…89ab) or "url" (scheme and host only)
+    # "", "token" (sk_l…89ab), "url" (shown as scheme and host only) or "login" (the same,
+    # but only the URL's password is the secret: a broker's address is no secret)
+    secret: str = ""
     help: str = ""
 
     @property
@@ -219,7 +83,7 @@ class Field(NamedTuple):
             return ""
         if self.secret == "token":
             return redact.mask(str(value))
-        if self.secret == "url":
+        if self.secret in ("url", "login"):
             return redact.mask_url(str(value))
         return str(value)
 
@@ -228,70 +92,92 @@ FIELDS: dict[str, Field] = {
     f.name: f
     for f in (
         Field(
-            "OCTOPUS_API_KEY", _non_empty, secret="token", help="your Octopus API key (sk_live_…)"
+            "OCTOPUS_API_KEY",
+            rules.non_empty,
+            secret="token",
+            help="your Octopus API key (sk_live_…)",
         ),
-        Field("OCTOPUS_ACCOUNT_NUMBER", _account, help="your account number, A-XXXXXXXX"),
-        Field("OCTOPUS_DEVICE_ID", _non_empty, help="smart meter device id; discovered if unset"),
-        Field("OCTOPUS_API_URL", _http_url, DEFAULT_API_URL, help="Kraken GraphQL endpoint"),
+        Field("OCTOPUS_ACCOUNT_NUMBER", rules.account, help="your account number, A-XXXXXXXX"),
+        Field(
+            "OCTOPUS_DEVICE_ID", rules.non_empty, help="smart meter device id; discovered if unset"
+        ),
+        Field("OCTOPUS_API_URL", rules.http_url, DEFAULT_API_URL, help="Kraken GraphQL endpoint"),
         Field(
             "OCTOPUS_MAX_CALLS_PER_HOUR",
-            _int_range(1, 100),
+            rules.int_range(1, 100),
             "75",
             help="API calls per hour octomon may use",
         ),
-        Field("INFLUXDB_URL", _http_url, help="InfluxDB URL; unset = local mode"),
-        Field("INFLUXDB_TOKEN", _non_empty, secret="token", help="InfluxDB API token"),
-        Field("INFLUXDB_ORG", _non_empty, help="InfluxDB organisation"),
-        Field("INFLUXDB_BUCKET", _non_empty, "octopus_energy", help="InfluxDB bucket"),
+        Field("INFLUXDB_URL", rules.http_url, help="InfluxDB URL; unset = local mode"),
+        Field("INFLUXDB_TOKEN", rules.non_empty, secret="token", help="InfluxDB API token"),
+        Field("INFLUXDB_ORG", rules.non_empty, help="InfluxDB organisation"),
+        Field("INFLUXDB_BUCKET", rules.non_empty, "octopus_energy", help="InfluxDB bucket"),
         Field(
             "INFLUXDB_CA_CERT",
-            _ca_cert,
+            rules.ca_cert,
             help="PEM CA bundle for an InfluxDB with a private certificate",
         ),
-        Field("SLACK_WEBHOOK_URL", _http_url, secret="url", help="Slack incoming webhook"),
-        Field("POLL_INTERVAL_SECONDS", _int_range(1, 3600), "60", help="seconds between polls"),
-        Field("CACHE_DIR", _cache_dir, "./cache", help="where readings wait for InfluxDB"),
-        Field("CACHE_MAX_MB", _positive_number, "1024", help="cache size cap in MB"),
+        Field("SLACK_WEBHOOK_URL", rules.http_url, secret="url", help="Slack incoming webhook"),
+        Field(
+            "POLL_INTERVAL_SECONDS", rules.int_range(1, 3600), "60", help="seconds between polls"
+        ),
+        Field("CACHE_DIR", rules.cache_dir, "./cache", help="where readings wait for InfluxDB"),
+        Field("CACHE_MAX_MB", rules.positive_number, "1024", help="cache size cap in MB"),
         Field(
             "HEALTH_CHECK_SECONDS",
-            _int_range(1, 3600),
+            rules.int_range(1, 3600),
             "30",
             help="how often a lost InfluxDB is retried",
         ),
-        Field("LOG_LEVEL", _log_level, "info", help="debug, info, warning or error"),
+        Field("LOG_LEVEL", rules.log_level, "info", help="debug, info, warning or error"),
         Field(
             "OCTOPUS_REST_URL",
-            _http_url,
+            rules.http_url,
             DEFAULT_REST_URL,
             help="Octopus REST API (tariffs, settled consumption)",
         ),
         Field(
-            "OCTOPUS_GAS", _one_of(GAS_MODES), "auto", help="auto (poll a smart gas meter) or off"
+            "OCTOPUS_GAS",
+            rules.one_of(GAS_MODES),
+            "auto",
+            help="auto (poll a smart gas meter) or off",
         ),
         Field(
             "GAS_POLL_INTERVAL_SECONDS",
-            _int_range(300, 86400),
+            rules.int_range(300, 86400),
             "1800",
             help="seconds between gas polls",
         ),
         Field(
             "GAS_CALORIFIC_VALUE",
-            _number_range(30, 50),
+            rules.number_range(30, 50),
             "39.5",
             help="gas calorific value in MJ/m³ (on your bill), for m³ figures",
         ),
         Field(
             "ECONOMY7_NIGHT",
-            _night,
+            rules.night,
             DEFAULT_NIGHT,
             help="night half-hours of an E-2R- tariff, HH:MM-HH:MM UTC",
         ),
         Field(
             "OCTOPUS_PAYMENT_METHOD",
-            _one_of(PAYMENT_METHODS),
+            rules.one_of(PAYMENT_METHODS),
             "direct_debit",
             help="direct_debit or non_direct_debit: which price rows apply",
         ),
+        Field(
+            "HTTP_LISTEN", rules.listen, help="HOST:PORT for /metrics, /health, /ready; unset = off"
+        ),
+        Field(
+            "MQTT_URL",
+            rules.mqtt_url,
+            secret="login",
+            help="mqtt(s)://[user[:password]@]host[:port]",
+        ),
+        Field("MQTT_TOPIC_PREFIX", rules.topic, "octomon", help="MQTT topic root"),
+        Field("HA_DISCOVERY_PREFIX", rules.topic, "homeassistant", help="Home Assistant's prefix"),
+        Field("MQTT_CA_CERT", rules.ca_cert, help="PEM CA bundle for a broker with a private CA"),
     )
 }
 
@@ -319,6 +205,11 @@ class Settings(NamedTuple):
     gas_calorific_value: float = 39.5
     economy7_night: str = DEFAULT_NIGHT
     octopus_payment_method: str = "direct_debit"
+    http_listen: str | None = None
+    mqtt_url: str | None = None
+    mqtt_topic_prefix: str = "octomon"
+    ha_discovery_prefix: str = "homeassistant"
+    mqtt_ca_cert: Path | None = None
     sources: Mapping[str, str] = MappingProxyType({})
     warnings: tuple[str, ...] = ()
 
@@ -337,6 +228,25 @@ class Settings(NamedTuple):
 
 def _shown(f: Field, raw: str) -> str:
     return f.display(raw) if f.secret else raw
+
+
+def _from_file(name: str, raw: str | None, pointer: str) -> str:
+    """``NAME_FILE``'s content; ValueError(problem) when NAME is set too or it is unreadable."""
+    if raw is not None and raw.strip():
+        raise ValueError(f"{name} and {name}_FILE are both set: keep one of them")
+    try:
+        return rules.read_secret_file(pointer)
+    except ValueError as exc:
+        raise ValueError(f"{name}_FILE={pointer}: {exc}") from None
+
+
+def _password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -396,6 +306,15 @@ def load(
             raw, source = file_values[f.name], ".env"
         else:
             raw, source = f.default, "default"
+        pointer = environ.get(f.name + "_FILE") or file_values.get(f.name + "_FILE")
+        if f.secret and pointer and source != "flag":  # SPEC §2: secrets from files
+            try:
+                raw, source = _from_file(f.name, raw, pointer), "file"
+            except ValueError as exc:
+                if f.name in checked:
+                    problems.append(str(exc))
+                sources[f.name] = "file"
+                continue
         if raw is not None and raw.strip() == "" and f.default is None:
             raw = None  # an empty optional setting means "not set"
         if raw is None:
@@ -412,7 +331,7 @@ def load(
             sources[f.name] = source
 
     def missing(name: str, why: str) -> None:
-        if not any(p.startswith(f"{name}=") for p in problems):
+        if not any(p.startswith((f"{name}=", f"{name}_FILE=", f"{name} and ")) for p in problems):
             problems.append(f"{name} is required ({why})")
 
     if "OCTOPUS_API_KEY" in checked and not values.get("octopus_api_key"):
@@ -428,6 +347,10 @@ def load(
             missing("INFLUXDB_URL", "this command talks to InfluxDB")
     if "SLACK_WEBHOOK_URL" in require and not values.get("slack_webhook_url"):
         missing("SLACK_WEBHOOK_URL", "this command talks to Slack")
+    for name in rules.EXTRAS:  # an output without its package (SPEC §13)
+        if name in checked and values.get(name.lower()):
+            problem = rules.missing_extra(name)
+            problems += [problem] if problem else []
 
     warnings: list[str] = []
     key = values.get("octopus_api_key")
@@ -455,6 +378,8 @@ def load(
         if f.secret and f.attr in values:
             if f.secret == "url":
                 redact.register_url(values[f.attr])
+            elif f.secret == "login":
+                redact.register(_password(values[f.attr]))  # mqtt://user:password@host
             else:
                 redact.register(values[f.attr])
                 if ":" in values[f.attr]:  # InfluxDB 1.8 "username:password"

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from octomon.octopus.gas import GasMeter
     from octomon.octopus.graphql import OctopusClient
     from octomon.octopus.rest import RestClient
+    from octomon.publish.feed import Feed
     from octomon.state import State, StateStore
     from octomon.store.cache import Cache
     from octomon.store.influx import InfluxSink
@@ -207,6 +208,7 @@ class Wiring:
         """The monitor wired to the real parts, with its jobs (tariffs, settled data, gas)."""
         from octomon.alerts.policy import AlertPolicy
         from octomon.daemon.schedule import installation_offset
+        from octomon.publish import build_outputs
         from octomon.store.sync import sync
 
         assert self.stop is not None, "the daemon's wiring has a stop event"
@@ -229,6 +231,7 @@ class Wiring:
             jobs=self._jobs,
             offset=installation_offset(s.octopus_account_number),
             clock=self.clock,
+            feed=build_outputs(s, self.clock),  # SPEC §13: MQTT, /metrics; None when both off
         )
 
     def _jobs(self, parts: Parts) -> list[tuple[Job, Filler | None]]:
@@ -333,6 +336,7 @@ def assemble_monitor(
     jobs: Callable[[Parts], Sequence[tuple[Job, Filler | None]]] | None = None,
     offset: timedelta | None = None,
     clock: Clock = utcnow,
+    feed: Feed | None = None,
 ) -> Monitor:
     """A whole monitor from its parts: the writer, the tally, the electricity stream, the
     status board and the scheduler with ``jobs`` (each at start, at the installation's
@@ -355,7 +359,9 @@ def assemble_monitor(
         stop=stop,
     )
     # SPEC §10: counted once stored; carried in state.json until appended (store.tally)
-    tally = TallyRecorder(Tally(cache_dir), carry=store)
+    tally: Counter = TallyRecorder(Tally(cache_dir), carry=store)
+    if feed is not None:  # SPEC §13: the outputs see every durable store, gas included
+        tally = feed.recorder(tally)
 
     def lost(start: datetime, jump: datetime, now: datetime) -> None:
         alerts.emit(policy.range_lost(now, start, jump))
@@ -375,6 +381,8 @@ def assemble_monitor(
             scheduler.add(job, clock() - offset)  # at start, then every interval at the offset
             if fill is not None:
                 fillers.append(fill)
+    if feed is not None:
+        fillers.append(feed.fill)  # last: it publishes what the others filled in
     return Monitor(
         client=client,
         stream=stream,
@@ -389,6 +397,7 @@ def assemble_monitor(
         device_id=device_id,
         scheduler=scheduler,
         board=Board(cache_dir, fillers),
+        closers=[feed.close] if feed is not None else [],
     )
 
 

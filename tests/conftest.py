@@ -23,6 +23,9 @@ ISOLATED_PREFIXES = (
     "HEALTH_",
     "GAS_",
     "ECONOMY7_",
+    "MQTT_",
+    "HTTP_LISTEN",
+    "HA_DISCOVERY_",
 )
 
 

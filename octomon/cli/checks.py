@@ -31,7 +31,7 @@ def verify_config(
     ctx: typer.Context,
     env_file: ui.EnvFileOption = None,
     online: Annotated[
-        bool, typer.Option("--online", help="Also run the three connection tests.")
+        bool, typer.Option("--online", help="Also run the connection tests (and MQTT's, if set).")
     ] = False,
 ) -> None:
     """Validate every setting and list each value with its source (secrets masked)."""
@@ -73,6 +73,10 @@ def run_online_checks(settings: "Settings") -> int:
             (lambda: probes.slack_line(settings))
             if settings.slack_webhook_url
             else "not configured (alerts go to the log)",
+        ),
+        (
+            "MQTT",
+            (lambda: probes.mqtt_line(settings)) if settings.mqtt_url else "not configured",
         ),
     ]
     for label, check in checks:  # in this order, a line each

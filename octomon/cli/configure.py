@@ -6,6 +6,7 @@ file's values are all there is (exit 2 naming everything missing or invalid); ot
 the flags pre-answer their questions and the wizard asks the rest, on a terminal only.
 """
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -60,6 +61,16 @@ def check_given(
         except ValueError as exc:
             problems.append(f"{name}={_shown(name, raw)!r} ({where(name)}): {exc}")
     return good, problems
+
+
+def _file_backed(env_values: Mapping[str, str]) -> dict[str, str]:
+    """{secret: its NAME_FILE path} for the secrets given as files (environment or .env)."""
+    out = {}
+    for name, f in FIELDS.items():
+        pointer = os.environ.get(f"{name}_FILE") or env_values.get(f"{name}_FILE")
+        if f.secret and pointer:
+            out[name] = pointer
+    return out
 
 
 def check_complete(values: Mapping[str, str], problems: list[str]) -> list[str]:
@@ -140,6 +151,12 @@ def configure(
     except (OSError, UnicodeDecodeError) as exc:
         ui.fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
     checked, problems = check_given(flags, lambda name: FLAGS[name])
+    from_files = _file_backed(env.values())  # SPEC §2: NAME_FILE is left alone
+    problems += [
+        f"{name} comes from {name}_FILE: leave out {FLAGS[name]}, or remove {name}_FILE"
+        for name in flags
+        if name in from_files
+    ]
 
     if non_interactive:
         from_file, file_problems = check_given(
@@ -147,7 +164,7 @@ def configure(
             lambda name: f"from {path}",
         )
         problems += file_problems
-        problems += check_complete({**from_file, **checked}, problems)
+        problems += check_complete({**from_file, **checked, **from_files}, problems)
         if problems:
             raise ConfigError(problems, FLAG_HINT)
         if not checked:

@@ -142,6 +142,8 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     )
     table.add_row("stored", f"{current.stored_this_session:,} readings since the start")
     table.add_row("poll interval", f"{current.poll_interval} s")
+    for name, state in (current.outputs or {}).items():  # SPEC §13: MQTT, /metrics
+        table.add_row(name.upper(), state)
     table.add_row(
         "last error",
         Text(current.last_error or "none", style="red" if current.last_error else "dim"),

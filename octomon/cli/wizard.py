@@ -158,6 +158,10 @@ class Wizard:
         if use_preset and name in self.preset:
             self.answers[name] = self.preset[name]
             return
+        pointer = self.environ.get(f"{name}_FILE") or self.existing.get(f"{name}_FILE")
+        if pointer:  # SPEC §2: a secret from a file is left alone
+            self.say(f"{label}: read from {name}_FILE ({pointer}), left as it is")
+            return
         keep = self.known(name)
         hint = f" (Enter keeps {FIELDS[name].display(keep)})" if keep else ""
         answer = questionary.password(

@@ -17,7 +17,7 @@ warning alert naming the span that may need ``octomon backfill``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -99,6 +99,7 @@ class Monitor:
         device_id: str | None = None,
         scheduler: Scheduler | None = None,
         board: Board | None = None,
+        closers: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.client = client
         self.stream = stream
@@ -110,6 +111,7 @@ class Monitor:
         self.poll_interval = poll_interval
         self.health_check_seconds = health_check_seconds
         self.cache_dir = Path(cache_dir)
+        self.closers = list(closers)  # the outputs (SPEC §13): closed before the clients
         self.device_id = device_id  # OCTOPUS_DEVICE_ID, else the one state.json knows
         self.scheduler = scheduler  # the jobs beside telemetry (SPEC §4.9)
         self.board = board or Board(self.cache_dir)
@@ -171,7 +173,7 @@ class Monitor:
         try:
             self.alerts.close(alert_timeout)
         finally:
-            closers: list[Callable[[], None]] = [self.client.close]
+            closers: list[Callable[[], None]] = [*self.closers, self.client.close]
             if self.writer.sink is not None:
                 closers.append(self.writer.sink.close)
             for close in closers:
@@ -352,7 +354,9 @@ class Monitor:
         calls = self._calls(now)
         # (A renewal fetched nothing: not a good poll; a stop is not an error.)
         good = outcome == OK and not renewed
-        self.board.cycled(now, stored, good, error if outcome != STOPPED else None)
+        self.board.cycled(
+            now, stored, good, error if outcome != STOPPED else None, outcome=outcome.value
+        )
         self._report(now, calls)
         status = self.status
         return CycleResult(

@@ -38,6 +38,11 @@ _TIMES = (
 )
 
 
+def healthy(last_good_cycle_at: datetime, poll_interval: int, now: datetime) -> bool:
+    """The rule of ``status --check`` and ``/ready``: within 3 poll intervals + 60 s."""
+    return now - last_good_cycle_at <= timedelta(seconds=3 * poll_interval + 60)
+
+
 @dataclass
 class Status:
     started_at: datetime
@@ -62,6 +67,9 @@ class Status:
     # The price now (SPEC §4.8/§9): the electricity import unit rate, GBP/kWh inc. VAT.
     unit_rate: float | None = None
     tariff_code: str | None = None
+    # SPEC §13: the last cycle's outcome, and each output's state ({"mqtt": "connected …"}).
+    last_outcome: str | None = None
+    outputs: dict[str, str] | None = None
     # (time, kW) over the last 30 minutes for the panel's sparkline; not written to disk.
     demand_history: list[tuple[datetime, float]] = field(default_factory=list)
 
@@ -81,8 +89,7 @@ class Status:
         """``status --check``: the last good cycle is within 3 poll intervals + 60 s."""
         if self.last_good_cycle_at is None:
             return False
-        limit = timedelta(seconds=3 * self.poll_interval + 60)
-        return now - self.last_good_cycle_at <= limit
+        return healthy(self.last_good_cycle_at, self.poll_interval, now)
 
     def to_dict(self) -> dict[str, Any]:
         # Not asdict(): it would deep-copy the demand history, every cycle.
@@ -179,12 +186,21 @@ class Board:
         )
         return self.status
 
-    def cycled(self, now: datetime, stored: int, good: bool, error: OctomonError | None) -> None:
+    def cycled(
+        self,
+        now: datetime,
+        stored: int,
+        good: bool,
+        error: OctomonError | None,
+        *,
+        outcome: str | None = None,
+    ) -> None:
         """A poll cycle ended: a good one clears the last error."""
         status = self.status
         if status is None:
             return
         status.last_cycle_at = now
+        status.last_outcome = outcome
         status.stored_this_session += stored
         if good:
             status.last_good_cycle_at = now

@@ -823,3 +823,44 @@ def test_dashboard_shows(
     else:
         found = _find(dashboard, pattern, fields)
     assert found, f"no panel shows {what}"
+
+
+# --- SPEC §13: Mosquitto, /metrics and the Docker secrets form ---------------------------
+
+
+def test_compose_publishes_to_its_mosquitto_with_the_url_as_a_docker_secret(
+    compose: dict[str, Any],
+) -> None:
+    from octomon import config_rules
+
+    services = compose["services"]
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
+    octomon = services["octomon"]
+    env = service_env(octomon)
+    assert "MQTT_URL" not in env  # both set would be an error (SPEC §2)
+    secret_path = env["MQTT_URL_FILE"]
+    name = secret_path.removeprefix("/run/secrets/")
+    assert secret_path == f"/run/secrets/{name}" and name in octomon["secrets"]
+    source = DEPLOY / compose["secrets"][name]["file"]
+    example = source.with_name(source.name + ".example")
+    url = config_rules.read_secret_file(str(example))
+    assert config_rules.mqtt_url(url) == url
+    assert url.split("//", 1)[1].split(":")[0].rsplit("@", 1)[-1] == "mosquitto"
+    ignored = (DEPLOY / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "secrets/*" in ignored and "!secrets/*.example" in ignored
+    assert "mosquitto" not in octomon["depends_on"]  # a broker away changes nothing
+
+
+def test_compose_serves_metrics_on_the_port_it_publishes(compose: dict[str, Any]) -> None:
+    from octomon import config_rules
+
+    octomon = compose["services"]["octomon"]
+    listen = config_rules.listen(service_env(octomon)["HTTP_LISTEN"])
+    port = listen.rsplit(":", 1)[1]
+    assert f"127.0.0.1:{port}:{port}" in octomon["ports"]
+
+
+def test_image_has_both_outputs(dockerfile: list[tuple[str, str]]) -> None:
+    installs = [args for keyword, args in dockerfile if keyword == "RUN" and "pip install" in args]
+    words = [shlex.split(args) for args in installs]
+    assert any(".[all]" in w for w in words), installs
