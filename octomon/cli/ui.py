@@ -182,6 +182,24 @@ def early_log_level() -> str:
     return level if level in logs.LEVELS else "info"
 
 
+def own_command(argv0: str | None = None) -> str:
+    """How to run this octomon from another shell, for the commands it suggests: ``octomon``
+    when that is what PATH finds, else the full path of the script running (``make demo``
+    runs ``.venv/bin/octomon``, which a new terminal does not have on its PATH)."""
+    import shlex
+    import shutil
+
+    script = Path(argv0 if argv0 is not None else sys.argv[0])
+    if script.name == "__main__.py":  # python -m octomon
+        return f"{shlex.quote(sys.executable)} -m octomon"
+    if script.name != "octomon":
+        return "octomon"
+    found = shutil.which("octomon")
+    if found and Path(found).resolve() == script.resolve():
+        return "octomon"
+    return shlex.quote(str(script.absolute()))
+
+
 def is_terminal() -> bool:
     return sys.stdout.isatty()
 
