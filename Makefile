@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.run-installed
 QUIET_BUILD := PYTHONWARNINGS=ignore::UserWarning
 
 .DEFAULT_GOAL := help
-.PHONY: help install venv flux-checker setup demo run test test-fast coverage lint format bench test-slack test-influx verify-config clean
+.PHONY: help install venv flux-checker setup demo run test test-fast coverage lint docs format bench test-slack test-influx verify-config clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(RUN_STAMP): pyproject.toml
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(QUIET_BUILD) $(BIN)/pip install -q -e '.[dev]'
+	$(QUIET_BUILD) $(BIN)/pip install -q -e '.[dev,docs]'
 	@touch $(STAMP) $(RUN_STAMP)
 
 install: ## put `octomon` on your PATH (pipx, else uv): runs in any new shell
@@ -67,11 +67,14 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff format --check octomon tests bench
 	$(BIN)/mypy
 
+docs: $(STAMP) ## build the documentation site into site/ (mkdocs --strict: no broken link)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 format: $(STAMP) ## apply ruff's formatting and fixes
 	$(BIN)/ruff format octomon tests bench
 	$(BIN)/ruff check --fix octomon tests bench
 
-bench: $(STAMP) ## the performance benchmarks of SPEC §7 (ratios against baselines)
+bench: $(STAMP) ## the performance benchmarks (ratios against baselines)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/sync.py
 
@@ -85,4 +88,4 @@ verify-config: $(RUN_STAMP) ## validate .env and show each setting's source
 	$(BIN)/octomon verify-config
 
 clean: ## remove the venv and caches
-	rm -rf $(VENV) .flux .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site .flux .pytest_cache .mypy_cache .ruff_cache .hypothesis
