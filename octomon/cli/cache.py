@@ -210,7 +210,9 @@ def export(
     ] = ExportFormat.jsonl,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Write to this file instead of stdout."
+        ),
     ] = None,
 ) -> None:
     """Write cached readings to stdout or a file (oldest day first)."""

@@ -34,14 +34,17 @@ def tariff(
         str | None,
         typer.Option(
             "--since",
+            metavar="DATE",
             help="Also store the rates from this UK day (YYYY-MM-DD) on in InfluxDB "
             "(energy_tariff), e.g. after a backfill.",
             show_default=False,
         ),
     ] = None,
 ) -> None:
-    """The tariffs in force, standing charges, today's and tomorrow's unit rates (UK time)
-    and the cheapest 1 h, 2 h and 3 h windows still ahead."""
+    """The tariffs in force, today's and tomorrow's prices, and the cheapest hours ahead.
+
+    Standing charges, the unit rates of today and tomorrow (UK time) and the cheapest 1 h,
+    2 h and 3 h windows still ahead."""
     from octomon.billing.tariff_report import report
     from octomon.clock import utcnow
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from octomon import logs, redact
 from octomon.errors import ExitCode, OctomonError
@@ -47,21 +48,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+ENV_FILE_HELP = "Settings file to read (default ./.env). The environment wins over it."
 EnvFileOption = Annotated[
     Path | None,
-    typer.Option(
-        "--env-file",
-        help="Settings file to read (default ./.env). The environment wins over it.",
-        show_default=False,
-    ),
+    typer.Option("--env-file", metavar="PATH", help=ENV_FILE_HELP, show_default=False),
 ]
 
 SinceDayOption = Annotated[
     str | None,
-    typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
+    typer.Option("--since", metavar="DATE", help="First UK day (YYYY-MM-DD); default 7 days ago."),
 ]
 UntilDayOption = Annotated[
-    str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
+    str | None,
+    typer.Option("--until", metavar="DATE", help="Last UK day (YYYY-MM-DD); default yesterday."),
 ]
 
 
@@ -128,11 +127,22 @@ def translate_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _Command(TyperCommand):
+    """Every command lists ``--env-file`` last, just before ``--help``: one place to find it,
+    whatever the order of the function's parameters."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)
+        env = [p for p in params if p.name == "env_file"]
+        rest = [p for p in params if p.name != "env_file"]
+        return rest[:-1] + env + rest[-1:] if env and rest else params
+
+
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """``@app.command`` with the error translator around it."""
 
     def decorate(func: F) -> F:
-        app.command(name, **kwargs)(translate_errors(func))
+        app.command(name, cls=_Command, **kwargs)(translate_errors(func))
         return func
 
     return decorate
