@@ -172,31 +172,10 @@ def _log_level(raw: str) -> str:
     return value
 
 
-def check_cache_dir(path: Path) -> None:
-    """CACHE_DIR must be a writable directory, or creatable under a writable parent.
-
-    Validation never creates anything.
-    """
-    path = path.expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError("exists and is not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError("is not writable")
-        return
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"does not exist and cannot be created ({parent} is not writable)")
-
-
 def _cache_dir(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    path = Path(raw.strip()).expanduser()
-    check_cache_dir(path)
-    return path
+    from octomon.cachedir import parse
+
+    return parse(raw)
 
 
 # Field and Settings are NamedTuples, not dataclasses: every command imports this module,
@@ -341,9 +320,9 @@ def _shown(f: Field, raw: str) -> str:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """The KEY=value pairs of a .env file (python-dotenv), empty values kept as ""."""
-    from dotenv import dotenv_values
+    from octomon import envfile
 
-    return {k: (v or "") for k, v in dotenv_values(path).items()}
+    return envfile.read_values(path)[0]
 
 
 def load(
@@ -367,13 +346,12 @@ def load(
     explicit_env_file = env_file is not None
     env_path = env_file if env_file is not None else Path(".env")
     file_values: dict[str, str] = {}
-    if env_path.is_file():
-        try:
-            file_values = read_env_file(env_path)
-        except OSError as exc:
-            problems.append(f"--env-file {env_path}: cannot be read ({exc.strerror})")
-    elif explicit_env_file:
-        problems.append(f"--env-file {env_path}: no such file")
+    if explicit_env_file or env_path.exists():
+        from octomon import envfile
+
+        label = f"--env-file {env_path}" if explicit_env_file else None
+        file_values, file_problems = envfile.read_values(env_path, label)
+        problems += file_problems
 
     checked: set[str] = set()
     if "all" in groups:
@@ -386,6 +364,7 @@ def load(
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    given: dict[str, tuple[str, str]] = {}
     for f in FIELDS.values():
         raw: str | None
         if f.name in flags:
@@ -398,6 +377,7 @@ def load(
             raw, source = f.default, "default"
         if raw is not None and raw.strip() == "" and f.default is None:
             raw = None  # an empty optional setting means "not set"
+        given[f.name] = (_shown(f, raw) if raw is not None else "", source)
         if raw is None:
             sources[f.name] = source if source != "default" else "default"
             continue
@@ -460,5 +440,7 @@ def load(
                 if ":" in values[f.attr]:  # InfluxDB 1.8 "username:password"
                     redact.register(values[f.attr].split(":", 1)[1])
     if problems:
-        raise ConfigError(problems)
+        error = ConfigError(problems)
+        error.rows = tuple((name, *given[name]) for name in FIELDS)
+        raise error
     return Settings(**values, sources=sources, warnings=tuple(warnings))

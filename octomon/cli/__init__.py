@@ -107,8 +107,10 @@ def make_app(modules: Sequence[str] = MODULES, only: str | None = None) -> typer
     application.callback()(_root)
     for name in modules:
         importlib.import_module(f"octomon.cli.{name}").register(application, only)
-    for info in [*application.registered_commands, *application.registered_groups]:
-        info.rich_help_panel = PANELS.get(info.name or "")
+    for command in application.registered_commands:
+        command.rich_help_panel = PANELS.get(command.name or "")
+    for group in application.registered_groups:
+        group.rich_help_panel = PANELS.get(group.name or "")
     return application
 
 

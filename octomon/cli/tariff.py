@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from octomon.cli import ui
-from octomon.errors import ExitCode
+from octomon.cli import dates, ui
 
 if TYPE_CHECKING:
     from octomon.billing.tariff_report import Rate, TariffReport
@@ -47,18 +46,16 @@ def tariff(
     2 h and 3 h windows still ahead."""
     from octomon.billing.tariff_report import report
     from octomon.clock import utcnow
+    from octomon.uktime import uk_day
 
     groups = ["octopus", "tariff", "cache"] + (["influx"] if since else [])
     day: date | None = None
-    if since is not None:
-        try:
-            day = date.fromisoformat(since)
-        except ValueError:
-            ui.fail(f"--since {since!r}: not a date (YYYY-MM-DD)", None, ExitCode.CONFIG)
-    settings = ui.load_settings(ctx, env_file, groups, require=["INFLUXDB_URL"] if since else [])
     now = utcnow()
-    if day is not None and day > now.date():
-        ui.fail(f"--since {since}: in the future", None, ExitCode.CONFIG)
+    if since is not None:
+        day = dates.parse_day("--since", since)
+        if day > uk_day(now):
+            dates.in_future("--since", str(day), f"today is {uk_day(now)} in the UK")
+    settings = ui.load_settings(ctx, env_file, groups, require=["INFLUXDB_URL"] if since else [])
     result = report(settings, now, day)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))

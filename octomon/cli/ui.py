@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -60,30 +60,19 @@ SinceDayOption = Annotated[
 ]
 UntilDayOption = Annotated[
     str | None,
-    typer.Option("--until", metavar="DATE", help="Last UK day (YYYY-MM-DD); default yesterday."),
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="Last UK day (YYYY-MM-DD); default yesterday, or --since when that is today.",
+    ),
 ]
 
 
 def uk_days(since: str | None, until: str | None, now: datetime) -> tuple[date, date]:
-    """``--since``/``--until`` as UK days (default: the 7 days up to yesterday); a bad or
-    reversed date is one line and exit 2."""
-    from octomon.uktime import uk_day
+    """``--since``/``--until`` as UK days (:func:`octomon.cli.dates.uk_days`)."""
+    from octomon.cli import dates
 
-    today = uk_day(now)
-
-    def day(option: str, raw: str | None, default: date) -> date:
-        if raw is None:
-            return default
-        try:
-            return date.fromisoformat(raw.strip())
-        except ValueError:
-            fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
-
-    first = day("--since", since, today - timedelta(days=7))
-    last = day("--until", until, today - timedelta(days=1))
-    if last < first:
-        fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
-    return first, last
+    return dates.uk_days(since, until, now)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -168,14 +157,15 @@ def load_settings(
 ) -> Settings:
     """Resolve settings once for a command and set the log level from them."""
     from octomon.config import load
+    from octomon.errors import ConfigError
 
-    settings = load(
-        groups=groups,
-        env_file=env_file or global_env_file(ctx),
-        flags=flags,
-        environ=environ,
-        require=require,
-    )
+    path = env_file or global_env_file(ctx)
+    try:
+        settings = load(groups=groups, env_file=path, flags=flags, environ=environ, require=require)
+    except ConfigError as exc:
+        if path is None and not Path(".env").exists():
+            _no_env_file(exc, Path(".env").absolute())
+        raise
     logs.setup(settings.log_level)
     if show_warnings:
         for message in settings.warnings:
@@ -184,6 +174,16 @@ def load_settings(
             else:
                 log.info("%s", message)
     return settings
+
+
+def _no_env_file(exc: Any, looked_at: Path) -> None:
+    """When settings are missing and there is no .env, say where it was looked for and
+    how to make one: that, not the variables, is what a newcomer needs to hear."""
+    if any(" is required (" in p for p in exc.problems):
+        exc.hint = (
+            f"{looked_at} does not exist: run `octomon configure` to write it, "
+            "or pass --env-file PATH"
+        )
 
 
 def early_log_level() -> str:
