@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def octopus_line(settings: Settings) -> str:
-    from octomon.octopus import graphql as octopus
+    from octomon.octopus import probe as octopus
 
     result = octopus.check(settings)
     from octomon.readings import format_time
@@ -25,9 +25,9 @@ def octopus_line(settings: Settings) -> str:
 
 
 def influx_line(settings: Settings, write_test_point: bool) -> str:
-    from octomon.store import influx
+    from octomon.store import probe
 
-    return influx.check(settings, write_test_point=write_test_point).summary
+    return probe.check(settings, write_test_point=write_test_point).summary
 
 
 def slack_line(settings: Settings) -> str:

@@ -30,6 +30,19 @@ class OctomonError(Exception):
         return self.message
 
 
+class BadNumber(OctomonError, ValueError):
+    """Not a finite number (``null``, ``"n/a"``, ``NaN`` …) where a price or an amount of
+    energy must be one (``octomon.units.decimal``). A ``ValueError``: whoever reads a file
+    treats it as any other damage."""
+
+    def __init__(self, value: object) -> None:
+        from octomon.redact import scrub
+
+        text = scrub(repr(value))
+        super().__init__(f"not a number: {text if len(text) <= 40 else text[:40] + '…'}")
+        self.value = value
+
+
 # --- configuration -----------------------------------------------------------------
 
 

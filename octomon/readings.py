@@ -1,4 +1,5 @@
-"""A reading, and its three encodings: the API item, the cache line, line protocol.
+"""A reading, and its three encodings: the API item, the cache line, line protocol (the
+last written by :mod:`octomon.store.points`, the one place for every measurement).
 
 Two fuels: :class:`Reading` (electricity, ``energy_consumption``) and :class:`GasReading`
 (``gas_consumption``, SPEC §11). A cache line without ``fuel`` is electricity; a gas line
@@ -16,11 +17,14 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
+from octomon.store import points
+from octomon.units import ELECTRICITY, GAS, decimal, decimal_or_none
+
 if TYPE_CHECKING:
     from decimal import Decimal
 
-MEASUREMENT = "energy_consumption"
-SOURCE = "octopus_home_mini"
+MEASUREMENT = points.CONSUMPTION
+SOURCE = points.SOURCE
 
 # (our field, API field, divisor), in the order of SPEC §3 and of the cache layout.
 FIELD_MAP: tuple[tuple[str, str, int], ...] = (
@@ -33,8 +37,7 @@ FIELD_MAP: tuple[tuple[str, str, int], ...] = (
 )
 FIELDS: tuple[str, ...] = tuple(name for name, _, _ in FIELD_MAP)
 
-GAS_MEASUREMENT = "gas_consumption"
-ELECTRICITY, GAS = "electricity", "gas"
+GAS_MEASUREMENT = points.GAS_CONSUMPTION
 # The gas meter's API values are energy (Wh, pence), like electricity's (OCTOPUS_REST.md §6).
 GAS_FIELD_MAP: tuple[tuple[str, str, int], ...] = (
     ("consumption_delta", "consumptionDelta", 1000),
@@ -67,30 +70,13 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _decimal(value: Any) -> Decimal | None:
-    # Imported here: `cache status` and `status` load this module but never parse the API.
-    from decimal import Decimal, InvalidOperation
-
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        value = repr(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        number = Decimal(value.strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def _api_values(
     item: Mapping[str, Any], field_map: tuple[tuple[str, str, int], ...]
 ) -> dict[str, Decimal]:
     """The numbers of one API item in octomon's units, exactly (absent/empty/unusable skipped)."""
     values: dict[str, Decimal] = {}
     for name, api_name, divisor in field_map:
-        number = _decimal(item.get(api_name))
+        number = decimal_or_none(item.get(api_name))
         if number is None:
             continue
         try:
@@ -140,6 +126,16 @@ def _obj_values(
     return parse_time(read_at), device_id, values
 
 
+def _known(reading: tuple[Any, ...], names: tuple[str, ...]) -> dict[str, float]:
+    """The fields of ``reading`` that are known, in the order of ``names``."""
+    out: dict[str, float] = {}
+    for name in names:
+        value = getattr(reading, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
 def _json_line(
     read_at: datetime, device_id: str, fuel: str | None, fields: dict[str, float]
 ) -> str:
@@ -150,17 +146,6 @@ def _json_line(
         parts.append(f'"fuel":"{fuel}"')
     parts.extend(f'"{k}":{json.dumps(v)}' for k, v in fields.items())
     return "{" + ",".join(parts) + "}"
-
-
-def line_protocol(
-    measurement: str, device_id: str, fields: dict[str, float], read_at: datetime
-) -> str:
-    """One point of either fuel: tags ``device_id`` and ``source``, second precision."""
-    values = ",".join(f"{k}={float(v)!r}" for k, v in fields.items())
-    return (
-        f"{measurement},device_id={escape_tag(device_id)},source={SOURCE} "
-        f"{values} {int(read_at.timestamp())}"
-    )
 
 
 class Reading(NamedTuple):
@@ -198,12 +183,7 @@ class Reading(NamedTuple):
 
     def fields(self) -> dict[str, float]:
         """The known fields, in SPEC order."""
-        out: dict[str, float] = {}
-        for name in FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+        return _known(self, FIELDS)
 
     def to_json(self) -> str:
         """The canonical compact cache line (no newline), keys in the SPEC order."""
@@ -218,7 +198,7 @@ class Reading(NamedTuple):
     # --- InfluxDB line protocol ---------------------------------------------------------
 
     def to_line_protocol(self) -> str:
-        return line_protocol(MEASUREMENT, self.device_id, self.fields(), self.read_at)
+        return points.consumption(MEASUREMENT, self.device_id, self.fields(), self.read_at)
 
 
 class GasReading(NamedTuple):
@@ -256,12 +236,7 @@ class GasReading(NamedTuple):
 
     def fields(self) -> dict[str, float]:
         """The known fields, in SPEC §3 order."""
-        out: dict[str, float] = {}
-        for name in GAS_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+        return _known(self, GAS_FIELDS)
 
     def to_json(self) -> str:
         """The canonical cache line: ``"fuel":"gas"`` right after ``device_id`` (SPEC §4.5)."""
@@ -273,7 +248,7 @@ class GasReading(NamedTuple):
         return cls(read_at, device_id, **values)
 
     def to_line_protocol(self) -> str:
-        return line_protocol(GAS_MEASUREMENT, self.device_id, self.fields(), self.read_at)
+        return points.consumption(GAS_MEASUREMENT, self.device_id, self.fields(), self.read_at)
 
 
 AnyReading = Reading | GasReading
@@ -295,24 +270,17 @@ def energy_kwh(m3: Decimal, calorific_value: Decimal) -> Decimal:
 
 def calorific(value: float | str) -> Decimal:
     """GAS_CALORIFIC_VALUE as the Decimal the user wrote (39.5 stays 39.5, not its binary float)."""
-    from decimal import Decimal
-
-    return Decimal(repr(value) if isinstance(value, float) else value)
+    return decimal(value)
 
 
 def from_cache_obj(obj: Mapping[str, Any]) -> AnyReading:
     """A cache object of either fuel: no ``fuel`` (or ``electricity``) is electricity."""
     fuel = obj.get("fuel")
-    if fuel is None or fuel == "electricity":
+    if fuel is None or fuel == ELECTRICITY:
         return Reading.from_obj(obj)
     if fuel == GAS:
         return GasReading.from_obj(obj)
     raise ValueError(f"unknown fuel {fuel!r}")
-
-
-def escape_tag(value: str) -> str:
-    """Line-protocol escaping for a tag value: commas, equals signs and spaces."""
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 _T = TypeVar("_T", Reading, GasReading)

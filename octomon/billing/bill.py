@@ -24,6 +24,7 @@ class Bill:
     report: CostReport
     api_calls: int = 0
     errors: list[str] = field(default_factory=list)  # fetches that failed (answered from files)
+    unpriced: list[str] = field(default_factory=list)  # meter points whose rates can't be had
 
     def empty_days(self) -> list[date]:
         """Asked days with nothing known for any fuel (``costs`` exits 1 for these)."""
@@ -55,10 +56,12 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
         tariffs = Tariffs.from_settings(settings, client, state=None, sink=None)
         try:
             book, _ = tariffs.cover(first, last, now)
+            unpriced = dict(tariffs.unpriced)
         except OctopusError as exc:
             errors.append(f"prices: {exc.message}")
             cached = TariffCache(cache_dir).load()
             book = cached.book if cached is not None else TariffBook()
+            unpriced = dict(cached.unpriced) if cached is not None else {}
         try:
             meters = known_meters(cache_dir, lambda: client, settings.octopus_account_number)
             settled, _ = fill(
@@ -75,6 +78,10 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
             settled = settled_store.load()
     finally:
         client.close()
-    wanted = [s for s in (IMPORT, GAS, EXPORT) if any(p.series == s for p in book.points)]
+    wanted = [
+        s
+        for s in (IMPORT, GAS, EXPORT)
+        if any(p.series == s for p in book.points) and s not in unpriced
+    ]
     report = costs(days(first, last), wanted or [IMPORT], book, settled, Tally(cache_dir).load())
-    return Bill(first, last, report, client.calls, errors)
+    return Bill(first, last, report, client.calls, errors, list(unpriced.values()))

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from octomon.billing.settled import SettledData
-from octomon.readings import escape_tag
-from octomon.store.tally import ELECTRICITY, SLOTS, TallyData
+from octomon.store import points
+from octomon.store.tally import SLOTS, TallyData
 from octomon.uktime import HALF_HOUR, days, half_hours
+from octomon.units import ELECTRICITY
 
 THRESHOLD = 0.95  # below this share of the settled energy or of the readings: a warning
-MEASUREMENT = "energy_reconciliation"
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,14 @@ class HalfHourRecon:
 
     def line(self) -> str:
         """The ``energy_reconciliation`` point (SPEC §3)."""
-        return (
-            f"{MEASUREMENT},fuel={escape_tag(ELECTRICITY)} "
-            f"settled={self.settled!r},home_mini={self.home_mini!r},"
-            f"difference={round(self.difference, 6)!r},readings={self.readings}i,"
-            f"coverage={round(self.coverage, 6)!r} {int(self.start.timestamp())}"
-        )
+        fields: dict[str, points.Number] = {
+            "settled": self.settled,
+            "home_mini": self.home_mini,
+            "difference": round(self.difference, 6),
+            "readings": points.Integer(self.readings),
+            "coverage": round(self.coverage, 6),
+        }
+        return points.reconciliation(ELECTRICITY, fields, self.start)
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from octomon import fsutil
 from octomon.errors import NotFound
-from octomon.octopus.consumption import (
-    ELECTRICITY,
-    GAS,
-    Meter,
-    Rest,
-    discover,
-    fetch,
-    gas_kwh,
-    meters_of,
-)
+from octomon.octopus.consumption import Meter, Rest, discover, fetch, gas_kwh, meters_of
 from octomon.readings import format_time, parse_instant
 from octomon.uktime import days, half_hours, uk_day, uk_midnight
+from octomon.units import ELECTRICITY, GAS
 
 if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient
@@ -40,7 +32,7 @@ log = logging.getLogger(__name__)
 
 SETTLED_FILE = "settled.json"
 LOCK_FILE = "settled.lock"
-KEEP = timedelta(days=60)
+KEEP = timedelta(days=400)  # what `costs`/`reconcile` asked for is kept for a year and more
 RECHECK = timedelta(hours=1)  # `reconcile` does not ask again sooner
 ABSENT = timedelta(days=1)  # a meter the API has no consumption for is asked again daily
 DEFAULT_CV = Decimal("39.5")  # MJ/m³, GAS_CALORIFIC_VALUE's default
@@ -53,6 +45,7 @@ class MeterData:
     values: dict[datetime, float]  # UTC half-hour start -> kWh
     checked_at: datetime | None = None  # the last time the API was asked
     volumes: dict[datetime, float] = field(default_factory=dict)  # gas: m³ as the API said
+    checked_from: datetime | None = None  # ... from here to checked_at (None: unknown)
 
 
 class SettledData:
@@ -60,6 +53,7 @@ class SettledData:
 
     def __init__(self, meters: dict[str, MeterData] | None = None) -> None:
         self.meters = meters or {}
+        self._order: dict[tuple[object, ...], list[MeterData]] = {}
 
     def of(self, fuel: str = ELECTRICITY, direction: str = "import") -> list[MeterData]:
         return [
@@ -71,9 +65,30 @@ class SettledData:
     def settled_kwh(
         self, half_hour: datetime, fuel: str = ELECTRICITY, direction: str = "import"
     ) -> float | None:
-        """The settled kWh of the half-hour starting at ``half_hour`` (None: not settled)."""
-        values = [m.values[half_hour] for m in self.of(fuel, direction) if half_hour in m.values]
-        return sum(values) if values else None
+        """The settled kWh of the half-hour starting at ``half_hour`` (None: not settled).
+
+        Several meter points add up; several serials of one meter point (a meter exchange)
+        never do: one value per point and half-hour, the current meter's (the serial with
+        the newest settled half-hour, the one the smart meter's telemetry comes from)."""
+        per_point: dict[str, float] = {}
+        for m in self._current_first(fuel, direction):
+            if half_hour in m.values:
+                per_point.setdefault(m.meter.point, m.values[half_hour])
+        return sum(per_point.values()) if per_point else None
+
+    def _current_first(self, fuel: str, direction: str) -> list[MeterData]:
+        meters = self.of(fuel, direction)
+        key = (fuel, direction, *((m.meter.key, len(m.values)) for m in meters))
+        order = self._order.get(key)
+        if order is None:  # the newest half-hour is looked for once, not per half-hour
+            oldest = datetime.min.replace(tzinfo=timezone.utc)
+            order = sorted(
+                meters,
+                key=lambda m: (max(m.values) if m.values else oldest, m.meter.serial),
+                reverse=True,
+            )
+            self._order[key] = order
+        return order
 
     def day_settled(self, day: date, fuel: str = ELECTRICITY, direction: str = "import") -> bool:
         """Every half-hour of the UK day (46, 48 or 50) has a settled value."""
@@ -113,6 +128,7 @@ class SettledStore:
         values: dict[datetime, float],
         checked_at: datetime,
         volumes: dict[datetime, float] | None = None,
+        checked_from: datetime | None = None,
     ) -> SettledData:
         """Merge fetched half-hours (kWh; gas also m³) in, under the lock; OSError if not
         written."""
@@ -121,6 +137,7 @@ class SettledStore:
             entry = data.meters.setdefault(meter.key, MeterData(meter, {}))
             entry.meter = meter
             entry.checked_at = checked_at
+            entry.checked_from = checked_from
             entry.values.update(values)
             entry.volumes.update(volumes or {})
             if entry.values:
@@ -140,6 +157,7 @@ def _encode(data: SettledData) -> bytes:
             "point": m.meter.point,
             "serial": m.meter.serial,
             "checked_at": format_time(m.checked_at) if m.checked_at else None,
+            "checked_from": format_time(m.checked_from) if m.checked_from else None,
             "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
             "volumes": {format_time(k): v for k, v in sorted(m.volumes.items())},
         }
@@ -159,7 +177,9 @@ def _decode(obj: Any) -> SettledData:
         checked = m.get("checked_at")
         volumes = {parse_instant(k): float(v) for k, v in m.get("volumes", {}).items()}
         at = parse_instant(checked) if checked else None
-        meters[str(key)] = MeterData(meter, values, at, volumes)
+        since = m.get("checked_from")
+        since_at = parse_instant(since) if since else None
+        meters[str(key)] = MeterData(meter, values, at, volumes, since_at)
     return SettledData(meters)
 
 
@@ -169,11 +189,13 @@ def keep(
     values: dict[datetime, float],
     now: datetime,
     calorific_value: Decimal,
+    since: datetime | None = None,
 ) -> SettledData:
-    """Into ``settled.json``: kWh (a gas meter's m³ converted, and kept as they were)."""
+    """Into ``settled.json``: kWh (a gas meter's m³ converted, and kept as they were), and
+    that ``[since, now)`` was asked at ``now``."""
     if meter.fuel == GAS:
-        return settled.add(meter, gas_kwh(values, calorific_value), now, values)
-    return settled.add(meter, values, now)
+        return settled.add(meter, gas_kwh(values, calorific_value), now, values, since)
+    return settled.add(meter, values, now, None, since)
 
 
 def absent(data: SettledData, meter: Meter, now: datetime) -> bool:
@@ -201,8 +223,10 @@ def fill(
     now: datetime,
     calorific_value: Decimal = DEFAULT_CV,
 ) -> tuple[SettledData, int]:
-    """``octomon reconcile``: fetch the settled UK days in ``[since, until]`` the file lacks
-    (days before today only; a meter asked within the last hour is not asked again).
+    """``octomon reconcile``/``costs``: fetch the settled UK days in ``[since, until]`` the
+    file lacks, before today, in one request per meter. A settled day is never asked again;
+    a day the API was asked for within the last hour (and had not settled) is not asked
+    again yet — days outside that span are.
     ``rest`` makes the client when a request is needed (none: no ``requests`` import).
     Returns the data and the number of meters asked; raises the Octopus errors."""
     data = settled.load()
@@ -210,14 +234,18 @@ def fill(
     today = uk_day(now)
     for meter in meters:
         entry = data.meters.get(meter.key)
-        if absent(data, meter, now) or (
-            entry is not None and entry.checked_at and entry.checked_at > now - RECHECK
-        ):
+        if absent(data, meter, now):
             continue
+        recent = (
+            entry.checked_from
+            if entry is not None and entry.checked_at and entry.checked_at > now - RECHECK
+            else None
+        )
         lacking = [
             d
             for d in days(since, min(until, today - timedelta(days=1)))
-            if entry is None or not all(hh in entry.values for hh in half_hours(d))
+            if (entry is None or not all(hh in entry.values for hh in half_hours(d)))
+            and (recent is None or uk_midnight(d) < recent)
         ]
         if not lacking:
             continue
@@ -227,7 +255,7 @@ def fill(
             values = fetch(rest(), meter, lo, min(hi, now))
         except NotFound:
             values = {}  # remembered as absent for a day
-        data = keep(settled, meter, values, now, calorific_value)
+        data = keep(settled, meter, values, now, calorific_value, lo)
     return data, asked
 
 

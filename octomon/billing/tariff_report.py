@@ -27,13 +27,13 @@ from octomon.octopus.pricebook import (
 from octomon.octopus.tariffs import product_code
 from octomon.readings import format_time
 from octomon.uktime import HALF_HOUR, UK, uk_day, uk_midnight
+from octomon.units import IMPORT
 
 if TYPE_CHECKING:
     from octomon.config import Settings
 
 log = logging.getLogger(__name__)
 
-IMPORT: Series = ("electricity", "import")
 WINDOW_HOURS = (1, 2, 3)
 
 
@@ -79,6 +79,7 @@ class TariffReport:
     tomorrow: list[Rate] = field(default_factory=list)
     cheapest: dict[int, Window | None] = field(default_factory=dict)
     stored: int = 0  # points written to InfluxDB (--since)
+    unpriced: list[str] = field(default_factory=list)  # meter points whose rates can't be had
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object (keys documented in the README); money in GBP."""
@@ -140,6 +141,7 @@ class TariffReport:
                 for h, w in self.cheapest.items()
             },
             "stored": self.stored,
+            "unpriced": self.unpriced,
         }
 
 
@@ -185,7 +187,7 @@ def is_current(cached: Cached, now: datetime) -> bool:
     publish = datetime.combine(uk_day(now), PUBLISH, UK)
     if now < publish or cached.fetched_at >= publish:
         return True
-    return tomorrow_known(cached.book, now)
+    return tomorrow_known(cached.book, now, cached.unpriced)
 
 
 def report(settings: Settings, now: datetime, since: date | None = None) -> TariffReport:
@@ -197,7 +199,9 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
     cache_dir = Path(settings.cache_dir)
     cached = TariffCache(cache_dir).load()
     if since is None and cached is not None and is_current(cached, now):
-        return summarise(cached.book, now, cached.fetched_at, 0)
+        answer = summarise(cached.book, now, cached.fetched_at, 0)
+        answer.unpriced = list(cached.unpriced.values())
+        return answer
     from octomon.octopus.budget import Budget
     from octomon.octopus.rest import RestClient
     from octomon.state import StateStore
@@ -221,4 +225,5 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
     book = fresh.book if fresh is not None else TariffBook()
     result = summarise(book, now, now, run.calls)
     result.stored = run.points if run.stored else 0
+    result.unpriced = list(run.unpriced)
     return result

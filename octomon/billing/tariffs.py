@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from octomon import fsutil
+from octomon.errors import ApiError, NotFound
 from octomon.octopus.pricebook import MeterPoint, Price, Series, TariffBook, half_hours, midnights
 from octomon.octopus.tariffs import fetch, meter_points
-from octomon.readings import escape_tag, format_time, parse_instant
+from octomon.readings import format_time, parse_instant
+from octomon.store import points
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
 if TYPE_CHECKING:
@@ -38,17 +41,11 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "tariffs.json"
 CURSOR_KEY = "tariff_cursor"
-MEASUREMENT = "energy_tariff"
 FIRST_DAYS = 7  # the first start fetches this many UK days back (as for settled data)
 KEEP_DAYS = 8  # days before today kept in tariffs.json
 PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here
-BATCH = 5000  # energy_tariff points per write, as a cache sync's batches
 
-
-class LineSink(Protocol):
-    """What is needed of :class:`octomon.store.influx.InfluxSink`."""
-
-    def write_lines(self, body: str | bytes, count: int) -> None: ...
+LineSink = points.LineSink
 
 
 def horizon(now: datetime) -> datetime:
@@ -58,13 +55,14 @@ def horizon(now: datetime) -> datetime:
     return datetime.combine(uk_day(now) + timedelta(days=1), time(23, 0), UK).astimezone(UTC)
 
 
-def tomorrow_known(book: TariffBook, now: datetime) -> bool:
-    """Every meter point still in force at the horizon is priced up to it."""
+def tomorrow_known(book: TariffBook, now: datetime, unpriced: Collection[Series] = ()) -> bool:
+    """Every meter point still in force at the horizon is priced up to it (those whose
+    rates cannot be had aside: asking hourly would not change that)."""
     end = horizon(now)
     return all(
         (book.covered_until(p.series) or now) >= end
         for p in book.points
-        if p.agreement_at(end - HALF_HOUR) is not None
+        if p.agreement_at(end - HALF_HOUR) is not None and p.series not in unpriced
     )
 
 
@@ -73,28 +71,21 @@ def lines(book: TariffBook) -> list[str]:
     out: list[str] = []
     for (fuel, direction), prices in sorted(book.prices.items()):
         for t, p in sorted(prices.items()):
-            out.append(
-                f"{MEASUREMENT},direction={escape_tag(direction)},fuel={escape_tag(fuel)},"
-                f"tariff_code={escape_tag(p.tariff_code)} unit_rate={float(p.unit_rate)!r},"
-                f"unit_rate_exc_vat={float(p.unit_rate_exc_vat)!r} {int(t.timestamp())}"
-            )
+            rates = {"unit_rate": p.unit_rate, "unit_rate_exc_vat": p.unit_rate_exc_vat}
+            out.append(points.tariff(fuel, direction, p.tariff_code, rates, t))
     for (fuel, direction), charges in sorted(book.charges.items()):
         for d, c in sorted(charges.items()):
-            out.append(
-                f"{MEASUREMENT},direction={escape_tag(direction)},fuel={escape_tag(fuel)},"
-                f"tariff_code={escape_tag(c.tariff_code)} "
-                f"standing_charge={float(c.standing_charge)!r},"
-                f"standing_charge_exc_vat={float(c.standing_charge_exc_vat)!r} "
-                f"{int(uk_midnight(d).timestamp())}"
-            )
+            daily = {
+                "standing_charge": c.standing_charge,
+                "standing_charge_exc_vat": c.standing_charge_exc_vat,
+            }
+            out.append(points.tariff(fuel, direction, c.tariff_code, daily, uk_midnight(d)))
     return out
 
 
-def write(sink: LineSink, points: list[str]) -> None:
-    """In batches of ``BATCH`` points (a year of Agile prices is 17,520 of them)."""
-    for i in range(0, len(points), BATCH):
-        batch = points[i : i + BATCH]
-        sink.write_lines("\n".join(batch) + "\n", len(batch))
+def write(sink: LineSink, lines: list[str]) -> None:
+    """In batches of :data:`octomon.store.points.BATCH` points."""
+    points.write(sink, lines)
 
 
 # --- CACHE_DIR/tariffs.json ------------------------------------------------------------------
@@ -104,6 +95,7 @@ class Cached(NamedTuple):
     book: TariffBook
     fetched_at: datetime
     account_day: date  # the UK day the account (meter points, agreements) was read
+    unpriced: dict[Series, str] = {}  # noqa: RUF012 -- never mutated: why rates were not had
 
 
 class TariffCache:
@@ -114,14 +106,16 @@ class TariffCache:
         """What was fetched, or None (none yet, or a damaged file: then it is re-fetched)."""
         try:
             obj = json.loads(self.path.read_bytes())
+            unpriced = obj.get("unpriced", {})
             return Cached(
                 TariffBook.from_obj(obj["book"]),
                 parse_instant(obj["fetched_at"]),
                 date.fromisoformat(obj["account_day"]),
+                {_series(k): str(v) for k, v in unpriced.items()},
             )
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("%s is unreadable (%s): fetching the tariffs again", self.path, exc)
             return None
 
@@ -131,6 +125,8 @@ class TariffCache:
             "account_day": cached.account_day.isoformat(),
             "book": cached.book.to_obj(),
         }
+        if cached.unpriced:
+            obj["unpriced"] = {_key(s): why for s, why in sorted(cached.unpriced.items())}
         fsutil.atomic_write(self.path, json.dumps(obj, separators=(",", ":")).encode(), 0o600)
 
 
@@ -144,6 +140,11 @@ class Cursor(NamedTuple):
 
 def _key(series: Series) -> str:
     return "/".join(series)
+
+
+def _series(key: str) -> Series:
+    fuel, direction = key.split("/")
+    return fuel, direction
 
 
 def _cursors(state: State) -> dict[Series, Cursor]:
@@ -165,6 +166,7 @@ class TariffRun(NamedTuple):
     points: int  # energy_tariff points fetched (and stored, when ``stored``)
     stored: bool  # written to InfluxDB (False in local mode or for the command)
     complete: bool  # tomorrow's prices are all known
+    unpriced: tuple[str, ...] = ()  # why a meter point's rates could not be had, one each
 
 
 class Tariffs:
@@ -214,6 +216,9 @@ class Tariffs:
         self._memory: dict[Series, Cursor] = {}  # the cursor when there is no state.json
         self._book: TariffBook | None = None  # the latest prices, for the status each cycle
         self._keep_failing = False
+        # (fuel, direction) -> why its rates cannot be had (a 404 or 400 from the products
+        # API, a register layout octomon does not price): named once, the others go on
+        self.unpriced: dict[Series, str] = {}
 
     def cursors(self) -> dict[Series, Cursor]:
         return _cursors(self.state.load()) if self.state is not None else dict(self._memory)
@@ -233,6 +238,8 @@ class Tariffs:
         UK day (one request), else those kept."""
         cached = self.cache.load()
         book = cached.book if cached is not None else TariffBook()
+        for series, why in (cached.unpriced if cached is not None else {}).items():
+            self.unpriced.setdefault(series, why)
         if cached is not None and cached.account_day == today and cached.book.points:
             return cached, book, list(cached.book.points), cached.account_day
         return cached, book, meter_points(self.client.account(self.account_number)), today
@@ -269,16 +276,15 @@ class Tariffs:
                 charges_from = max([today, *(d + timedelta(days=1) for d in known if d >= today)])
             if start >= end:
                 continue
-            got = fetch(
-                self.client,
+            got = self._fetch(
+                series,
                 points,
                 start,
                 end,
-                night=self.night,
-                payment_method=self.payment_method,
-                series={series},
                 charges_from={series: charges_from},
             )
+            if got is None:
+                continue
             fresh.merge(got)
             days = got.charges.get(series, {})
             moved[series] = Cursor(
@@ -288,7 +294,7 @@ class Tariffs:
         book.merge(fresh)
         book = book.since(uk_midnight(today - timedelta(days=KEEP_DAYS)))
         self._book = book
-        kept = self._keep(Cached(book, now, account_day))
+        kept = self._keep(Cached(book, now, account_day, dict(self.unpriced)))
         stored = False
         if store or since is not None:
             body = lines(fresh)
@@ -297,8 +303,14 @@ class Tariffs:
                 stored = True
             if since is None and (self.sink is not None or kept):
                 self._advance(moved)  # local mode: only once tariffs.json holds them
-        complete = tomorrow_known(book, now)
-        return TariffRun(self.client.calls - calls, fresh.count(), stored, complete)
+        complete = tomorrow_known(book, now, self.unpriced)
+        return TariffRun(
+            self.client.calls - calls,
+            fresh.count(),
+            stored,
+            complete,
+            tuple(self.unpriced.values()),
+        )
 
     def cover(self, first: date, last: date, now: datetime) -> tuple[TariffBook, int]:
         """Prices and standing charges of the UK days ``first``..``last`` (``octomon costs``):
@@ -330,25 +342,53 @@ class Tariffs:
             hi = max(
                 [t + HALF_HOUR for t in lacking] + [uk_midnight(d) + HALF_HOUR for d in no_charge]
             )
-            fresh.merge(
-                fetch(
-                    self.client,
-                    points,
-                    lo,
-                    hi,
-                    night=self.night,
-                    payment_method=self.payment_method,
-                    series={series},
-                    charges_from={series: min(no_charge, default=date.max)},
-                )
+            got = self._fetch(
+                series, points, lo, hi, charges_from={series: min(no_charge, default=date.max)}
             )
+            if got is not None:
+                fresh.merge(got)
         book.merge(fresh)
-        if fresh.count() or account_day != (cached.account_day if cached else None):
+        was = cached.unpriced if cached is not None else {}
+        if (
+            fresh.count()
+            or account_day != (cached.account_day if cached else None)
+            or self.unpriced != was
+        ):
             keep = min(first, today - timedelta(days=KEEP_DAYS))
             book = book.since(uk_midnight(keep))
             fetched_at = cached.fetched_at if cached is not None else now
-            self.cache.save(Cached(book, fetched_at, account_day))
+            self.cache.save(Cached(book, fetched_at, account_day, dict(self.unpriced)))
         return book, self.client.calls - calls
+
+    def _fetch(
+        self,
+        series: Series,
+        points: list[MeterPoint],
+        start: datetime,
+        end: datetime,
+        *,
+        charges_from: dict[Series, date],
+    ) -> TariffBook | None:
+        """One meter point's prices, or None when its rates cannot be had: a 404 or 400 from
+        the products API or a layout octomon does not price. That is kept in ``unpriced``
+        (said once, by the caller) and the other meter points go on; any other error (the
+        API away, the budget) propagates."""
+        try:
+            got = fetch(
+                self.client,
+                points,
+                start,
+                end,
+                night=self.night,
+                payment_method=self.payment_method,
+                series={series},
+                charges_from=charges_from,
+            )
+        except (NotFound, ApiError) as exc:
+            self.unpriced[series] = exc.message
+            return None
+        self.unpriced.pop(series, None)
+        return got
 
     def _keep(self, cached: Cached) -> bool:
         """Write tariffs.json; a full disk is logged (once) and does not stop the storing:

@@ -112,7 +112,7 @@ def run_online_checks(settings: "Settings") -> int:
 
 def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Authenticate, find the device, fetch and print the latest reading."""
-    from octomon.octopus import graphql as octopus
+    from octomon.octopus import probe as octopus
 
     settings = ui.load_settings(ctx, env_file, ["octopus", "gas"])
     result = octopus.check(settings)

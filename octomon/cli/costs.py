@@ -9,10 +9,11 @@ import typer
 
 from octomon.cli import ui
 from octomon.errors import ExitCode
+from octomon.units import EXPORT
 
 if TYPE_CHECKING:
     from octomon.billing.bill import Bill
-    from octomon.billing.costs import DayCost
+    from octomon.billing.costs import BillLine, DayCost
 
 HELP = (
     "Per UK day and fuel: kWh (settled where Octopus has settled the day, else the Home "
@@ -45,23 +46,39 @@ def costs(
     result = bill(settings, first, last, now)
     for error in result.errors:
         ui.warn(f"could not fetch the {error}; answering from what CACHE_DIR keeps")
+    for why in result.unpriced:
+        ui.warn(f"{why}; not in the costs, the other meter points are priced")
     if as_json:
         typer.echo(json.dumps(_obj(result), indent=1))
     else:
         _render(result)
     empty = result.empty_days()
-    if empty:
+    if empty and result.errors:  # 1 only when the API failed and left something unknown
         ui.fail(
             f"nothing known for {len(empty)} of the days asked "
             f"({', '.join(d.isoformat() for d in empty[:5])}{' …' if len(empty) > 5 else ''})",
-            "run `octomon costs` again once the Octopus API answers"
-            if result.errors
-            else "octomon had no readings and Octopus no settled data for them",
+            "run `octomon costs` again once the Octopus API answers",
         )
 
 
 def _money(x: Decimal | None) -> float | None:
     return None if x is None else float(x)
+
+
+def _line(x: "BillLine") -> dict[str, Any]:
+    return {
+        "kind": x.kind,
+        "fuel": x.fuel,
+        "direction": x.direction,
+        "tariff_code": x.tariff_code,
+        "description": x.describe(),
+        "kwh" if x.kind == "energy" else "days": float(x.quantity)
+        if x.kind == "energy"
+        else int(x.quantity),
+        "rate": _money(x.rate),
+        "amount": float(x.amount),
+        "amount_exc_vat": float(x.amount_exc_vat),
+    }
 
 
 def _row(d: "DayCost") -> dict[str, Any]:
@@ -77,6 +94,8 @@ def _row(d: "DayCost") -> dict[str, Any]:
         "standing_charge_exc_vat": _money(d.standing_exc_vat),
         "total": _money(d.total),
         "half_hours": d.half_hours,
+        "half_hours_covered": d.covered,
+        "partial": d.partial,
         "tariffs": list(d.tariffs),
         "missing": list(d.missing),
     }
@@ -91,6 +110,8 @@ def _obj(b: "Bill") -> dict[str, Any]:
         "gas": float(r.total(GAS)),
         "export": float(r.total(EXPORT)),
         "total": float(r.total()),
+        "total_exc_vat": float(r.total(exc_vat=True)),
+        "rows_total": float(r.rows_total()),
         "complete": r.complete(),
     }
     return {
@@ -99,9 +120,11 @@ def _obj(b: "Bill") -> dict[str, Any]:
         "currency": "GBP",
         "vat": "inc",
         "days": [_row(d) for d in r.days],
+        "lines": [_line(x) for x in r.lines()],
         "totals": totals,
         "api_calls": b.api_calls,
         "errors": b.errors,
+        "unpriced": b.unpriced,
     }
 
 
@@ -112,7 +135,11 @@ def _gbp(x: Decimal | None) -> str:
 def _cells(d: "DayCost") -> list[str]:
     label = d.fuel if d.direction == "import" else "export (earned)"
     kwh = "—" if d.kwh is None else f"{d.kwh:,.2f}"
-    source = d.source + (f" ({', '.join(d.missing)} missing)" if d.missing and d.kwh else "")
+    source = d.source
+    if d.partial:
+        source += f", partial: {d.covered} of {d.half_hours} half-hours"
+    if d.missing and d.kwh:
+        source += f" ({', '.join(d.missing)} missing)"
     standing = "" if d.direction == "export" else _gbp(d.standing)
     return [
         f"{d.day:%a} {d.day.day:>2} {d.day:%b}",
@@ -129,13 +156,31 @@ HEADERS = ["UK day", "fuel", "kWh from", "kWh", "energy", "standing", "total"]
 RIGHT = {3, 4, 5, 6}
 
 
+def _footer(b: "Bill") -> list[str]:
+    """The bill's lines, then the total (their sum), and what it leaves out."""
+    r = b.report
+    lines = r.lines()
+    out = ["Bill lines (inc. VAT):"] if lines else []
+    out += [
+        f"  {x.describe()}  {'−' if x.direction == 'export' else ''}£{x.amount:,.2f}" for x in lines
+    ]
+    total = r.total()
+    note = "" if r.complete() else " (days marked missing are not in it)"
+    footer = f"Total £{total:,.2f} inc. VAT{note}"
+    if r.total(EXPORT):
+        footer += "; export earnings are subtracted"
+    out.append(footer)
+    if r.rows_total() != total:
+        out.append(
+            f"The days' rows add up to £{r.rows_total():,.2f}: each row is rounded on its own, "
+            "the bill rounds each line once."
+        )
+    return out
+
+
 def _render(b: "Bill") -> None:
     rows = [_cells(d) for d in b.report.days]
-    total = b.report.total()
-    note = "" if b.report.complete() else " (days marked missing are not in it)"
-    footer = f"Total £{total:,.2f} inc. VAT{note}"
-    if b.report.total(("electricity", "export")):
-        footer += "; export earnings are subtracted"
+    footer = "\n".join(_footer(b))
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table

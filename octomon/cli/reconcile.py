@@ -1,7 +1,6 @@
 """`octomon reconcile`: settled kWh against the Home Mini's, per UK day (SPEC §10)."""
 
 import json
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -69,6 +68,8 @@ def reconcile(
 
 
 def _obj(r: "DayReport") -> dict[str, Any]:
+    from octomon.readings import format_time
+
     def r6(x: float | None) -> float | None:
         return None if x is None else round(x, 6)
 
@@ -85,12 +86,10 @@ def _obj(r: "DayReport") -> dict[str, Any]:
         "coverage": round(r.coverage, 6),
         "tallied": r.tallied,
         "short": r.short,
-        "missing": [{"from": _utc(a), "to": _utc(b), "readings": n} for a, b, n in r.missing],
+        "missing": [
+            {"from": format_time(a), "to": format_time(b), "readings": n} for a, b, n in r.missing
+        ],
     }
-
-
-def _utc(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _table(reports: "list[DayReport]") -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from octomon.cli import dates, ui
+from octomon.units import IMPORT
 
 if TYPE_CHECKING:
     from octomon.billing.tariff_report import Rate, TariffReport
@@ -57,6 +58,8 @@ def tariff(
             dates.in_future("--since", str(day), f"today is {uk_day(now)} in the UK")
     settings = ui.load_settings(ctx, env_file, groups, require=["INFLUXDB_URL"] if since else [])
     result = report(settings, now, day)
+    for why in result.unpriced:
+        ui.warn(f"{why}; the other meter points are priced")
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=1))
         return
@@ -118,7 +121,7 @@ def _render(r: "TariffReport") -> None:
             continue
         title = f"{label.capitalize()} {_uk(rows[0].start, '%a %d %b')}"
         out(f"[bold]{title}[/bold] — electricity import, p/kWh inc. VAT, UK time")
-        current = r.current.get(("electricity", "import"))
+        current = r.current.get(IMPORT)
         now_start = current.start if current else None
         if console.width < NARROW:
             out("  " + _sparkline(rows, now_start), markup=False)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
 from octomon.billing.reconcile import day_report, half_hour_recons
@@ -39,8 +39,9 @@ from octomon.billing.tariffs import PUBLISH, TariffRun, Tariffs
 from octomon.errors import InfluxError, NotFound
 from octomon.octopus.consumption import Meter, Rest, fetch
 from octomon.octopus.tariffs import is_dual_register
-from octomon.readings import escape_tag, format_time, parse_instant
+from octomon.readings import format_time, parse_instant
 from octomon.state import State, StateStore
+from octomon.store import points
 from octomon.store.tally import Tally
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
@@ -56,19 +57,12 @@ STATE_KEY = "settled"
 ALERTED_KEEP = 40  # days
 
 
-class LineSink(Protocol):
-    def write_lines(self, body: bytes | str, count: int) -> None: ...
+LineSink = points.LineSink
 
 
 def settled_line(meter: Meter, start: datetime, kwh: float, volume: float | None = None) -> str:
     """The ``energy_settled`` point (SPEC §3): kWh, and a gas meter's m³ as ``volume``."""
-    fields = f"consumption={float(kwh)!r}"
-    if volume is not None:
-        fields += f",volume={float(volume)!r}"
-    return (
-        f"energy_settled,direction={escape_tag(meter.direction)},fuel={escape_tag(meter.fuel)},"
-        f"meter={escape_tag(meter.serial)} {fields} {int(start.timestamp())}"
-    )
+    return points.settled(meter.fuel, meter.direction, meter.serial, kwh, start, volume)
 
 
 LAST_TRY = time(23, 0)  # UK: tomorrow's prices are asked for hourly from PUBLISH until here
@@ -99,6 +93,7 @@ class TariffsJob:
     def __init__(self, tariffs: Tariffs) -> None:
         self.tariffs = tariffs
         self.last: TariffRun | None = None
+        self._named: set[str] = set()
         self.max_calls = self._estimate()
 
     def _estimate(self) -> int:
@@ -124,6 +119,10 @@ class TariffsJob:
     def run(self, now: datetime) -> datetime:
         result = self.tariffs.refresh(now)
         self.last = result
+        for why in result.unpriced:  # one warning each for the process's life
+            if why not in self._named:
+                self._named.add(why)
+                log.warning("tariffs: %s; the other meter points are fetched and stored", why)
         self.max_calls = self._estimate()
         if result.points:
             log.info(
@@ -260,12 +259,15 @@ class SettledJob:
                 since = max(cursors.fetched.get(meter.key, first), first - timedelta(days=28))
                 try:
                     values = fetch(self.rest, meter, since, now)
-                except NotFound:  # a meter without settled data (an old or non-smart one)
-                    log.info("settled: the API has no consumption for meter %s", meter.serial)
-                    self.settled.add(meter, {}, now)
-                    self.meters().remove(meter)
+                except NotFound:  # a new meter, a page that vanished, an old or non-smart one
+                    log.info(
+                        "settled: the API has no consumption for meter %s; asking again "
+                        "at the next daily fetch",
+                        meter.serial,
+                    )
+                    self.settled.add(meter, {}, now, None, since)  # the meter stays known
                     continue
-                data = keep(self.settled, meter, values, now, self.calorific_value)
+                data = keep(self.settled, meter, values, now, self.calorific_value, since)
                 if values:
                     moved[meter.key] = max(values) + HALF_HOUR
                     log.info(
@@ -318,7 +320,7 @@ class SettledJob:
             recons = half_hour_recons(data, self.tally.load(), first_since(now), now)
             lines += [r.line() for r in recons]
             try:
-                self.sink.write_lines("\n".join(lines) + "\n", len(lines))
+                points.write(self.sink, lines)
             except InfluxError as exc:
                 if not self._write_failing:
                     log.warning("settled: InfluxDB did not take the points (%s); retrying", exc)

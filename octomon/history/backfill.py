@@ -46,6 +46,9 @@ from octomon.errors import (
 )
 from octomon.readings import AnyReading
 from octomon.store.delivery import deliver_readings
+from octomon.units import ELECTRICITY as ELECTRICITY  # re-exported for cli/backfill.py
+from octomon.units import FUELS
+from octomon.units import GAS as GAS
 
 if TYPE_CHECKING:
     from octomon.octopus.budget import Budget
@@ -56,8 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEN_SECONDS = "TEN_SECONDS"
-ELECTRICITY, GAS = "electricity", "gas"
-FUELS = (ELECTRICITY, GAS)
 WINDOW = timedelta(hours=6)
 SEARCH_PRECISION = timedelta(minutes=15)
 PROBE = timedelta(seconds=10)  # the smallest window the API accepts: one 10-s step

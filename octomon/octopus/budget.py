@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from octomon.backoff import next_delay
 from octomon.errors import BudgetExhausted, OctopusError, RateLimited
 from octomon.state import LEDGER_SPAN, State, StateStore
 
@@ -299,10 +300,7 @@ class Budget:
         result: list[float] = []
 
         def hit(state: State) -> None:
-            if state.backoff_seconds <= 0:
-                seconds = BACKOFF_FIRST
-            else:
-                seconds = min(max(state.backoff_seconds * 2, BACKOFF_FIRST), BACKOFF_MAX)
+            seconds = next_delay(state.backoff_seconds, BACKOFF_FIRST, BACKOFF_MAX)
             state.backoff_seconds = seconds
             state.backoff_until = now + timedelta(seconds=seconds)
             if state.rate_limited_since is None:

@@ -14,14 +14,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.readings import energy_kwh, format_time, parse_instant
+from octomon.units import ELECTRICITY, decimal
 
 if TYPE_CHECKING:
     from octomon.octopus.pricebook import MeterPoint
     from octomon.octopus.rest import RestClient
 
 PAGE_SIZE = 25_000  # a year of half-hours: one request for any window octomon asks for
-ELECTRICITY = "electricity"
-GAS = "gas"
 
 
 @dataclass(frozen=True)
@@ -92,4 +91,4 @@ def discover(rest: RestClient, account_number: str) -> list[Meter]:
 def gas_kwh(m3: dict[datetime, float], calorific_value: Decimal) -> dict[datetime, float]:
     """A gas meter's settled m³ as kWh (SMETS2 meters, the Home Mini's kind, report volume:
     OCTOPUS_REST.md §4), with GAS_CALORIFIC_VALUE and the volume correction."""
-    return {k: float(energy_kwh(Decimal(repr(v)), calorific_value)) for k, v in m3.items()}
+    return {k: float(energy_kwh(decimal(v), calorific_value)) for k, v in m3.items()}

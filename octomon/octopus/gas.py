@@ -7,6 +7,7 @@ BottlecapDave#1672). Other tools picked the first meter and showed nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,18 +37,26 @@ class GasMeter:
 
 def smart_gas_meter(account: dict[str, Any]) -> GasMeter | None:
     """The first gas meter with a ``smartGasMeter.deviceId``, over every active agreement."""
-    for agreement in dict_items(account.get("gasAgreements")):
-        point = agreement.get("meterPoint")
-        if not isinstance(point, dict):
-            continue
-        for meter in dict_items(point.get("meters")):
-            smart = meter.get("smartGasMeter")
-            device = text_value(smart.get("deviceId")) if isinstance(smart, dict) else None
-            if device:
-                return GasMeter(
-                    device, text_value(point.get("mprn")), text_value(meter.get("serialNumber"))
-                )
+    for point, meter in meters(account, "gasAgreements"):
+        smart = meter.get("smartGasMeter")
+        device = text_value(smart.get("deviceId")) if isinstance(smart, dict) else None
+        if device:
+            return GasMeter(
+                device, text_value(point.get("mprn")), text_value(meter.get("serialNumber"))
+            )
     return None
+
+
+def meters(
+    account: dict[str, Any], agreements: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(meter point, meter) of every active agreement of one fuel in the account query's
+    answer (``agreements``: ``electricityAgreements`` or ``gasAgreements``)."""
+    for agreement in dict_items(account.get(agreements)):
+        point = agreement.get("meterPoint")
+        if isinstance(point, dict):
+            for meter in dict_items(point.get("meters")):
+                yield point, meter
 
 
 def dict_items(value: Any) -> list[dict[str, Any]]:

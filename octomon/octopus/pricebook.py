@@ -22,8 +22,8 @@ from octomon.uktime import UK as UK  # re-exported for the tariffs' modules
 from octomon.uktime import UTC as UTC
 from octomon.uktime import uk_day as uk_day
 from octomon.uktime import uk_midnight as uk_midnight
-
-Series = tuple[str, str]  # (fuel, direction): ("electricity", "import") ...
+from octomon.units import ELECTRICITY, IMPORT, decimal
+from octomon.units import Series as Series  # (fuel, direction), named in octomon.units
 
 
 class Price(NamedTuple):
@@ -121,13 +121,13 @@ class TariffBook:
     charges: dict[Series, dict[date, Charge]] = field(default_factory=dict)
 
     def price_at(
-        self, half_hour_start: datetime, fuel: str = "electricity", direction: str = "import"
+        self, half_hour_start: datetime, fuel: str = ELECTRICITY, direction: str = "import"
     ) -> Price | None:
         """The unit rate of the half-hour holding ``half_hour_start``; None if unknown."""
         return self.prices.get((fuel, direction), {}).get(half_hour_floor(half_hour_start))
 
     def standing_charge(
-        self, day: date, fuel: str = "electricity", direction: str = "import"
+        self, day: date, fuel: str = ELECTRICITY, direction: str = "import"
     ) -> Charge | None:
         return self.charges.get((fuel, direction), {}).get(day)
 
@@ -210,12 +210,12 @@ class TariffBook:
             return (fuel, direction)
 
         prices = {
-            key(s): {parse_instant(t): Price(c, Decimal(i), Decimal(e)) for t, c, i, e in rows}
+            key(s): {parse_instant(t): Price(c, decimal(i), decimal(e)) for t, c, i, e in rows}
             for s, rows in obj["prices"].items()
         }
         charges = {
             key(s): {
-                date.fromisoformat(d): Charge(c, Decimal(i), Decimal(e)) for d, c, i, e in rows
+                date.fromisoformat(d): Charge(c, decimal(i), decimal(e)) for d, c, i, e in rows
             }
             for s, rows in obj["charges"].items()
         }
@@ -233,7 +233,7 @@ class Window(NamedTuple):
 
 
 def cheapest_window(
-    book: TariffBook, now: datetime, hours: int, series: Series = ("electricity", "import")
+    book: TariffBook, now: datetime, hours: int, series: Series = IMPORT
 ) -> Window | None:
     """The cheapest contiguous run of ``hours`` known half-hours not yet begun (the current
     half-hour counts if ``now`` is at its start); None if the prices ahead are too few."""

@@ -1,9 +1,9 @@
 """The Octopus REST client (OCTOPUS_REST.md): account, products, rates, settled consumption.
 
-One HTTP helper (:meth:`RestClient._request`) for every request: it takes a slot in the
-shared call ledger first (SPEC §4.3/§4.9: REST calls count like GraphQL ones), sends the
-request with HTTP Basic (the API key as the user, an empty password) and a 10 s timeout,
-and maps the answer onto :mod:`octomon.errors`:
+Every request goes through :meth:`RestClient._request` and the one transport
+(:mod:`octomon.octopus.http`: a slot in the shared call ledger first -- SPEC §4.3/§4.9, REST
+calls count like GraphQL ones --, a 10 s timeout, 429/5xx), with HTTP Basic (the API key as
+the user, an empty password); the answer is mapped onto :mod:`octomon.errors`:
 
 =========================================  ==========================================
 401, or 403 with a JSON ``detail``          ``AuthError`` (the key, or the account, refused)
@@ -22,22 +22,21 @@ passed on (only the kind of failure is), and what the server said is scrubbed.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from octomon import redact
 from octomon.clock import Clock, utcnow
-from octomon.errors import (
-    ApiError,
-    AuthError,
-    NotFound,
-    OctopusUnavailable,
-    RateLimited,
-)
+from octomon.errors import ApiError, AuthError, NotFound, OctopusUnavailable
 from octomon.octopus.budget import Budget
-from octomon.octopus.graphql import ACCOUNT_HINT, KEY_HINT
-from octomon.octopus.graphql import _reason as transport_reason
+from octomon.octopus.http import (
+    ACCOUNT_HINT,
+    KEY_HINT,
+    MAX_TIMEOUT,
+    RETRY_HINT,
+    Transport,
+    server_text,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -46,9 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_TIMEOUT = 10.0
 MAX_PAGES = 1000  # a guard against a server whose `next` never ends
-RETRY_HINT = "usually transient; octomon retries"
 
 Params = dict[str, str | int]
 
@@ -79,19 +76,19 @@ class RestClient:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.budget = budget
         self.clock = clock
-        self.timeout = min(max(timeout, 0.1), MAX_TIMEOUT)
-        self.calls = 0  # requests sent by this client (the commands report it)
-        self._host = urlsplit(self.base_url).hostname or "the Octopus API"
+        self.http = Transport(self.base_url, budget, clock, timeout, session)
+        self.http.session.auth = (api_key, "")
+        self._host = self.http.host
         redact.register(api_key)
-        if session is None:
-            import requests
 
-            session = requests.Session()
-            self._own_session = True
-        else:
-            self._own_session = False
-        session.auth = (api_key, "")
-        self._session = session
+    @property
+    def calls(self) -> int:
+        """Requests sent by this client (the commands report it)."""
+        return self.http.calls
+
+    @property
+    def timeout(self) -> float:
+        return self.http.timeout
 
     # --- public API ----------------------------------------------------------------------
 
@@ -137,51 +134,18 @@ class RestClient:
             ) from None
 
     def close(self) -> None:
-        if self._own_session:
-            self._session.close()
+        self.http.close()
 
     # --- the one HTTP helper ---------------------------------------------------------------
 
     def _request(self, url: str, params: Params | None) -> dict[str, Any]:
-        import requests
-
         path = urlsplit(url).path
-        self.budget.reserve(self.clock())
-        self.calls += 1
-        started = time.monotonic()
-        try:
-            response = self._session.get(
-                url,
-                params=params,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                verify=True,
-            )
-        except requests.Timeout:
-            log.debug("octopus GET %s: timed out", path)
-            raise OctopusUnavailable(
-                f"the Octopus API ({self._host}) did not answer within {self.timeout:g} s",
-                RETRY_HINT,
-            ) from None
-        except requests.RequestException as exc:
-            log.debug("octopus GET %s: %s", path, type(exc).__name__)
-            raise OctopusUnavailable(
-                f"could not reach the Octopus API ({self._host}): {transport_reason(exc)}",
-                "check the network connection; octomon retries",
-            ) from None
-        status = response.status_code
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        log.debug(
-            "octopus GET %s: HTTP %d in %.0f ms", path, status, (time.monotonic() - started) * 1000
+        status, body = self.http.send(
+            "GET", url, f"GET {path}", params=params, headers={"Accept": "application/json"}
         )
         if status == 200:
             if not isinstance(body, dict):
-                raise OctopusUnavailable(
-                    f"the Octopus API ({self._host}) sent an answer that is not JSON", RETRY_HINT
-                )
+                raise self.http.not_json("JSON")
             self.budget.clear_backoff()
             return body
         detail = _detail(body)
@@ -197,15 +161,9 @@ class RestClient:
             )
         if status == 404:
             raise NotFound(f"not found by the Octopus API: {path}")
-        if status == 429:
-            seconds = self.budget.rate_limited(self.clock())
-            raise RateLimited(
-                f"the Octopus API rate limit was hit (HTTP 429); backing off {seconds:.0f} s",
-                "the limit is shared with the Octopus app and other integrations",
-                retry_in=seconds,
-            )
-        if status >= 500:
-            raise OctopusUnavailable(f"the Octopus API answered HTTP {status}", RETRY_HINT)
+        refused = self.http.refused(status)
+        if refused is not None:
+            raise refused
         raise ApiError(None, f"the Octopus API answered HTTP {status} for {path}{said}")
 
 
@@ -214,9 +172,7 @@ def _detail(body: Any) -> str:
     if not isinstance(body, dict):
         return ""
     text = body.get("detail")
-    if not isinstance(text, str):
-        return ""
-    return redact.scrub(" ".join(text.split()))[:200]
+    return server_text(text) if isinstance(text, str) else ""
 
 
 def _next_page(value: Any) -> str | None:

@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from octomon.errors import ApiError, NotFound
@@ -40,6 +40,7 @@ from octomon.octopus.pricebook import (
 )
 from octomon.readings import format_time, parse_instant
 from octomon.uktime import UTC
+from octomon.units import ELECTRICITY, GAS, decimal_or_none
 
 if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient
@@ -55,6 +56,7 @@ __all__ = [
     "is_dual_register",
     "meter_points",
     "product_code",
+    "unpriceable",
 ]
 
 PAGE_SIZE = 1500
@@ -72,6 +74,16 @@ def product_code(tariff_code: str) -> str:
     if m is not None:
         return m["product"]
     return tariff_code.rsplit("-", 1)[0]
+
+
+def unpriceable(tariff_code: str) -> str | None:
+    """Why octomon cannot price a tariff code's register layout (``E-4R-``: four registers
+    with times octomon does not know), or None for one (``1R``) or two (``2R``) registers
+    and for codes without the layout part (the API decides those)."""
+    m = _TARIFF.match(tariff_code)
+    if m is None or m["registers"] in ("1R", "2R"):
+        return None
+    return f"tariff {tariff_code}: octomon does not price a {m['registers']} register layout"
 
 
 def is_dual_register(tariff_code: str) -> bool:
@@ -122,7 +134,7 @@ def meter_points(account: Mapping[str, Any]) -> list[MeterPoint]:
     for raw in _dicts(prop.get("electricity_meter_points")):
         points.append(
             MeterPoint(
-                "electricity",
+                ELECTRICITY,
                 "export" if raw.get("is_export") else "import",
                 str(raw.get("mpan", "")),
                 tuple(str(m.get("serial_number")) for m in _dicts(raw.get("meters"))),
@@ -132,7 +144,7 @@ def meter_points(account: Mapping[str, Any]) -> list[MeterPoint]:
     for raw in _dicts(prop.get("gas_meter_points")):
         points.append(
             MeterPoint(
-                "gas",
+                GAS,
                 "import",
                 str(raw.get("mprn", "")),
                 tuple(str(m.get("serial_number")) for m in _dicts(raw.get("meters"))),
@@ -147,13 +159,8 @@ def meter_points(account: Mapping[str, Any]) -> list[MeterPoint]:
 
 def gbp(value: Any) -> Decimal | None:
     """Pence as the API sends them (a JSON number) -> GBP, exactly; None if not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        pence = Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation:
-        return None
-    return pence / 100 if pence.is_finite() else None
+    pence = decimal_or_none(value)
+    return None if pence is None else pence / 100
 
 
 class _Row(NamedTuple):
@@ -240,6 +247,9 @@ def _price_agreement(
     charges_from: date,
 ) -> None:
     code = agreement.tariff_code
+    reason = unpriceable(code)
+    if reason is not None:  # named without a request
+        raise ApiError(None, reason)
     base = f"products/{product_code(code)}/{point.fuel}-tariffs/{code}/"
     params: dict[str, str | int] = {
         "period_from": format_time(lo),

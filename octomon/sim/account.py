@@ -10,6 +10,7 @@ from datetime import timedelta
 
 # Electricity import: the meter point the Home Mini reads (GraphQL device DEFAULT_DEVICE_ID).
 MPAN = "1900051510123"
+EXPORT_MPAN = "1170001510123"  # an export meter point (SimRest.export_tariff)
 ELECTRICITY_SERIAL = "21E5151012"
 
 # Gas: one meter point listing two meters, only the second one smart (BottlecapDave#1672).

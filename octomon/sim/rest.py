@@ -66,6 +66,11 @@ class SimRest(Products):
         self.page_size = DEFAULT_PAGE_SIZE  # the cap on rows per page
         self.origin = "https://api.octopus.energy"  # SimServer sets its own
         self.economy7 = False
+        # Account kinds: the import meter point on this one code instead (e.g. an ``E-4R-``
+        # code), and an export meter point on ``export_tariff`` (a code the products API
+        # here does not know answers 404, as an outgoing tariff missing from it does).
+        self.import_tariff: str | None = None
+        self.export_tariff: str | None = None
         self.publish_at = time(16, 0)  # UK time tomorrow's Agile prices appear
         self.rest_errors = 0
         self.calls: list[tuple[datetime, str]] = []  # (sim time, path) of REST requests
@@ -165,6 +170,8 @@ class SimRest(Products):
         return _json(200, self.account())
 
     def import_agreements(self) -> list[dict[str, str | None]]:
+        if self.import_tariff is not None:
+            return [self._agreement(self.import_tariff, self.moved_in_at, None)]
         if self.economy7:
             return [self._agreement(ids.ECONOMY7_IMPORT_TARIFF, self.moved_in_at, None)]
         return [
@@ -192,7 +199,7 @@ class SimRest(Products):
         else:
             registers = [STANDARD_REGISTER]
             standard, profile = {"consumption_standard": 2900}, 1
-        current = {
+        current: dict[str, Any] = {
             "id": 4151012,
             "moved_in_at": self.moved_in_at.astimezone(UK).isoformat(),
             "moved_out_at": None,
@@ -224,6 +231,20 @@ class SimRest(Products):
                 }
             ],
         }
+        if self.export_tariff is not None:
+            current["electricity_meter_points"] = [
+                *current["electricity_meter_points"],
+                {
+                    "mpan": ids.EXPORT_MPAN,
+                    "profile_class": None,
+                    "consumption_standard": 0,
+                    "meters": [
+                        {"serial_number": ids.ELECTRICITY_SERIAL, "registers": [STANDARD_REGISTER]}
+                    ],
+                    "agreements": [self._agreement(self.export_tariff, self.moved_in_at, None)],
+                    "is_export": True,
+                },
+            ]
         old = {
             "id": 3999001,
             "moved_in_at": self.old_moved_in_at.isoformat().replace("+00:00", "Z"),

@@ -1,4 +1,5 @@
-"""The InfluxDB transport: influxdb-client's synchronous write API, ping and buckets API.
+"""The InfluxDB transport: influxdb-client's synchronous write API (the connection test's
+ping and buckets calls are :mod:`octomon.store.probe`'s, through :meth:`InfluxSink.call`).
 
 octomon builds its own line protocol and hands the client pre-built **bytes** at second
 precision (``Point`` objects would cost 7×; SPEC §7). The client is told everything
@@ -19,14 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from octomon import redact
-from octomon.errors import ConfigError, InfluxConfigError, InfluxError, InfluxUnavailable
+from octomon.errors import ConfigError, InfluxError, InfluxUnavailable
 from octomon.readings import AnyReading
+from octomon.store import points
 from octomon.store.delivery import Answer, classify, safe_url
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 5000  # readings per write request
-TEST_MEASUREMENT = "octomon_test"
+MAX_BATCH = points.BATCH  # readings per write request
 TIMEOUT = 10.0  # seconds, connect and read (SPEC §4.7: a stop never waits longer)
 _R = TypeVar("_R")
 
@@ -192,7 +191,7 @@ class InfluxSink:
                 connection_pool_maxsize=2,
             )
 
-        self._client, self._write_api = _client(self._key, make)
+        self.client, self._write_api = _client(self._key, make)
         self._closed = False
 
     @classmethod
@@ -216,9 +215,7 @@ class InfluxSink:
 
     def write(self, readings: Sequence[AnyReading]) -> None:
         """One request per 5,000 readings; raises the classified error of the first failure."""
-        for i in range(0, len(readings), MAX_BATCH):
-            chunk = readings[i : i + MAX_BATCH]
-            self.write_lines("\n".join(r.to_line_protocol() for r in chunk), len(chunk))
+        points.write(self, [r.to_line_protocol() for r in readings], MAX_BATCH)
 
     def write_lines(self, body: bytes | str, count: int) -> None:
         """Post pre-built line protocol (second precision) holding ``count`` points.
@@ -228,11 +225,12 @@ class InfluxSink:
         if not body:
             return
         data = body.encode("utf-8") if isinstance(body, str) else body
-        self._post(data)
+        self.post(data)
         log.debug("wrote %d points", count)
 
-    def _post(self, data: bytes) -> None:
-        answer = self._call(
+    def post(self, data: bytes) -> None:
+        """One write request of ``data``; raises the classified error of a refusal."""
+        answer = self.call(
             lambda: self._write_api.write(
                 bucket=self.bucket, org=self.org, record=data, write_precision="s"
             )
@@ -243,77 +241,9 @@ class InfluxSink:
                 log.debug("write failed: %s", error.message)
                 raise error
 
-    # --- checks (test-influx) -----------------------------------------------------------------
-
-    def ping(self) -> None:
-        """Reachable: ``/ping`` answers 2xx (or 401/403 where even ping needs a token)."""
-        from influxdb_client.service.ping_service import PingService
-
-        service = PingService(self._client.api_client)  # type: ignore[no-untyped-call]
-        answer = self._call(service.get_ping)
-        if answer is None or 200 <= answer.status < 300 or answer.status in (401, 403):
-            return
-        if answer.status >= 500 or answer.status == 429:
-            error = classify(answer, self.where)
-            assert error is not None
-            raise error
-        raise InfluxUnavailable(
-            f"{self.where} answered HTTP {answer.status} {answer.reason} to /ping: "
-            "it does not look like InfluxDB",
-            hint="check INFLUXDB_URL (the server's base URL, e.g. http://host:8086)",
-        )
-
-    def list_buckets(self) -> list[str] | None:
-        """Names of the buckets called ``bucket`` in ``org`` the token may read.
-
-        None when this server has no buckets API (VictoriaMetrics, InfluxDB 1.8); an
-        empty list also when listing is forbidden (403: a write-only token). Raises
-        InfluxConfigError for a refused token or an unknown organisation.
-        """
-        import json
-
-        box: list[Any] = []
-
-        def get() -> None:
-            response = self._client.buckets_api().find_buckets(
-                name=self.bucket, org=self.org, _preload_content=False
-            )
-            box.append(response.data)
-
-        answer = self._call(get)
-        if answer is None:
-            try:
-                listed = json.loads(box[0]).get("buckets")
-            except (ValueError, AttributeError):
-                return None
-            if not isinstance(listed, list):
-                return None
-            return [str(b.get("name")) for b in listed if isinstance(b, dict)]
-        if answer.status == 403:
-            return []
-        is_influx = answer.influx_error() is not None
-        if answer.status == 401 or (answer.status == 404 and is_influx):
-            error = classify(answer, self.where, bucket=self.bucket, org=self.org)
-            assert error is not None
-            raise error
-        if answer.status >= 500 or answer.status == 429:
-            error = classify(answer, self.where)
-            assert error is not None
-            raise error
-        return None
-
-    def check_write(self) -> None:
-        """Prove the token may write to the bucket without storing anything: an empty write.
-
-        InfluxDB 2.x (``http/write_handler.go``) resolves the org (404), the bucket (404)
-        and the token's write permission on it (403) before it reads the body, and an
-        empty body holds no point: 204, nothing written.
-        """
-        self._post(b"")
-
     # --- the one call helper ------------------------------------------------------------------
 
-    def _call(self, func: Callable[[], object]) -> Answer | None:
+    def call(self, func: Callable[[], object]) -> Answer | None:
         """Run one client call: None when it succeeded, its Answer when InfluxDB said no.
 
         Raises InfluxUnavailable when no answer came (connection, TLS, timeout, proxy).
@@ -413,56 +343,3 @@ def _last_reason(exc: BaseException) -> str:
     if isinstance(inner, OSError) and inner.strerror:
         text = inner.strerror
     return " ".join(text.split())[:200]
-
-
-# --- test-influx ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InfluxCheck:
-    summary: str
-    verified: bool
-    wrote_point: bool
-
-
-def check(
-    settings: Settings, *, write_test_point: bool = False, environ: Mapping[str, str] | None = None
-) -> InfluxCheck:
-    """Reachability, then token/org/bucket; with ``write_test_point`` one real write.
-
-    A token that cannot list buckets (an empty list, or 403) is checked with an empty
-    write. The test point goes to ``octomon_test``, never ``energy_consumption``.
-    """
-    sink = InfluxSink.from_settings(settings, environ)
-    try:
-        sink.ping()
-        names = sink.list_buckets()
-        org, bucket = sink.org, sink.bucket
-        if names is None:
-            verified = False
-            summary = "reachable; org and bucket cannot be verified on this server"
-        elif bucket in names:
-            verified = True
-            summary = f"reachable; token, organisation {org!r} and bucket {bucket!r} verified"
-        else:
-            try:
-                sink.check_write()
-            except InfluxConfigError as exc:
-                if not names:
-                    exc.message = f"cannot list buckets with this token, and {exc.message}"
-                raise
-            verified = True
-            summary = (
-                f"reachable; cannot list buckets with this token; it may write to bucket "
-                f"{bucket!r} in organisation {org!r} (checked with an empty write: nothing "
-                "stored)"
-            )
-        if write_test_point:
-            now = int(time.time())
-            sink.write_lines(f"{TEST_MEASUREMENT},source=octomon value=1 {now}", 1)
-            summary += f"; wrote a test point ({TEST_MEASUREMENT}) to bucket {bucket!r}"
-        elif not verified:
-            summary += " (--write-test-point proves that writing works)"
-        return InfluxCheck(summary, verified, write_test_point)
-    finally:
-        sink.close()

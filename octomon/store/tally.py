@@ -29,6 +29,8 @@ from typing import Any
 
 from octomon import fsutil
 from octomon.readings import AnyReading, GasReading, format_time, parse_instant
+from octomon.units import ELECTRICITY as ELECTRICITY  # re-exported: the tally's fuel keys
+from octomon.units import GAS as GAS
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,6 @@ HALF_HOUR = 1800
 SLOT = 10
 SLOTS = HALF_HOUR // SLOT  # 180 ten-second readings make a complete half-hour
 KEEP = timedelta(days=35)
-ELECTRICITY = "electricity"
-GAS = "gas"
 _MICRO = 1_000_000  # energy is kept in micro-kWh
 _VERSION = 1
 _PENDING_MAX = 200_000  # readings kept in memory while the file cannot be written

@@ -14,7 +14,8 @@ from octomon.config import Settings
 from octomon.errors import InfluxUnavailable
 from octomon.readings import Reading
 from octomon.store.cache import Cache
-from octomon.store.influx import InfluxSink, check
+from octomon.store.influx import InfluxSink
+from octomon.store.probe import check
 from octomon.store.sync import sync
 from tests.helpers.services import VictoriaMetrics
 

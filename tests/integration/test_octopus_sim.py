@@ -22,7 +22,7 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.octopus import graphql as octopus
+from octomon.octopus import probe as octopus
 from octomon.octopus.budget import Budget
 from octomon.octopus.graphql import OctopusClient
 from octomon.readings import Reading

@@ -23,6 +23,7 @@ from octomon.errors import (
     AuthError,
     BudgetExhausted,
     NotFound,
+    OctopusError,
     OctopusUnavailable,
     RateLimited,
 )
@@ -254,3 +255,46 @@ def test_debug_log_never_holds_the_key(
     with pytest.raises(AuthError):
         client.account("A-1234ABCD")
     assert caplog.records and KEY not in caplog.text
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [429, 503])
+def test_graphql_and_rest_say_the_same_for_the_same_http_failure(
+    budget: Budget, clock: ManualClock, status: int
+) -> None:
+    """One transport (octomon.octopus.http) under both clients: the same error, message
+    and hint, and the same shared backoff."""
+    from octomon.octopus.graphql import OctopusClient
+
+    graphql_url = "https://api.octopus.test/v1/graphql/"
+    responses.post(graphql_url, status=200, json={"data": {"obtainKrakenToken": {"token": "t"}}})
+    responses.post(graphql_url, status=status, body="<html>busy</html>")
+    responses.get(BASE + RATES, status=status, body="<html>busy</html>")
+    gql = OctopusClient(
+        api_key=KEY,
+        account_number="A-1",
+        api_url=graphql_url,
+        budget=budget,
+        clock=clock,
+        device_id="00-11",
+        gas_enabled=False,
+    )
+    rest = RestClient(api_key=KEY, base_url=BASE, budget=budget, clock=clock)
+    errors = []
+    for call in (gql.latest, lambda: rest.get(RATES)):
+        with pytest.raises(OctopusError) as info:
+            call()
+        errors.append(info.value)
+        clock.advance(301)  # past the first backoff
+    gql.close()
+    rest.close()
+    first, second = errors
+    assert type(first) is type(second)
+    assert first.hint == second.hint
+    if status == 429:
+        assert isinstance(first, RateLimited) and isinstance(second, RateLimited)
+        assert (first.retry_in, second.retry_in) == (300, 600)  # one backoff, doubled
+        assert first.message == "the Octopus API rate limit was hit (HTTP 429); backing off 300 s"
+    else:
+        assert isinstance(first, OctopusUnavailable)
+        assert first.message == second.message == "the Octopus API answered HTTP 503"
