@@ -67,6 +67,7 @@ def backfill(
         Fuel,
         typer.Option(
             "--fuel",
+            metavar="FUEL",
             help="electricity, gas (the smart gas meter's half-hours) or all.",
             case_sensitive=False,
         ),

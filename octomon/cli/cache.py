@@ -206,7 +206,8 @@ def export(
     ctx: typer.Context,
     env_file: ui.EnvFileOption = None,
     fmt: Annotated[
-        ExportFormat, typer.Option("--format", help="jsonl, csv or line-protocol.")
+        ExportFormat,
+        typer.Option("--format", metavar="FORMAT", help="jsonl, csv or line-protocol."),
     ] = ExportFormat.jsonl,
     output: Annotated[
         Path | None,

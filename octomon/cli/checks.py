@@ -115,6 +115,7 @@ def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     from octomon.octopus import probe as octopus
 
     settings = ui.load_settings(ctx, env_file, ["octopus", "gas"])
+    ui.quiet_info(settings)  # the device chosen, the gas meter: printed below, not logged
     result = octopus.check(settings)
     ui.console.print(f"[green]Octopus API ok[/green] — account {settings.octopus_account_number}")
     ui.console.print(f"device id: {result.device_id}")

@@ -186,6 +186,12 @@ def _no_env_file(exc: Any, looked_at: Path) -> None:
         )
 
 
+def quiet_info(settings: Settings) -> None:
+    """A command that prints its own result logs warnings and errors only (unless
+    LOG_LEVEL=debug): INFO lines would say the same thing twice."""
+    logs.setup("debug" if settings.log_level == "debug" else "warning")
+
+
 def early_log_level() -> str:
     """LOG_LEVEL before settings are resolved (so start-up problems are logged too)."""
     level = os.environ.get("LOG_LEVEL", "info").lower()
