@@ -216,6 +216,18 @@ def own_command(argv0: str | None = None) -> str:
     return shlex.quote(str(script.absolute()))
 
 
+def print_unpadded(renderable: Any) -> None:
+    """Print a rich table; piped, without the spaces rich pads each line with to the
+    console's width (a script reading the output gets the text, not the padding)."""
+    out: Console = globals().get("console") or __getattr__("console")  # made on first use
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
 def is_terminal() -> bool:
     return sys.stdout.isatty()
 

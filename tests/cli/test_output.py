@@ -29,3 +29,17 @@ def test_no_word_is_broken_at_60_columns_but_long_option_names(name: str) -> Non
     whole = set(tokens(help_text(name.split(), width=1000)))
     broken = [t for t in tokens(help_text(name.split(), width=60)) if t not in whole]
     assert all(t.startswith("--") and t.endswith("…") for t in broken), broken
+
+
+def test_piped_status_is_not_padded_to_the_console_width() -> None:
+    from tests.cli.test_status_cli import cache_dir, write_status
+
+    write_status(cache_dir(), good_ago=30)
+    result = invoke("status", env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("health ") for line in lines)
+    assert all(line == line.rstrip() for line in lines), [
+        line for line in lines if line.endswith(" ")
+    ]
+    assert "(a good cycle within 4 min)" in result.output
