@@ -4,16 +4,60 @@ client's typed error (the CLI turns it into a message)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from octomon.clock import Clock, utcnow
 
 if TYPE_CHECKING:
     from octomon.config import Settings
+    from octomon.octopus.gas import GasMeter
+    from octomon.readings import GasReading, Reading
+
+
+@dataclass(frozen=True)
+class OctopusCheck:
+    """What ``test-octopus`` found: the device, its latest reading, and gas's."""
+
+    device_id: str
+    reading: Reading | None
+    other_devices: list[str] = field(default_factory=list)
+    gas_status: str = "off"  # octomon.octopus.gas: found, none, unsupported, off
+    gas_meter: GasMeter | None = None
+    gas_reading: GasReading | None = None
+
+
+def octopus_check(settings: Settings, clock: Clock = utcnow) -> OctopusCheck:
+    """Authenticate, find the device (unless OCTOPUS_DEVICE_ID), fetch the latest reading;
+    the same for gas unless OCTOPUS_GAS=off (always asked afresh, whatever state.json knows).
+
+    Its calls go into the shared ledger under CACHE_DIR when that is usable (so a test
+    run while the daemon polls still respects the budget), else into a private one.
+    """
+    from octomon.errors import OctopusError
+    from octomon.wiring import CHECK, Wiring
+
+    wiring = Wiring(settings, clock=clock, purpose=CHECK)
+    try:
+        client = wiring.octopus
+        device = client.device()
+        reading = client.latest()
+        meter = client.gas()
+        gas_reading = client.gas_latest() if meter else None
+    except OSError as exc:  # the ledger could not be written
+        raise OctopusError(
+            f"cannot record API calls in {settings.cache_dir}/state.json ({exc.strerror})",
+            "check CACHE_DIR",
+        ) from None
+    finally:
+        wiring.close()
+    return OctopusCheck(
+        device, reading, list(client.other_devices), client.gas_status, meter, gas_reading
+    )
 
 
 def octopus_line(settings: Settings) -> str:
-    from octomon.octopus import probe as octopus
-
-    result = octopus.check(settings)
+    result = octopus_check(settings)
     from octomon.readings import format_time
 
     when = format_time(result.reading.read_at) if result.reading else "no reading yet"

@@ -7,60 +7,38 @@ change is a read-modify-write under a cross-process ``fcntl`` lock on
 ``CACHE_DIR/state.lock``: the ledger is merged, never overwritten by a stale copy. The
 file is replaced atomically and is ``0600`` (it holds the refresh token).
 
-A file that cannot be parsed is set aside as ``state.json.corrupt-<time>`` with anything
-that could be a secret removed (the refresh token, any long token-like string, and every
-registered secret), so the copy can be kept or shared safely (SPEC §5).
+Every field is typed, and parsed leniently: a bad value is reset to its default (and
+logged), the rest is kept. A file that cannot be parsed at all (or of an unknown version) is
+set aside by :mod:`octomon.jsonfile` as ``state.json.corrupt-<time>`` with anything that
+could be a secret removed, so the copy can be kept or shared safely (SPEC §5).
+
+Keys this octomon does not know (a newer one's) are kept as they were.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from octomon import fsutil, redact
-from octomon.clock import utcnow
-from octomon.readings import parse_instant
+from octomon import jsonfile
+from octomon.jsonfile import DAMAGE, JsonFile, Kind
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
+D = TypeVar("D")
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
 LEDGER_SPAN = timedelta(hours=1)
+VERSION = 1
 
-_KNOWN = (
-    "cursor",
-    "device_id",
-    "refresh_token",
-    "refresh_expires_at",
-    "calls",
-    "backoff_until",
-    "backoff_seconds",
-    "rate_limited_since",
-    *(
-        "gas_cursor",
-        "gas_newest",
-        "gas_device_id",
-        "gas_mprn",
-        "gas_serial",
-        "gas_absent",
-        "gas_absent_at",
-    ),
-    "first_window_start",
-    "newest_stored",
-    "last_cycle_at",
-    "hold_owner",
-    "hold_calls",
-    "hold_since",
-)
 # Written only when set (most files never hold them).
 _OPTIONAL_INSTANTS = ("gas_cursor", "gas_newest", "gas_absent_at", "first_window_start")
 _OPTIONAL_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial", "gas_absent")
@@ -74,16 +52,54 @@ _TIMES = (
     "hold_since",
     *_OPTIONAL_INSTANTS,
 )
-# In a damaged file: the value of a secret-bearing key (even unterminated), and any long
-# run of token characters (JWTs, API keys, refresh tokens).
-_SECRET_VALUE = re.compile(rb'("(?:refresh_token|token|api_key)"\s*:\s*)"[^"\n]*"?')
-_TOKEN_LIKE = re.compile(rb"[A-Za-z0-9_\-.+/=]{24,}")
+_TEXTS = ("device_id", "refresh_token", "hold_owner", *_OPTIONAL_TEXTS)
+_KNOWN = frozenset(
+    (
+        *_TIMES,
+        *_TEXTS,
+        "version",
+        "calls",
+        "backoff_seconds",
+        "hold_calls",
+        "tariff_cursor",
+        "settled",
+        "gas_today",
+        "tally_pending",
+    )
+)
 
 
 def format_instant(dt: datetime) -> str:
     """UTC ISO 8601 with ``Z``, microseconds kept when present (the ledger needs them)."""
     text = dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     return text + "Z"
+
+
+class TariffCursor(NamedTuple):
+    """Per fuel/direction (``billing.tariffs``): what InfluxDB holds of the prices."""
+
+    prices: datetime  # half-hours before this are stored
+    charges: date  # standing charges of UK days up to this one are stored
+
+
+@dataclass
+class SettledCursors:
+    """Per meter (``daemon.jobs``): ``fetched`` (the API gave up to here) and ``written``
+    (InfluxDB took), and the UK days already judged (ISO dates)."""
+
+    fetched: dict[str, datetime] = field(default_factory=dict)
+    written: dict[str, datetime] = field(default_factory=dict)
+    alerted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GasDay:
+    """Today's gas (``daemon.gas``): the UK day, per half-hour (readAt) kWh, m³ and GBP,
+    and the newest half-hour stored."""
+
+    day: str = ""
+    half_hours: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    last_reading_at: datetime | None = None
 
 
 @dataclass
@@ -105,6 +121,7 @@ class State:
     # "No gas" as the account said it (octomon.octopus.gas: none, unsupported), and when.
     gas_absent: str | None = None
     gas_absent_at: datetime | None = None
+    gas_today: GasDay | None = None  # today's gas totals, so a restart does not zero them
     # Where the first window starts while there is no cursor yet (Cursor.start_at).
     first_window_start: datetime | None = None
     newest_stored: datetime | None = None  # read_at of the newest reading actually stored
@@ -114,7 +131,12 @@ class State:
     hold_owner: str | None = None
     hold_calls: int = 0
     hold_since: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, preserved
+    tariff_cursors: dict[str, TariffCursor] = field(default_factory=dict)  # "fuel/direction"
+    settled: SettledCursors = field(default_factory=SettledCursors)
+    # The tally's part not yet in tally.json (store.tally): per fuel, runs of 10-s slots
+    # [first slot's Unix time, µkWh, µkWh, ...], written with the cursor that follows them.
+    tally_pending: dict[str, list[list[int]]] = field(default_factory=dict)
+    unknown: dict[str, Any] = field(default_factory=dict)  # a newer octomon's keys, kept
 
     def prune(self) -> None:
         """Drop ledger entries more than an hour older than the newest one; keep order."""
@@ -127,7 +149,7 @@ class State:
         def t(dt: datetime | None) -> str | None:
             return format_instant(dt) if dt is not None else None
 
-        obj: dict[str, Any] = dict(self.extra)
+        obj: dict[str, Any] = dict(self.unknown)
         obj.update(
             cursor=t(self.cursor),
             device_id=self.device_id,
@@ -145,59 +167,165 @@ class State:
         )
         obj.update({k: t(getattr(self, k)) for k in _OPTIONAL_INSTANTS if getattr(self, k)})
         obj.update({k: getattr(self, k) for k in _OPTIONAL_TEXTS if getattr(self, k)})
+        if self.tariff_cursors:
+            obj["tariff_cursor"] = {
+                key: {"prices": format_instant(c.prices), "charges": c.charges.isoformat()}
+                for key, c in sorted(self.tariff_cursors.items())
+            }
+        s = self.settled
+        if s.fetched or s.written or s.alerted:
+            obj["settled"] = {
+                "fetched": {k: format_instant(v) for k, v in sorted(s.fetched.items())},
+                "written": {k: format_instant(v) for k, v in sorted(s.written.items())},
+                "alerted": list(s.alerted),
+            }
+        if self.gas_today is not None:
+            g = self.gas_today
+            obj["gas_today"] = {
+                "day": g.day,
+                # 6 decimals (a thousandth of a Wh, of a litre, of a penny): state.json
+                # is rewritten every cycle, its size is an SD card's wear (SPEC §4.9)
+                "half_hours": {k: [round(x, 6) for x in v] for k, v in g.half_hours.items()},
+                "last": t(g.last_reading_at),
+            }
+        if self.tally_pending:
+            obj["tally_pending"] = self.tally_pending
         return obj
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> State:
         """Lenient per field: a bad value is reset to its default (and logged)."""
-        state = cls(extra={k: v for k, v in obj.items() if k not in _KNOWN})
-
-        def bad(name: str) -> None:
-            log.warning("state.json: ignoring an invalid %s", name)
-
+        state = cls(unknown={k: v for k, v in obj.items() if k not in _KNOWN})
         for name in _TIMES:
-            value = obj.get(name)
-            if value is None:
-                continue
-            try:
-                if not isinstance(value, str):
-                    raise ValueError(name)
-                setattr(state, name, parse_instant(value))
-            except ValueError:
-                bad(name)
-        for name in ("device_id", "refresh_token", "hold_owner", *_OPTIONAL_TEXTS):
-            value = obj.get(name)
-            if value is None:
-                continue
-            if isinstance(value, str) and value:
-                setattr(state, name, value)
-            else:
-                bad(name)
-        calls = obj.get("calls")
-        if calls is not None:
-            if not isinstance(calls, list):
-                bad("calls")
-            else:
-                for item in calls:
-                    try:
-                        if not isinstance(item, str):
-                            raise ValueError(item)
-                        state.calls.append(parse_instant(item))
-                    except ValueError:
-                        bad("call ledger entry")
-                state.calls.sort()
-        held = obj.get("hold_calls")
-        if isinstance(held, int) and not isinstance(held, bool) and held >= 0:
-            state.hold_calls = held
-        elif held is not None:
-            bad("hold_calls")
-        seconds = obj.get("backoff_seconds")
-        if seconds is not None:
-            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
-                state.backoff_seconds = float(seconds)
-            else:
-                bad("backoff_seconds")
+            setattr(state, name, _parsed(obj, name, jsonfile.instant, None))
+        for name in _TEXTS:
+            setattr(state, name, _parsed(obj, name, _nonempty, None))
+        calls = (_parsed({"call": c}, "call", jsonfile.instant, None) for c in _list(obj, "calls"))
+        state.calls = sorted(c for c in calls if c is not None)
+        state.hold_calls = _parsed(obj, "hold_calls", _count, 0)
+        state.backoff_seconds = _parsed(obj, "backoff_seconds", _seconds, 0.0)
+        cursors = _table(obj, "tariff_cursor")
+        for key in cursors:
+            cursor = _parsed(cursors, key, _tariff_cursor(key), None)
+            if cursor is not None:
+                state.tariff_cursors[key] = cursor
+        settled = _table(obj, "settled")
+        for name in ("fetched", "written"):
+            table = _table(settled, name)
+            times = {str(k): _parsed(table, k, jsonfile.instant, None) for k in table}
+            setattr(state.settled, name, {k: v for k, v in times.items() if v is not None})
+        state.settled.alerted = [str(d) for d in _list(settled, "alerted")]
+        state.gas_today = _parsed(obj, "gas_today", _gas_day, None)
+        state.tally_pending = _parsed(obj, "tally_pending", runs_of, {})
         return state
+
+
+def _parsed(obj: dict[str, Any], name: str, parse: Callable[[Any], V], default: D) -> V | D:
+    """``parse(obj[name])``; ``default`` when absent or null, or (logged) when invalid."""
+    value = obj.get(name)
+    if value is None:
+        return default
+    try:
+        return parse(value)
+    except DAMAGE:
+        log.warning("state.json: ignoring an invalid %s", name)
+        return default
+
+
+def _table(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        log.warning("state.json: ignoring an invalid %s", name)
+        return {}
+    return value
+
+
+def _list(obj: dict[str, Any], name: str) -> list[Any]:
+    value = obj.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        log.warning("state.json: ignoring an invalid %s", name)
+        return []
+    return value
+
+
+def _nonempty(value: Any) -> str:
+    if not jsonfile.text(value):
+        raise ValueError("empty")
+    return str(value)
+
+
+def _count(value: Any) -> int:
+    if jsonfile.integer(value) < 0:
+        raise ValueError("negative")
+    return int(value)
+
+
+def _seconds(value: Any) -> float:
+    if jsonfile.number(value) < 0:
+        raise ValueError("negative")
+    return int(value) if isinstance(value, int) else float(value)  # 300 stays 300: same bytes
+
+
+def _tariff_cursor(key: str) -> Callable[[Any], TariffCursor]:
+    def parse(value: Any) -> TariffCursor:
+        if len(key.split("/")) != 2:
+            raise ValueError(key)
+        table = jsonfile.mapping(value)
+        return TariffCursor(jsonfile.instant(table["prices"]), jsonfile.day(table["charges"]))
+
+    return parse
+
+
+def _gas_day(value: Any) -> GasDay:
+    obj = jsonfile.mapping(value)
+    half_hours: dict[str, tuple[float, float, float]] = {}
+    for key, v in jsonfile.mapping(obj.get("half_hours") or {}).items():
+        kwh, m3, gbp = jsonfile.array(v)
+        half_hours[key] = (jsonfile.number(kwh), jsonfile.number(m3), jsonfile.number(gbp))
+    last = obj.get("last")
+    return GasDay(
+        jsonfile.text(obj.get("day") or ""),
+        half_hours,
+        jsonfile.instant(last) if last is not None else None,
+    )
+
+
+def runs_of(value: Any) -> dict[str, list[list[int]]]:
+    """``tally_pending``: per fuel, runs of ints (see :class:`State`)."""
+    out: dict[str, list[list[int]]] = {}
+    for fuel, runs in jsonfile.mapping(value).items():
+        out[fuel] = [
+            [jsonfile.integer(n) for n in jsonfile.array(run)] for run in jsonfile.array(runs)
+        ]
+        if any(len(run) < 2 for run in out[fuel]):
+            raise ValueError("an empty run")
+    return out
+
+
+def _state_held(raw: bytes) -> str:
+    cursor = _CURSOR.search(raw)
+    at = f" at {cursor.group(1).decode()}" if cursor else ""
+    return f"the cursor{at}, the device and the call ledger"
+
+
+_CURSOR = re.compile(rb'"cursor"\s*:\s*"([0-9T:.Z+-]{10,32})"')
+
+KIND: Kind[State] = Kind(
+    name=STATE_FILE,
+    version=VERSION,
+    decode=State.from_obj,
+    encode=State.to_obj,
+    empty=State,
+    held=_state_held,
+    then="starting with a fresh state (the cursor, device and call ledger are reset)",
+    unversioned=True,  # octomon wrote state.json without a version before December 2026
+    sort_keys=True,
+    scrub=jsonfile.without_secrets,
+)
 
 
 class StateStore:
@@ -205,76 +333,53 @@ class StateStore:
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = Path(cache_dir)
-        self.path = self.cache_dir / STATE_FILE
-        self.lock_path = self.cache_dir / LOCK_FILE
-        self.recovered_corrupt: Path | None = None
+        self.file = JsonFile(self.cache_dir, KIND, LOCK_FILE)
+        self.path = self.file.path
+        self.lock_path = self.file.lock_path
+        # Applied to every state this process writes, after the mutation: a part of another
+        # file that must reach the disk with the cursor (the tally's pending readings).
+        self.riders: list[Callable[[State], None]] = []
+
+    @property
+    def recovered_corrupt(self) -> Path | None:
+        """The set-aside copy of a damaged state.json, once this store met one."""
+        return self.file.set_aside
+
+    @recovered_corrupt.setter
+    def recovered_corrupt(self, value: Path | None) -> None:
+        self.file.set_aside = value
 
     def load(self) -> State:
-        """The state on disk; a fresh one when missing; a corrupt file is moved aside.
+        """The state on disk; a fresh one when missing; a damaged file is set aside."""
+        return self.file.load()
 
-        Reading needs no lock: the file is only ever replaced whole (rename).
-        """
+    def tally_pending(self) -> dict[str, list[list[int]]]:
+        """``tally_pending`` alone, for the tally's readers: quietly empty when missing or
+        unreadable (a damaged state.json is set aside by ``run``, which alerts on it)."""
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return State()
-        try:
-            obj = json.loads(raw)
-            if not isinstance(obj, dict):
-                raise ValueError("not a JSON object")
-        except ValueError:
-            return self._set_aside()
-        return State.from_obj(obj)
+            obj = json.loads(self.path.read_bytes())
+            return runs_of(obj["tally_pending"]) if "tally_pending" in obj else {}
+        except (OSError, *DAMAGE):
+            return {}
 
     def update(self, mutate: Callable[[State], None]) -> State:
         """Under the lock: re-read, apply ``mutate``, write atomically; the new state.
 
         If ``mutate`` raises, nothing is written and the exception propagates. A failed
-        write (disk full) raises ``OSError``.
+        write (disk full) raises ``OSError``. Unchanged bytes are not written again.
         """
-        with self._locked():
-            state = self.load()
+
+        def apply(state: State) -> None:
             mutate(state)
+            for rider in self.riders:
+                rider(state)
             state.prune()
-            data = json.dumps(state.to_obj(), indent=1, sort_keys=True).encode() + b"\n"
-            fsutil.atomic_write(self.path, data, 0o600)
-            return state
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
         if not self.cache_dir.is_dir():
+            from octomon import fsutil
+
             fsutil.ensure_private_dir(self.cache_dir)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    def _set_aside(self) -> State:
-        """Replace the damaged file by a copy without secrets (0600); a fresh state."""
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.path.with_name(f"{STATE_FILE}.corrupt-{stamp}")
-        try:
-            raw = self.path.read_bytes()
-            fsutil.atomic_write(target, without_secrets(raw), 0o600)
-            self.path.unlink()
-        except FileNotFoundError:  # another process already moved it
-            return State()
-        except OSError as exc:
-            log.warning("state.json is corrupt and could not be set aside (%s)", exc.strerror)
-            return State()
-        log.warning(
-            "state.json was corrupt: set aside as %s (secrets removed); starting with a "
-            "fresh state (the cursor, device and call ledger are reset)",
-            target.name,
-        )
-        self.recovered_corrupt = target
-        return State()
+        return self.file.update(apply)[0]
 
 
-def without_secrets(raw: bytes) -> bytes:
-    """A damaged state file's bytes with every possible secret replaced by ``****``."""
-    raw = _SECRET_VALUE.sub(rb'\1"****"', raw)
-    raw = _TOKEN_LIKE.sub(b"****", raw)
-    return redact.scrub(raw.decode("utf-8", "replace")).encode()
+without_secrets = jsonfile.without_secrets

@@ -11,6 +11,7 @@ from octomon import redact
 from octomon.sim import SimHomeMini, SimServer
 from tests.helpers.clock import ManualClock
 from tests.helpers.services import VictoriaMetrics, victoria_metrics
+from tests.helpers.sim_faults import FaultySim
 
 ISOLATED_PREFIXES = (
     "OCTOPUS_",
@@ -60,7 +61,7 @@ def clock(request: pytest.FixtureRequest) -> ManualClock:
 
 @pytest.fixture
 def sim(clock: ManualClock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
+    return FaultySim(clock=clock)
 
 
 @pytest.fixture

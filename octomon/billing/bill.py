@@ -39,17 +39,15 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
     from octomon.billing.settled import SettledStore, fill, known_meters
     from octomon.billing.tariffs import TariffCache, Tariffs
     from octomon.errors import OctopusError
-    from octomon.octopus.budget import Budget
-    from octomon.octopus.rest import RestClient
     from octomon.readings import calorific
-    from octomon.state import StateStore
     from octomon.store.tally import Tally
     from octomon.uktime import days
+    from octomon.wiring import Wiring
 
     cache_dir = Path(settings.cache_dir)
     assert settings.octopus_api_key and settings.octopus_account_number
-    budget = Budget(StateStore(cache_dir), settings.octopus_max_calls_per_hour)
-    client = RestClient.from_settings(settings, budget, lambda: now)
+    wiring = Wiring(settings, clock=lambda: now)
+    client = wiring.rest
     errors: list[str] = []
     settled_store = SettledStore(cache_dir)
     try:
@@ -77,7 +75,7 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
             errors.append(f"settled consumption: {exc.message}")
             settled = settled_store.load()
     finally:
-        client.close()
+        wiring.close()
     wanted = [
         s
         for s in (IMPORT, GAS, EXPORT)

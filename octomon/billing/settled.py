@@ -9,7 +9,6 @@ Read-modify-write under ``CACHE_DIR/settled.lock``, replaced atomically, 0600.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octomon import fsutil
+from octomon import jsonfile
 from octomon.errors import NotFound
+from octomon.jsonfile import JsonFile, Kind
 from octomon.octopus.consumption import Meter, Rest, discover, fetch, gas_kwh, meters_of
-from octomon.readings import format_time, parse_instant
+from octomon.readings import format_time
 from octomon.uktime import days, half_hours, uk_day, uk_midnight
 from octomon.units import ELECTRICITY, GAS
 
@@ -101,26 +101,17 @@ class SettledData:
 
 
 class SettledStore:
-    """``CACHE_DIR/settled.json``; see the module docstring."""
+    """``CACHE_DIR/settled.json`` (:mod:`octomon.jsonfile`); see the module docstring."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = Path(cache_dir)
-        self.path = self.cache_dir / SETTLED_FILE
-        self.lock_path = self.cache_dir / LOCK_FILE
+        self.file = JsonFile(self.cache_dir, KIND, LOCK_FILE)
+        self.path = self.file.path
+        self.lock_path = self.file.lock_path
 
     def load(self) -> SettledData:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return SettledData()
-        except OSError as exc:
-            log.warning("cannot read %s (%s)", self.path, exc.strerror)
-            return SettledData()
-        try:
-            return _decode(json.loads(raw))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("%s is damaged: settled data will be fetched again", self.path.name)
-            return SettledData()
+        """What was kept (empty when none; a damaged file is set aside)."""
+        return self.file.load()
 
     def add(
         self,
@@ -132,8 +123,8 @@ class SettledStore:
     ) -> SettledData:
         """Merge fetched half-hours (kWh; gas also m³) in, under the lock; OSError if not
         written."""
-        with fsutil.flocked(self.lock_path):
-            data = self.load()
+
+        def merge(data: SettledData) -> None:
             entry = data.meters.setdefault(meter.key, MeterData(meter, {}))
             entry.meter = meter
             entry.checked_at = checked_at
@@ -144,11 +135,11 @@ class SettledStore:
                 horizon = max(entry.values) - KEEP
                 entry.values = {k: v for k, v in sorted(entry.values.items()) if k >= horizon}
                 entry.volumes = {k: v for k, v in sorted(entry.volumes.items()) if k >= horizon}
-            fsutil.atomic_write(self.path, _encode(data), 0o600)
-            return data
+
+        return self.file.update(merge)[0]
 
 
-def _encode(data: SettledData) -> bytes:
+def _encode(data: SettledData) -> dict[str, Any]:
     meters: dict[str, Any] = {}
     for key, m in sorted(data.meters.items()):
         meters[key] = {
@@ -161,26 +152,42 @@ def _encode(data: SettledData) -> bytes:
             "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
             "volumes": {format_time(k): v for k, v in sorted(m.volumes.items())},
         }
-    obj = {"version": _VERSION, "meters": meters}
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return {"meters": meters}
 
 
-def _decode(obj: Any) -> SettledData:
-    if not isinstance(obj, dict) or obj.get("version") != _VERSION:
-        raise ValueError("not a settled file")
-    meters: dict[str, MeterData] = {}
-    for key, m in obj["meters"].items():
-        meter = Meter(str(m["fuel"]), str(m["direction"]), str(m["point"]), str(m["serial"]))
-        values = {
-            parse_instant(k).astimezone(timezone.utc): float(v) for k, v in m["half_hours"].items()
+def _decode(obj: dict[str, Any]) -> SettledData:
+    """Strict: a value of the wrong type anywhere is damage."""
+
+    def halves(table: Any, what: str) -> dict[datetime, float]:
+        return {
+            jsonfile.instant(k).astimezone(timezone.utc): jsonfile.number(v, what)
+            for k, v in jsonfile.mapping(table, what).items()
         }
+
+    meters: dict[str, MeterData] = {}
+    for key, m in jsonfile.mapping(obj["meters"], "meters").items():
+        m = jsonfile.mapping(m, "a meter")
+        meter = Meter(*(jsonfile.text(m[k], k) for k in ("fuel", "direction", "point", "serial")))
         checked = m.get("checked_at")
-        volumes = {parse_instant(k): float(v) for k, v in m.get("volumes", {}).items()}
-        at = parse_instant(checked) if checked else None
+        at = jsonfile.instant(checked) if checked is not None else None
+        volumes = halves(m.get("volumes", {}), "volumes")
         since = m.get("checked_from")
-        since_at = parse_instant(since) if since else None
-        meters[str(key)] = MeterData(meter, values, at, volumes, since_at)
+        since_at = jsonfile.instant(since) if since is not None else None
+        meters[str(key)] = MeterData(
+            meter, halves(m["half_hours"], "half_hours"), at, volumes, since_at
+        )
     return SettledData(meters)
+
+
+KIND: Kind[SettledData] = Kind(
+    name=SETTLED_FILE,
+    version=_VERSION,
+    decode=_decode,
+    encode=_encode,
+    empty=SettledData,
+    held=jsonfile.days_held("settled consumption"),
+    then="settled data is fetched again",
+)
 
 
 def keep(

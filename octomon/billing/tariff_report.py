@@ -202,25 +202,18 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
         answer = summarise(cached.book, now, cached.fetched_at, 0)
         answer.unpriced = list(cached.unpriced.values())
         return answer
-    from octomon.octopus.budget import Budget
-    from octomon.octopus.rest import RestClient
-    from octomon.state import StateStore
+    from octomon.wiring import Wiring
 
     assert settings.octopus_api_key and settings.octopus_account_number
-    store = StateStore(cache_dir)
-    budget = Budget(store, settings.octopus_max_calls_per_hour)
-    client = RestClient.from_settings(settings, budget, lambda: now)
-    sink = None
-    if since is not None:
-        from octomon.store.influx import InfluxSink
-
-        sink = InfluxSink.from_settings(settings)
-    tariffs = Tariffs.from_settings(settings, client, state=store, sink=sink)
+    wiring = Wiring(settings, clock=lambda: now)
+    # Stored only from --since on (the caller checked that InfluxDB is configured).
+    sink = wiring.sink if since is not None else None
     try:
+        tariffs = Tariffs.from_settings(settings, wiring.rest, state=wiring.state, sink=sink)
         start = datetime.combine(since, time(0), UK) if since is not None else None
         run = tariffs.refresh(now, since=start, store=False)
     finally:
-        client.close()
+        wiring.close()
     fresh = tariffs.cached()
     book = fresh.book if fresh is not None else TariffBook()
     result = summarise(book, now, now, run.calls)

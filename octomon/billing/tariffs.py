@@ -2,7 +2,7 @@
 
 :class:`Tariffs` fetches what is missing and stores it. Two places remember what is had:
 
-* the **tariff cursor** (``state.json`` key ``tariff_cursor``, per fuel/direction): the end
+* the **tariff cursor** (``state.json``'s ``tariff_cursor``, per fuel/direction): the end
   of the half-hours and the last UK day stored in InfluxDB. It moves only once InfluxDB
   acknowledged the points (or, in local mode, once they are in ``tariffs.json``), so a
   write that fails is fetched and written again at the next run: the API is the replay
@@ -17,18 +17,20 @@ The daemon's scheduled job is :class:`octomon.daemon.jobs.TariffsJob`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from octomon import fsutil
+from octomon.billing.prices import CACHE_FILE as CACHE_FILE
+from octomon.billing.prices import Cached as Cached
+from octomon.billing.prices import TariffCache as TariffCache
 from octomon.errors import ApiError, NotFound
+from octomon.latch import Latch
 from octomon.octopus.pricebook import MeterPoint, Price, Series, TariffBook, half_hours, midnights
 from octomon.octopus.tariffs import fetch, meter_points
-from octomon.readings import format_time, parse_instant
+from octomon.state import TariffCursor as Cursor
 from octomon.store import points
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
 
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FILE = "tariffs.json"
-CURSOR_KEY = "tariff_cursor"
 FIRST_DAYS = 7  # the first start fetches this many UK days back (as for settled data)
 KEEP_DAYS = 8  # days before today kept in tariffs.json
 PUBLISH = time(16, 5)  # UK: tomorrow's Agile prices are asked for from here
@@ -88,76 +88,15 @@ def write(sink: LineSink, lines: list[str]) -> None:
     points.write(sink, lines)
 
 
-# --- CACHE_DIR/tariffs.json ------------------------------------------------------------------
-
-
-class Cached(NamedTuple):
-    book: TariffBook
-    fetched_at: datetime
-    account_day: date  # the UK day the account (meter points, agreements) was read
-    unpriced: dict[Series, str] = {}  # noqa: RUF012 -- never mutated: why rates were not had
-
-
-class TariffCache:
-    def __init__(self, cache_dir: Path) -> None:
-        self.path = Path(cache_dir) / CACHE_FILE
-
-    def load(self) -> Cached | None:
-        """What was fetched, or None (none yet, or a damaged file: then it is re-fetched)."""
-        try:
-            obj = json.loads(self.path.read_bytes())
-            unpriced = obj.get("unpriced", {})
-            return Cached(
-                TariffBook.from_obj(obj["book"]),
-                parse_instant(obj["fetched_at"]),
-                date.fromisoformat(obj["account_day"]),
-                {_series(k): str(v) for k, v in unpriced.items()},
-            )
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("%s is unreadable (%s): fetching the tariffs again", self.path, exc)
-            return None
-
-    def save(self, cached: Cached) -> None:
-        obj = {
-            "fetched_at": format_time(cached.fetched_at),
-            "account_day": cached.account_day.isoformat(),
-            "book": cached.book.to_obj(),
-        }
-        if cached.unpriced:
-            obj["unpriced"] = {_key(s): why for s, why in sorted(cached.unpriced.items())}
-        fsutil.atomic_write(self.path, json.dumps(obj, separators=(",", ":")).encode(), 0o600)
-
-
 # --- fetching and storing ----------------------------------------------------------------------
 
 
-class Cursor(NamedTuple):
-    prices: datetime  # half-hours before this are stored
-    charges: date  # standing charges of UK days up to this one are stored
-
-
-def _key(series: Series) -> str:
-    return "/".join(series)
-
-
-def _series(key: str) -> Series:
-    fuel, direction = key.split("/")
-    return fuel, direction
-
-
 def _cursors(state: State) -> dict[Series, Cursor]:
-    raw = state.extra.get(CURSOR_KEY)
+    """The tariff cursors in ``state.json`` (``tariff_cursor``, per "fuel/direction")."""
     out: dict[Series, Cursor] = {}
-    for key, value in (raw if isinstance(raw, dict) else {}).items():
-        try:
-            fuel, direction = key.split("/")
-            out[(fuel, direction)] = Cursor(
-                parse_instant(value["prices"]), date.fromisoformat(value["charges"])
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("state.json: ignoring an invalid tariff cursor for %s", key)
+    for key, cursor in state.tariff_cursors.items():
+        fuel, direction = key.split("/")
+        out[(fuel, direction)] = cursor
     return out
 
 
@@ -215,7 +154,7 @@ class Tariffs:
         self.sink = sink
         self._memory: dict[Series, Cursor] = {}  # the cursor when there is no state.json
         self._book: TariffBook | None = None  # the latest prices, for the status each cycle
-        self._keep_failing = False
+        self._keeping = Latch(log)  # tariffs.json cannot be written (a full disk)
         # (fuel, direction) -> why its rates cannot be had (a 404 or 400 from the products
         # API, a register layout octomon does not price): named once, the others go on
         self.unpriced: dict[Series, str] = {}
@@ -396,15 +335,11 @@ class Tariffs:
         try:
             self.cache.save(cached)
         except OSError as exc:
-            if not self._keep_failing:
-                log.warning(
-                    "cannot write %s (%s): prices go to InfluxDB only",
-                    self.cache.path,
-                    exc.strerror,
-                )
-            self._keep_failing = True
+            self._keeping.fail(
+                "cannot write %s (%s): prices go to InfluxDB only", self.cache.path, exc.strerror
+            )
             return False
-        self._keep_failing = False
+        self._keeping.ok()
         return True
 
     def _advance(self, moved: dict[Series, Cursor]) -> None:
@@ -413,13 +348,6 @@ class Tariffs:
             return
 
         def update(state: State) -> None:
-            raw = state.extra.get(CURSOR_KEY)
-            obj: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
-            for series, c in moved.items():
-                obj[_key(series)] = {
-                    "prices": format_time(c.prices),
-                    "charges": c.charges.isoformat(),
-                }
-            state.extra[CURSOR_KEY] = obj
+            state.tariff_cursors.update({"/".join(s): c for s, c in moved.items()})
 
         self.state.update(update)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from octomon.cli import dates, ui
-from octomon.clock import utcnow
+from octomon.clock import command_now, utcnow
 from octomon.errors import ExitCode
 from octomon.readings import format_time
 
@@ -75,7 +75,7 @@ def backfill(
     env_file: ui.EnvFileOption = None,
 ) -> None:
     """Fetch history at 10-second resolution and store it like live data (see HELP)."""
-    now = utcnow()
+    now = command_now()
     start = parse_date("--since", since)
     end = parse_date("--until", until) if until is not None else now
     if end > now:
@@ -92,19 +92,16 @@ def backfill(
     from octomon import fsutil
     from octomon.daemon.status import Status
     from octomon.history import backfill as core
-    from octomon.octopus.budget import Budget
-    from octomon.octopus.graphql import OctopusClient
-    from octomon.state import StateStore
-    from octomon.store.cache import Cache
     from octomon.store.tally import Tally, TallyRecorder
+    from octomon.wiring import Wiring
 
     try:
         fsutil.ensure_private_dir(settings.cache_dir)
     except OSError as exc:
         ui.fail(f"cannot create CACHE_DIR {settings.cache_dir} ({exc.strerror})", "check CACHE_DIR")
-    store = StateStore(settings.cache_dir)
-    budget = Budget(store, settings.octopus_max_calls_per_hour)
-    known_device = settings.octopus_device_id or store.load().device_id
+    wiring = Wiring(settings)
+    budget = wiring.budget
+    known_device = settings.octopus_device_id or wiring.known.device_id
     daemon = Status.read(settings.cache_dir)
     others = 0.0
     if daemon is not None and daemon.healthy(now):
@@ -117,22 +114,10 @@ def backfill(
         fuels.remove(core.GAS)
         ui.console.print("gas is off (OCTOPUS_GAS=off): electricity only", soft_wrap=True)
 
-    cache = Cache(settings.cache_dir, settings.cache_max_mb, utcnow)
-    sink = _sink(settings)
-    client = OctopusClient(
-        api_key=settings.octopus_api_key or "",
-        account_number=settings.octopus_account_number or "",
-        api_url=settings.octopus_api_url,
-        budget=budget,
-        device_id=known_device,
-        clock=utcnow,
-        gas_enabled=not gas_off,
-        gas_meter=_known_gas(store),
-        calorific_value=settings.gas_calorific_value,
-    )
     stop = threading.Event()
     problems: list[tuple[str, str | None]] = []
     try:
+        cache, sink, client = wiring.cache, wiring.sink, wiring.octopus
         for one in fuels:
             if one == core.GAS and client.gas() is None:
                 from octomon.octopus.gas import NOTES
@@ -169,32 +154,12 @@ def backfill(
                 break
         if client.device_id and not known_device:
             with contextlib.suppress(OSError):
-                core.remember_device(store, client.device_id)
+                core.remember_device(wiring.state, client.device_id)
     finally:
-        client.close()
-        if sink is not None and hasattr(sink, "close"):
-            sink.close()
+        wiring.close()
     if problems:
         hint = next((h for _, h in problems if h), None)
         ui.fail("backfill incomplete: " + "; ".join(p for p, _ in problems), hint, ExitCode.FAILED)
-
-
-def _known_gas(store: Any) -> Any:
-    """The gas meter a daemon already found (state.json), so no discovery call is needed."""
-    from octomon.octopus.gas import GasMeter
-
-    state = store.load()
-    if not state.gas_device_id:
-        return None
-    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial)
-
-
-def _sink(settings: Any) -> Any:
-    if settings.local_mode:
-        return None
-    from octomon.store.influx import InfluxSink
-
-    return InfluxSink.from_settings(settings)
 
 
 # --- rendering ---------------------------------------------------------------------------

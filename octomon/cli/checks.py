@@ -112,11 +112,11 @@ def run_online_checks(settings: "Settings") -> int:
 
 def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     """Authenticate, find the device, fetch and print the latest reading."""
-    from octomon.octopus import probe as octopus
+    from octomon.checks import octopus_check
 
     settings = ui.load_settings(ctx, env_file, ["octopus", "gas"])
     ui.quiet_info(settings)  # the device chosen, the gas meter: printed below, not logged
-    result = octopus.check(settings)
+    result = octopus_check(settings)
     ui.console.print(f"[green]Octopus API ok[/green] — account {settings.octopus_account_number}")
     ui.console.print(f"device id: {result.device_id}")
     if result.other_devices:

@@ -36,10 +36,10 @@ def costs(
 ) -> None:
     """What each UK day cost, the way the bill will say it."""
     from octomon.billing.bill import bill
-    from octomon.clock import utcnow
+    from octomon.clock import command_now
     from octomon.uktime import uk_day
 
-    now = utcnow()
+    now = command_now()
     today = uk_day(now)
     first, last = ui.uk_days(since, until, now)
     if last > today:

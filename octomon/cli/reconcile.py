@@ -9,6 +9,7 @@ from octomon.cli import ui
 
 if TYPE_CHECKING:
     from octomon.billing.reconcile import DayReport
+    from octomon.octopus.rest import RestClient
 
 HELP = (
     "Per UK day: settled kWh (what the bill is made of) against the Home Mini's, coverage, "
@@ -30,36 +31,30 @@ def reconcile(
 ) -> None:
     """Settled consumption against the Home Mini, per UK day."""
     from octomon.billing import reconcile as core
-    from octomon.clock import utcnow
+    from octomon.clock import command_now
 
-    now = utcnow()
+    now = command_now()
     first, last = ui.uk_days(since, until, now)
     settings = ui.load_settings(ctx, env_file, ("octopus", "tariff", "gas", "cache"))
 
     from octomon.billing.settled import SettledStore, fill, known_meters
-    from octomon.octopus.budget import Budget
-    from octomon.octopus.rest import RestClient
     from octomon.readings import calorific
-    from octomon.state import StateStore
     from octomon.store.tally import Tally
+    from octomon.wiring import Wiring
 
     settled = SettledStore(settings.cache_dir)
-    made: list[RestClient] = []
+    wiring = Wiring(settings)
 
-    def rest() -> RestClient:  # built only when a request is needed: no `requests` import
-        if not made:
-            budget = Budget(StateStore(settings.cache_dir), settings.octopus_max_calls_per_hour)
-            made.append(RestClient.from_settings(settings, budget, utcnow))
-        return made[0]
+    def rest() -> "RestClient":  # built only when a request is needed: no `requests` import
+        return wiring.rest
 
     try:
         meters = known_meters(settings.cache_dir, rest, settings.octopus_account_number or "")
         cv = calorific(settings.gas_calorific_value)
         data, _ = fill(rest, meters, settled, first, last, now, cv)
     finally:
-        for client in made:
-            client.close()
-    calls = made[0].calls if made else 0
+        wiring.close()
+    calls = wiring.rest_calls
     reports = core.day_reports(data, Tally(settings.cache_dir).load(), first, last)
     if as_json:
         typer.echo(json.dumps({"days": [_obj(r) for r in reports], "api_calls": calls}))

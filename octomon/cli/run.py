@@ -61,7 +61,7 @@ def run(
 
 
 def _run(settings: "Settings", *, once: bool, demo: bool = False) -> ExitCode:
-    from octomon.daemon.loop import build_monitor
+    from octomon.wiring import build_monitor
 
     stop = threading.Event()
     try:
@@ -88,9 +88,9 @@ def _once(monitor: "Monitor") -> ExitCode:
 
     monitor.start(utcnow(), announce=False)
     try:
-        if monitor.cache_mode:
+        if monitor.writer.cache_mode:
             step = monitor.health_check(utcnow())
-            if monitor.draining:
+            if monitor.writer.draining:
                 monitor.drain(utcnow(), max_readings=DRAIN_SLICE)
             if step.error is not None:
                 ui.warn(f"the cache stays: {step.error.message}")

@@ -38,13 +38,13 @@ def status(
     ] = False,
 ) -> None:
     """Show what the running daemon last reported (CACHE_DIR/status.json)."""
-    from octomon.clock import utcnow
+    from octomon.clock import command_now
     from octomon.daemon.status import STATUS_FILE, Status
 
     settings = ui.load_settings(ctx, env_file, ("cache",), show_warnings=False)
     path = settings.cache_dir / STATUS_FILE
     current = Status.read(settings.cache_dir)
-    now = utcnow()
+    now = command_now()
     if current is None:
         ui.fail(
             f"no daemon status in {path}",

@@ -46,12 +46,12 @@ def tariff(
     Standing charges, the unit rates of today and tomorrow (UK time) and the cheapest 1 h,
     2 h and 3 h windows still ahead."""
     from octomon.billing.tariff_report import report
-    from octomon.clock import utcnow
+    from octomon.clock import command_now
     from octomon.uktime import uk_day
 
     groups = ["octopus", "tariff", "cache"] + (["influx"] if since else [])
     day: date | None = None
-    now = utcnow()
+    now = command_now()
     if since is not None:
         day = dates.parse_day("--since", since)
         if day > uk_day(now):

@@ -1,4 +1,4 @@
-"""The gap-free cursor of SPEC §4.1, for one stream of readings (gas; see ``Cursor``).
+"""The gap-free cursor of SPEC §4.1, for one stream of readings (either fuel).
 
 The cursor is the point up to which history is settled: the ``readAt`` of the newest
 reading durably stored, or -- when a fetched window's readings were *all* stored (or it had
@@ -14,11 +14,17 @@ real time), the cursor stays and the window is empty until the clock passes it.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from octomon.octopus.graphql import MAX_WINDOW
+from octomon.readings import format_time
+
+log = logging.getLogger("octomon.daemon.monitor")
 
 SETTLE_AFTER = timedelta(minutes=15)  # no upload is later: an old window is settled
 # KT-GB-4051 (start too old): the window start jumps to now - 24 h, then now - 6 h.
@@ -31,6 +37,10 @@ class _Timed(Protocol):
 
 
 _R = TypeVar("_R", bound=_Timed)
+
+
+class _Files(Protocol):
+    def files(self) -> list[Path]: ...
 
 
 class Cursor:
@@ -143,3 +153,102 @@ class Cursor:
         horizon = self.at - self.overlap
         if min(self.seen) < horizon:
             self.seen = {t for t in self.seen if t >= horizon}
+
+
+def clock_moved_back(
+    cursor: Cursor, now: datetime, slack: timedelta
+) -> tuple[timedelta, datetime | None] | None:
+    """Apply the clock rule and log it: (how far back, where fetching resumes or None while
+    the clock is behind what was stored), or None when the clock did not move back."""
+    marks = [t for t in (cursor.at, cursor.last_run) if t is not None]
+    latest = max(marks) if marks else now
+    if not cursor.clock_went_back(now, slack):
+        return None
+    again = cursor.at if cursor.at is not None and cursor.at <= now else None
+    log.warning(
+        "the system clock moved back (%s is before %s); %s",
+        format_time(now),
+        format_time(latest),
+        f"fetching again from {format_time(again)}" if again else "waiting for it",
+    )
+    return latest - now, again
+
+
+class ClockAhead:
+    """Is this clock ahead of the API's? The token just accepted expires at the API's
+    ``exp``: if that is already past here, ``now`` runs ahead by at least the difference.
+
+    Then the newest reading only *looks* old: no "Home Mini data stale" (and its advice to
+    power-cycle it) while the clock is wrong. Logged once per episode.
+    """
+
+    def __init__(self, client: object, slack: timedelta = timedelta(minutes=1)) -> None:
+        self.client = client
+        self.slack = slack
+        self.said = False
+
+    def __call__(self, now: datetime) -> bool:
+        expires = getattr(self.client, "token_expires_at", None)
+        ahead = isinstance(expires, datetime) and expires < now - self.slack
+        if ahead and not self.said:
+            assert isinstance(expires, datetime)
+            from octomon.alerts.policy import duration
+
+            log.warning(
+                "the system clock is at least %s ahead of the Octopus API: the data's age is "
+                "not judged until it is corrected",
+                duration(now - expires),
+            )
+        self.said = ahead
+        return ahead
+
+
+def resume_damaged(
+    cursor: Cursor, cache: _Files, now: datetime, set_aside: str
+) -> tuple[datetime, bool]:
+    """An unreadable ``state.json`` (set aside as ``set_aside``): the cursor resumes from the
+    newest reading in the cache, else ``first_lookback`` back. Returns (where, from the cache)."""
+    newest = newest_cached(cache)
+    from_cache = newest is not None and newest <= now
+    cursor.at = newest if from_cache and newest is not None else now - cursor.first_lookback
+    if from_cache:
+        cursor.newest = newest
+    cursor.dirty = True
+    # Logged once already (octomon.jsonfile); the alert says where fetching resumes.
+    return cursor.at, from_cache
+
+
+TAIL_BYTES = 64 * 1024  # how much of the newest cache file a damaged state's recovery reads
+
+
+def newest_cached(cache: _Files) -> datetime | None:
+    """The newest electricity ``read_at`` in the cache, cheaply: the tail of the newest day
+    file(s). Where a damaged ``state.json``'s cursor resumes (SPEC §4.1)."""
+    from octomon.errors import OctomonError
+    from octomon.store.lines import parse_line
+
+    try:
+        files = cache.files()
+    except OctomonError:
+        return None
+    for path in reversed(files):
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - TAIL_BYTES))
+                lines = f.read().split(b"\n")
+        except OSError:
+            continue
+        if size > TAIL_BYTES:
+            lines = lines[1:]  # the first one is cut
+        times = []
+        for line in lines:
+            if b'"fuel":"gas"' in line:  # the cursor is the electricity telemetry's
+                continue
+            try:
+                times.append(parse_line(line).read_at)
+            except (ValueError, KeyError, TypeError):
+                continue
+        if times:
+            return max(times)
+    return None

@@ -1,11 +1,11 @@
 """The gas poll (SPEC §11): a scheduled job (``octomon.daemon.schedule``), not a poll cycle.
 
 Every ``GAS_POLL_INTERVAL_SECONDS`` at the installation's offset (never at hh:00/hh:30), one
-window ``[gas cursor - 2 h, now)`` of at most 6 h at ``HALF_HOURLY`` grouping, with its own
-gap-free cursor under the rules of SPEC §4.1 (``octomon.daemon.cursor``, the clock rule
-included), stored through the monitor's writer -- InfluxDB ``gas_consumption``, or gas lines
-in the cache when InfluxDB is away -- and counted into the tally. At defaults that is two
-calls an hour (one per run; a token renewal is the telemetry's).
+window ``[gas cursor - 2 h, now)`` of at most 6 h at ``HALF_HOURLY`` grouping: the gas
+:class:`~octomon.daemon.stream.Stream`, under the rules of SPEC §4.1 with its own cursor (the
+clock rule included), stored through the monitor's writer -- InfluxDB ``gas_consumption``,
+or gas lines in the cache when InfluxDB is away -- and counted into the tally. At defaults
+that is two calls an hour (one per run; a token renewal is the telemetry's).
 
 A server without gas, or an account without a smart gas meter, costs one account query and
 nothing after: "no gas" is kept in ``state.json`` (``gas_absent``, ``gas_absent_at``), so a
@@ -18,40 +18,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from datetime import datetime, timezone
+from typing import Protocol
 
 from octomon.alerts.policy import Alert, AlertPolicy
-from octomon.daemon.cursor import Cursor
 from octomon.daemon.status import Status
-from octomon.errors import RangeTooOld
+from octomon.daemon.stream import StoredLike, Stream
+from octomon.latch import Latch
 from octomon.octopus.gas import GasMeter
-from octomon.readings import AnyReading, GasReading, format_time
-from octomon.state import State, StateStore
+from octomon.readings import GasReading, format_time
+from octomon.state import GasDay, State, StateStore
 
 log = logging.getLogger(__name__)
 
-OVERLAP = timedelta(hours=2)
-FIRST_LOOKBACK = timedelta(hours=2)
 MAX_CALLS = 2  # one window of at most 6 h, plus a token renewal should it fall due
 
 
 class GasClient(Protocol):
     def gas(self) -> GasMeter | None: ...
-    def gas_telemetry(self, start: datetime, end: datetime) -> list[GasReading]: ...
-
-
-class StoredLike(Protocol):
-    @property
-    def stored(self) -> Sequence[AnyReading]: ...
-    @property
-    def unstored(self) -> Sequence[AnyReading]: ...
-
-
-class GasStore(Protocol):
-    """Where gas readings go: the monitor's writer (InfluxDB, or the cache behind it)."""
-
-    def store(self, readings: Sequence[AnyReading], now: datetime) -> StoredLike: ...
 
 
 @dataclass
@@ -85,32 +69,16 @@ class GasToday:
         kwh, m3, gbp = (sum(v[i] for v in self.half_hours.values()) for i in range(3))
         return kwh, m3, gbp
 
-    def to_obj(self) -> dict[str, Any]:
-        return {
-            "day": self.day,
-            "half_hours": {k: list(v) for k, v in (self.half_hours or {}).items()},
-            "last": format_time(self.last_reading_at) if self.last_reading_at else None,
-        }
-
     @classmethod
-    def from_obj(cls, obj: Any) -> GasToday:
-        from octomon.readings import parse_time
-
-        today = cls()
-        if not isinstance(obj, dict):
-            return today
-        try:
-            today.day = str(obj.get("day") or "")
-            raw = obj.get("half_hours") or {}
-            today.half_hours = {
-                str(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in raw.items()
-            }
-            last = obj.get("last")
-            today.last_reading_at = parse_time(last) if isinstance(last, str) else None
-        except (TypeError, ValueError, IndexError, AttributeError):
-            log.warning("state.json: ignoring an invalid gas_today")
+    def of(cls, kept: GasDay | None) -> GasToday:
+        """From ``state.json`` (parsed there)."""
+        if kept is None:
             return cls()
-        return today
+        return cls(kept.day, dict(kept.half_hours), kept.last_reading_at)
+
+    def kept(self) -> GasDay:
+        """For ``state.json``."""
+        return GasDay(self.day, dict(self.half_hours or {}), self.last_reading_at)
 
 
 def uk_date(at: datetime) -> str:
@@ -137,57 +105,53 @@ class GasJob:
         self,
         *,
         client: GasClient,
-        writer: GasStore,
+        stream: Stream[GasReading, StoredLike],
         store: StateStore,
         policy: AlertPolicy,
         emit: Callable[[Sequence[Alert]], None],
         interval: int,
-        recorded: Callable[[Sequence[GasReading]], None] = lambda _: None,
     ) -> None:
         self.client = client
-        self.writer = writer
+        self.stream = stream
         self.store = store
         self.policy = policy
         self.emit = emit
         self.interval = interval
-        self.recorded = recorded  # the tally hook, after every durable store
-        self.cursor = Cursor(overlap=OVERLAP, first_lookback=FIRST_LOOKBACK)
         self.today = GasToday()
         self.meter: GasMeter | None = None
         self.last_result: str = "not run yet"
         self._loaded = False
         self._saved_absent: tuple[str, datetime] | None = None
+        self._saving = Latch(log)
 
     def load(self, state: State) -> None:
         """Take the gas cursor and today's totals from ``state.json`` (once, at start)."""
         self._loaded = True
-        self.cursor.at, self.cursor.newest = state.gas_cursor, state.gas_newest
-        self.today = GasToday.from_obj(state.extra.get("gas_today"))
+        self.stream.load(state)
+        self.today = GasToday.of(state.gas_today)
 
     def run(self, now: datetime) -> datetime:
         if not self._loaded:
             self.load(self.store.load())
-        if self.cursor.clock_went_back(now):
+        cursor = self.stream.cursor
+        if cursor.clock_went_back(now):
             log.warning(
                 "gas: the clock is earlier than the gas cursor; fetching again from %s",
-                format_time(self.cursor.at) if self.cursor.at else "two hours back",
+                format_time(cursor.at) if cursor.at else "two hours back",
             )
         self.meter = self.client.gas()
         if self.meter is None:
             self.last_result = "no gas meter"
             self._save_absent()
             return next_anchor(now, self.interval)
-        start, end = self.cursor.window(now)
+        start, end = self.stream.window(now)
         if end > start:
-            start, end, readings = self._fetch(start, end, now)
+            start, end, readings = self.stream.fetch(start, end, now)
             if end >= now:  # a catch-up window is old by design: staleness is judged at now
                 self.emit(self.policy.gas(now, readings[-1].read_at if readings else None))
-            fresh = self.cursor.fresh(readings)
-            outcome = self.writer.store(fresh, now)
+            _, outcome = self.stream.keep(readings, end, now)
             stored = [r for r in outcome.stored if isinstance(r, GasReading)]
-            self.recorded(stored)  # before the cursor moves: a crash re-stores them
             self.today.add(stored, now)
-            self.cursor.advance(stored, outcome.unstored, end, now)
             self.last_result = (
                 f"gas {format_time(start)}..{format_time(end)}: {len(readings)} half-hour(s), "
                 f"{len(stored)} stored"
@@ -207,27 +171,6 @@ class GasJob:
         )
         status.gas_last_reading_at = self.today.last_reading_at
 
-    def _fetch(
-        self, start: datetime, end: datetime, now: datetime
-    ) -> tuple[datetime, datetime, list[GasReading]]:
-        while True:
-            try:
-                readings = self.client.gas_telemetry(start, end)
-                break
-            except RangeTooOld:
-                jump = self.cursor.retention_jump(start, now)
-                if jump is None:
-                    raise
-                log.warning(
-                    "gas: the Octopus API no longer serves %s..%s (KT-GB-4051): those "
-                    "half-hours are lost; continuing from %s",
-                    format_time(start),
-                    format_time(jump),
-                    format_time(jump),
-                )
-                start, end = jump, min(now, jump + self.cursor.max_window)
-        return start, end, [r for r in readings if start <= r.read_at < end]
-
     def _save_absent(self) -> None:
         """Keep "no gas" (and when the account said it) in ``state.json``, so that a
         restart asks nothing about gas for a week; written only when it changed."""
@@ -239,40 +182,38 @@ class GasJob:
         def mutate(state: State) -> None:
             state.gas_absent, state.gas_absent_at = status, at
 
-        try:
-            self.store.update(mutate)
-        except OSError as exc:
-            log.error("could not save state.json (%s); retrying at the next gas run", exc)
-            return
-        self._saved_absent = absent
+        if self._write(mutate):
+            self._saved_absent = absent
 
     def _save(self) -> None:
         """Persist the gas cursor, the meter and today's totals; retried next run on failure."""
-        cursor, newest, meter, today = (
-            self.cursor.at,
-            self.cursor.newest,
-            self.meter,
-            self.today.to_obj(),
-        )
+        cursor, meter, today = self.stream.saver(), self.meter, self.today.kept()
 
         def mutate(state: State) -> None:
-            if cursor is not None:
-                state.gas_cursor = cursor
-            if newest is not None:
-                state.gas_newest = newest
+            cursor(state)
             if meter is not None:
                 state.gas_device_id, state.gas_mprn, state.gas_serial = (
                     meter.device_id,
                     meter.mprn,
                     meter.serial,
                 )
-            state.extra["gas_today"] = today
+            state.gas_today = today
             if meter is not None:
                 state.gas_absent = state.gas_absent_at = None
 
+        if self._write(mutate):
+            self.stream.saved()
+
+    def _write(self, mutate: Callable[[State], None]) -> bool:
+        """One ``state.json`` update; a failure is logged once and retried at the next run."""
         try:
             self.store.update(mutate)
         except OSError as exc:
-            log.error("could not save state.json (%s); retrying at the next gas run", exc)
-            return
-        self.cursor.dirty = False
+            self._saving.fail(
+                "could not save state.json (%s); retrying at the next gas run",
+                exc.strerror or exc,
+                level=logging.ERROR,
+            )
+            return False
+        self._saving.ok("gas: state.json saved again")
+        return True

@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from octomon.alerts.policy import Alert, AlertPolicy, day_label
 from octomon.billing.reconcile import day_report, half_hour_recons
 from octomon.billing.settled import DEFAULT_CV, SettledData, SettledStore, _day_in, absent, keep
 from octomon.billing.tariffs import PUBLISH, TariffRun, Tariffs
 from octomon.errors import InfluxError, NotFound
+from octomon.latch import Latch
 from octomon.octopus.consumption import Meter, Rest, fetch
 from octomon.octopus.tariffs import is_dual_register
-from octomon.readings import format_time, parse_instant
-from octomon.state import State, StateStore
+from octomon.readings import format_time
+from octomon.state import SettledCursors, State, StateStore
 from octomon.store import points
 from octomon.store.tally import Tally
 from octomon.uktime import HALF_HOUR, UK, UTC, uk_day, uk_midnight
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 FIRST_DAYS = 7
 RETRY = timedelta(hours=6)
 DAILY = time(9, 0)  # UK
-STATE_KEY = "settled"
 ALERTED_KEEP = 40  # days
 
 
@@ -137,39 +136,9 @@ class TariffsJob:
 # --- settled consumption ---------------------------------------------------------------
 
 
-@dataclass
-class Cursors:
-    """Per meter: ``fetched`` (the API gave up to here) and ``written`` (InfluxDB took)."""
-
-    fetched: dict[str, datetime]
-    written: dict[str, datetime]
-    alerted: list[str]
-
-    @classmethod
-    def of(cls, state: State) -> Cursors:
-        raw = state.extra.get(STATE_KEY)
-        raw = raw if isinstance(raw, dict) else {}
-
-        def times(name: str) -> dict[str, datetime]:
-            out: dict[str, datetime] = {}
-            table = raw.get(name)
-            for key, value in table.items() if isinstance(table, dict) else []:
-                try:
-                    out[str(key)] = parse_instant(str(value))
-                except ValueError:
-                    log.warning("state.json: ignoring an invalid settled cursor")
-            return out
-
-        alerted = raw.get("alerted")
-        days = [str(d) for d in alerted] if isinstance(alerted, list) else []
-        return cls(times("fetched"), times("written"), days)
-
-    def to_obj(self) -> dict[str, Any]:
-        return {
-            "fetched": {k: format_time(v) for k, v in sorted(self.fetched.items())},
-            "written": {k: format_time(v) for k, v in sorted(self.written.items())},
-            "alerted": sorted(self.alerted)[-ALERTED_KEEP:],
-        }
+# Per meter: ``fetched`` (the API gave up to here) and ``written`` (InfluxDB took); the days
+# judged. Kept in state.json ("settled").
+Cursors = SettledCursors
 
 
 def first_since(now: datetime) -> datetime:
@@ -221,7 +190,7 @@ class SettledJob:
         self.max_calls = 1 + max_meters  # account discovery, then one request per meter
         self._meters: list[Meter] | None = None
         self._fetch_at: datetime | None = None  # None: fetch at the next run
-        self._write_failing = False
+        self._writing = Latch(log)  # InfluxDB not taking the points: logged once
 
     # --- the scheduled run --------------------------------------------------------------
 
@@ -248,7 +217,7 @@ class SettledJob:
     def fetch(self, now: datetime) -> SettledData:
         """Every meter from its fetched cursor to now, into ``settled.json``; raises the
         Octopus errors (the scheduler retries) and ``OSError``."""
-        cursors = Cursors.of(self.store.load())
+        cursors = self.store.load().settled
         data = self.settled.load()
         first = first_since(now)
         moved: dict[str, datetime] = {}
@@ -302,7 +271,7 @@ class SettledJob:
         (no sink) keeps only the file, and the written cursor follows the fetched one.
         """
         data = self.settled.load()
-        cursors = Cursors.of(self.store.load())
+        cursors = self.store.load().settled
         lines: list[str] = []
         moved: dict[str, datetime] = {}
         for key, entry in data.meters.items():
@@ -322,13 +291,9 @@ class SettledJob:
             try:
                 points.write(self.sink, lines)
             except InfluxError as exc:
-                if not self._write_failing:
-                    log.warning("settled: InfluxDB did not take the points (%s); retrying", exc)
-                self._write_failing = True
+                self._writing.fail("settled: InfluxDB did not take the points (%s); retrying", exc)
                 return False
-            if self._write_failing:
-                log.info("settled: InfluxDB takes the points again")
-            self._write_failing = False
+            self._writing.ok("settled: InfluxDB takes the points again")
         self._update(lambda c: c.written.update(moved))
         return True
 
@@ -336,7 +301,7 @@ class SettledJob:
 
     def judge(self, now: datetime) -> list[date]:
         """One verdict for every settled UK day of the last 7 not yet judged; the days."""
-        cursors = Cursors.of(self.store.load())
+        cursors = self.store.load().settled
         data, tally = self.settled.load(), self.tally.load()
         today = uk_day(now)
         judged: list[date] = []
@@ -373,8 +338,7 @@ class SettledJob:
 
     def _update(self, change: Callable[[Cursors], None]) -> None:
         def mutate(state: State) -> None:
-            cursors = Cursors.of(state)
-            change(cursors)
-            state.extra[STATE_KEY] = cursors.to_obj()
+            change(state.settled)
+            state.settled.alerted = sorted(state.settled.alerted)[-ALERTED_KEEP:]
 
         self.store.update(mutate)

@@ -22,11 +22,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from octomon.errors import OctomonError
+from octomon.latch import Latch
 from octomon.octopus.budget import Budget, Interrupted
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class _Entry:
     job: Job
     anchor: datetime | None  # None: resolved to the next half-hour at the first run_due
     due: datetime | None = None
-    failing: bool = False  # the last run raised (log once per state change)
+    failing: Latch = field(default_factory=lambda: Latch(log))  # the last run raised
     deferred: bool = False
 
 
@@ -184,9 +186,7 @@ class Scheduler:
         except Exception as exc:  # a bug in a side job must not stop telemetry
             log.debug("%s: unexpected error", job.name, exc_info=True)
             return self._failed(entry, now, None, f"unexpected error: {type(exc).__name__}")
-        if entry.failing:
-            log.info("%s: works again", job.name)
-        entry.failing = False
+        entry.failing.ok("%s: works again", job.name)
         due = slot(anchor, self.offset)
         entry.due = due if due > now else self._retry_slot(now)
         return JobReport(job.name, JobOutcome.RAN, now, entry.due)
@@ -195,9 +195,13 @@ class Scheduler:
         self, entry: _Entry, now: datetime, exc: OctomonError | None, message: str
     ) -> JobReport:
         entry.due = self._retry_slot(now)
-        if not entry.failing:
-            log.error("%s failed: %s; retrying at %s", entry.job.name, message, _hm(entry.due))
-        entry.failing = True
+        entry.failing.fail(
+            "%s failed: %s; retrying at %s",
+            entry.job.name,
+            message,
+            _hm(entry.due),
+            level=logging.ERROR,
+        )
         return JobReport(entry.job.name, JobOutcome.FAILED, now, entry.due, exc)
 
 
@@ -208,3 +212,30 @@ def _key(entry: _Entry) -> datetime:
 
 def _hm(at: datetime) -> str:
     return at.astimezone(timezone.utc).strftime("%H:%M UTC")
+
+
+RENEWAL_TURN_BELOW = 300  # seconds between polls: below, a token renewal takes a poll's turn
+
+
+def renewal_turn(
+    client: object, poll_interval: int, device_known: bool
+) -> Callable[[], object] | None:
+    """Does this poll cycle renew the token instead of polling? The renewal to make, or None.
+
+    Tokens live 60 minutes and are renewed 5 minutes early (SPEC §4.2): every 55 minutes,
+    so some rolling hours would hold two renewals besides 60 polls. A renewal takes its
+    cycle's turn instead (the window waits one interval; each poll fetches the whole window
+    from the cursor, so nothing is lost): a cycle makes one request, and the daemon's steady
+    state stays at 3600 / POLL_INTERVAL_SECONDS requests an hour, plus gas. It renews a poll
+    interval ahead, so that a gas or REST job between two cycles never has to renew. Only
+    for polls less than 5 minutes apart (the budget is tight there, and one poll waiting is
+    a short delay; with polls further apart a renewal turn could come round again before the
+    next poll), not before the device is known (the first cycle), nor once the token has
+    expired (cycles far apart: the poll renews it first), nor for a client without early
+    renewal (a fake).
+    """
+    due = getattr(client, "renewal_due", None)
+    renew: Callable[[], object] | None = getattr(client, "renew", None)
+    if due is None or renew is None or not device_known or poll_interval >= RENEWAL_TURN_BELOW:
+        return None
+    return renew if due(timedelta(seconds=poll_interval)) else None

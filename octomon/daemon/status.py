@@ -1,22 +1,33 @@
 """The daemon's status snapshot: ``CACHE_DIR/status.json`` (SPEC §6) and the live panel's input.
 
-The monitor fills a :class:`Status` every cycle; ``run`` writes it atomically, the panel
-renders it, and ``octomon status`` reads it back.
+The monitor fills a :class:`Status` every cycle through its :class:`Board`, which writes it
+atomically; the panel renders it, and ``octomon status`` reads it back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from octomon.fsutil import atomic_write
-from octomon.readings import format_time, parse_time
+from octomon.latch import Latch
+from octomon.readings import Reading, format_time, parse_time
 from octomon.redact import scrub
 
+if TYPE_CHECKING:
+    from octomon.alerts.policy import Alert
+    from octomon.errors import OctomonError
+
+log = logging.getLogger("octomon.daemon.monitor")
+
 STATUS_FILE = "status.json"
+SPARK_SPAN = timedelta(minutes=30)  # the panel's sparkline of demand
 MODES = ("influxdb", "cache", "local")
 _TIMES = (
     "started_at",
@@ -117,8 +128,9 @@ class Status:
         hourly = self.last_demand_kw * self.unit_rate * 100
         return f"{self.last_demand_kw:.2f} kW · {rate} · {hourly:.1f} p/h"
 
-    def write(self, cache_dir: Path) -> None:
-        """Atomic rewrite (0600); raises OSError for the caller to log and retry.
+    def write(self, cache_dir: Path) -> bool:
+        """Atomic rewrite (0600) when the content changed; raises OSError for the caller to
+        log and retry. False: the file already said this.
 
         Not fsync'ed: status.json is advisory and rewritten every cycle. The rename keeps it
         whole while the system runs; after a power cut it may be old or empty, which
@@ -126,8 +138,15 @@ class Status:
         cycle rewrites it, a minute later). Syncing it would cost two flushes per cycle
         on an SD card for nothing a restart needs (SPEC §4.9).
         """
-        body = json.dumps(self.to_dict(), indent=2) + "\n"
-        atomic_write(cache_dir / STATUS_FILE, body.encode(), durable=False)
+        path = cache_dir / STATUS_FILE
+        body = (json.dumps(self.to_dict(), indent=2) + "\n").encode()
+        try:
+            if path.read_bytes() == body:
+                return False
+        except OSError:
+            pass
+        atomic_write(path, body, durable=False)
+        return True
 
     @classmethod
     def read(cls, cache_dir: Path) -> Status | None:
@@ -137,3 +156,102 @@ class Status:
             return cls.from_dict(data)
         except (OSError, ValueError, TypeError, KeyError):
             return None
+
+
+class Board:
+    """The daemon's :class:`Status`: filled from a cycle, fed to the panel, written to disk.
+
+    ``fillers`` are the scheduled jobs' additions (gas today, the price now). A failed write
+    (disk full) is logged once and retried at the next one (SPEC §4.5).
+    """
+
+    def __init__(
+        self, cache_dir: Path, fillers: Sequence[Callable[[Status, datetime], None]] = ()
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.fillers = list(fillers)
+        self.status: Status | None = None
+        self._writing = Latch(log)
+
+    def open(self, now: datetime, *, poll_interval: int, call_budget: int) -> Status:
+        self.status = Status(
+            started_at=now, poll_interval=poll_interval, call_budget=call_budget, pid=os.getpid()
+        )
+        return self.status
+
+    def cycled(self, now: datetime, stored: int, good: bool, error: OctomonError | None) -> None:
+        """A poll cycle ended: a good one clears the last error."""
+        status = self.status
+        if status is None:
+            return
+        status.last_cycle_at = now
+        status.stored_this_session += stored
+        if good:
+            status.last_good_cycle_at = now
+            status.note_error(error.message if error is not None else None)
+        elif error is not None:
+            status.note_error(error.message)
+
+    def show(self, readings: Sequence[Reading], fresh: Sequence[Reading]) -> None:
+        """Feed the panel: the newest reading and the last 30 minutes of demand."""
+        status = self.status
+        if status is None or not readings:
+            return
+        newest = readings[-1]
+        if status.last_reading_at is None or newest.read_at >= status.last_reading_at:
+            status.last_reading_at = newest.read_at
+            status.last_demand_kw = newest.demand
+        cutoff = newest.read_at - SPARK_SPAN
+        points = [(r.read_at, r.demand) for r in fresh if r.read_at >= cutoff]
+        kept = [(at, kw) for at, kw in points if kw is not None]
+        if kept:
+            status.demand_history.extend(kept[:-1])
+            status.record_demand(*kept[-1])  # sorts and trims to the last 30 minutes
+
+    def refresh(
+        self, now: datetime, *, mode: str, backlog: int, calls: int, last_alert: str | None
+    ) -> None:
+        status = self.status
+        if status is None:
+            return
+        status.mode, status.cache_backlog, status.calls_last_hour = mode, backlog, calls
+        status.last_alert = last_alert or status.last_alert
+        for fill in self.fillers:
+            fill(status, now)
+
+    def write(self) -> None:
+        """Rewrite ``status.json``; a failure is logged once and retried next time."""
+        if self.status is None:
+            return
+        try:
+            self.status.write(self.cache_dir)
+        except OSError as exc:
+            self._writing.fail(
+                "could not write status.json (%s); retrying",
+                exc.strerror or exc,
+                level=logging.ERROR,
+            )
+            return
+        self._writing.ok()
+
+
+class Alerts(Protocol):
+    def emit(self, alerts: Sequence[Alert]) -> None: ...
+    def close(self, timeout: float = 3.0) -> None: ...
+
+
+class Announcer:
+    """The alerter, remembering the last alert's title for the status."""
+
+    def __init__(self, alerter: Alerts) -> None:
+        self.alerter = alerter
+        self.last: str | None = None
+
+    def emit(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
+            return
+        self.last = alerts[-1].title
+        self.alerter.emit(alerts)
+
+    def close(self, timeout: float = 3.0) -> None:
+        self.alerter.close(timeout)

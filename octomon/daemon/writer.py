@@ -34,8 +34,9 @@ from octomon.errors import (
     InfluxUnavailable,
     OctomonError,
 )
+from octomon.latch import Latch
 from octomon.readings import AnyReading
-from octomon.store.delivery import deliver_readings
+from octomon.store.delivery import Delivery, LineSink, deliver_readings
 
 if TYPE_CHECKING:
     from octomon.store.cache import AppendResult, CacheStatus
@@ -123,7 +124,7 @@ class Writer:
         self._draining = False
         self._drained = 0
         self._influx_down = False
-        self._cache_failing = False
+        self._caching = Latch(log)  # appends failing: logged once, "works again" once
 
     @property
     def mode(self) -> str:
@@ -189,27 +190,22 @@ class Writer:
         readings = list(batch)
         if not readings:
             return out
-        if self.sink is None or self._cache_mode or self.stop.is_set():
-            # Local mode, a backlog to queue behind, or stopping (the cache is quick and
-            # durable; a slow InfluxDB must not hold up a clean stop).
-            self._append(readings, now, out)
-            return out
-        self._write(readings, now, out)
-        if out.stored and not self._cache_mode and self._influx_down:
+        # Local mode, a backlog to queue behind, or stopping go to the cache (it is quick and
+        # durable; a slow InfluxDB must not hold up a clean stop).
+        direct = self.sink is not None and not self._cache_mode and not self.stop.is_set()
+        done = store_batch(readings, sink=self.sink, cache=self.cache, now=now, direct=direct)
+        if done.delivery is not None:
+            self._delivered(done.delivery, now, out)
+        self._cached(done, now, out)
+        if direct and out.stored and not self._cache_mode and self._influx_down:
             self._influx_down = False
             self.emit(self.policy.influx_restored(now))
-        out.stored.sort(key=lambda r: r.read_at)
+        if direct:
+            out.stored.sort(key=lambda r: r.read_at)
         return out
 
-    def _write(self, readings: list[AnyReading], now: datetime, out: Stored) -> None:
-        """One write request; what InfluxDB refuses is split and set aside by delivery."""
-        assert self.sink is not None
-        done = deliver_readings(
-            self.sink,
-            readings,
-            rejected=self.cache,
-            now=now,
-        )
+    def _delivered(self, done: Delivery[AnyReading], now: datetime, out: Stored) -> None:
+        """InfluxDB's part: acknowledged, refused and set aside, or lost (cache mode)."""
         out.stored.extend(done.acknowledged)
         out.stored.extend(done.set_aside)
         if done.set_aside:
@@ -226,7 +222,6 @@ class Writer:
             self.emit(self.policy.cache_failed(now, done.cache_error.message, full=full))
         if done.failure is not None:
             self._lost(now, done.failure)
-            self._append(done.undelivered, now, out)
             out.error = out.error or done.failure
 
     def _lost(self, now: datetime, exc: InfluxError) -> None:
@@ -241,38 +236,42 @@ class Writer:
             self.retry_after = exc.retry_after if isinstance(exc, InfluxUnavailable) else None
             self.emit(self.policy.influx_lost(now, exc.message))
 
-    def _append(self, readings: list[AnyReading], now: datetime, out: Stored) -> None:
-        try:
-            result = self.cache.append(readings)
-        except CacheBusy as exc:  # not a failure of the disk: the next cycle fetches again
-            out.unstored.extend(readings)
+    def _cached(self, done: Batch, now: datetime, out: Stored) -> None:
+        """The cache's part: appended, busy (fetched again), or failed (alerted once)."""
+        exc = done.append_error
+        if isinstance(exc, CacheBusy):  # not a failure of the disk: the next cycle fetches again
+            out.unstored.extend(done.not_cached)
             out.error, out.problem = exc, StoreProblem.CACHE_BUSY
             log.warning(
                 "the cache is busy; %d readings are fetched again next cycle: %s",
-                len(readings),
+                len(done.not_cached),
                 exc.message,
             )
             return
-        except CacheError as exc:
+        if exc is not None:
             full = isinstance(exc, CacheFull)
-            out.unstored.extend(readings)
+            out.unstored.extend(done.not_cached)
             out.error = exc
             out.problem = StoreProblem.DISK_FULL if full else StoreProblem.CACHE_FAILED
-            if not self._cache_failing:
-                log.error("caching %d readings failed: %s", len(readings), exc.message)
-            self._cache_failing = True
+            self._caching.fail(
+                "caching %d readings failed: %s",
+                len(done.not_cached),
+                exc.message,
+                level=logging.ERROR,
+            )
             self.emit(self.policy.cache_failed(now, exc.message, full=full))
             return
-        out.stored.extend(readings)
-        self.backlog += result.appended
-        if self._cache_failing:
-            self._cache_failing = False
-            log.info("caching works again")
+        if not done.cached:
+            return
+        out.stored.extend(done.cached)
+        appended = done.appended
+        self.backlog += appended.appended if appended is not None else len(done.cached)
+        if self._caching.ok("caching works again"):
             self.emit(self.policy.cache_ok(now))
-        if result.evicted_files:
-            lost = result.evicted_readings
+        if appended is not None and appended.evicted_files:
+            lost = appended.evicted_readings
             self.backlog = max(0, self.backlog - lost)
-            self.emit(self.policy.cache_evicted(now, len(result.evicted_files), lost))
+            self.emit(self.policy.cache_evicted(now, len(appended.evicted_files), lost))
 
     # --- cache mode: the health check and the drain ----------------------------------------
 
@@ -344,3 +343,49 @@ class Writer:
             log.warning("cache sync stopped: %s", error.message)
             return SyncStep(synced, left, rejected, False, False, None, error)
         return SyncStep(synced, left, rejected, True, left == 0, None, error)
+
+
+# --- one batch, stored: shared by the writer and backfill ---------------------------------
+
+
+@dataclass
+class Batch:
+    """What :func:`store_batch` did; the writer and backfill each read it their own way."""
+
+    delivery: Delivery[AnyReading] | None = None  # InfluxDB's part (None: not sent)
+    cached: list[AnyReading] = field(default_factory=list)  # appended to the cache
+    appended: AppendResult | None = None  # what the cache said of it (a fake may say nothing)
+    not_cached: list[AnyReading] = field(default_factory=list)  # the append failed
+    append_error: CacheError | None = None
+
+
+class BatchCache(Protocol):
+    def append(self, readings: Sequence[AnyReading]) -> AppendResult | None: ...
+    def write_rejected(self, lines: Sequence[str | bytes], message: str, now: datetime) -> Any: ...
+
+
+def store_batch(
+    readings: Sequence[AnyReading],
+    *,
+    sink: LineSink | None,
+    cache: BatchCache,
+    now: datetime,
+    direct: bool,
+) -> Batch:
+    """Store readings as SPEC §4.4 says: ``direct``, one write to InfluxDB -- what it refuses
+    is split and set aside by :func:`~octomon.store.delivery.deliver`, what it cannot take now
+    goes to the cache; otherwise (local mode, a backlog to queue behind) the cache."""
+    out = Batch()
+    rest = list(readings)
+    if direct and sink is not None and rest:
+        out.delivery = deliver_readings(sink, rest, rejected=cache, now=now)
+        rest = out.delivery.undelivered
+    if not rest:
+        return out
+    try:
+        out.appended = cache.append(rest)
+    except CacheError as exc:
+        out.append_error, out.not_cached = exc, rest
+        return out
+    out.cached = rest
+    return out

@@ -13,11 +13,9 @@ Rules that matter:
   budget. When it is used up, or a rate-limit backoff runs, the run waits (interruptibly)
   for the next slot and says so.
 * The daemon's cursor is never touched: history written here is history, not progress.
-* Storing follows SPEC §4.4: InfluxDB directly, or the cache in local mode, while the cache
-  holds readings (they queue behind it), or from the moment InfluxDB is lost or refuses
-  the credentials; what InfluxDB refuses is split and set aside under ``rejected/`` by
-  :func:`octomon.store.delivery.deliver`, as for live data. Re-running is harmless (one
-  point per series and timestamp).
+* Storing is the writer's :func:`~octomon.daemon.writer.store_batch` (SPEC §4.4): InfluxDB,
+  or the cache in local mode, while the cache holds readings, or from the moment InfluxDB
+  is lost or refuses the credentials. Re-running is harmless (one point per series and time).
 * ``fuel``: ``electricity`` (10-second readings) or ``gas`` (the smart gas meter's
   half-hours, ``HALF_HOURLY``, stored as ``gas_consumption``); the CLI runs one after the
   other for ``--fuel all``. The windows and the rules are the same.
@@ -31,43 +29,54 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from octomon.clock import Clock, utcnow
+from octomon.daemon.cursor import RETENTION_JUMPS
+from octomon.daemon.stream import telemetry_of
+from octomon.daemon.writer import store_batch
 from octomon.errors import (
     BudgetExhausted,
-    CacheError,
     OctomonError,
     OctopusUnavailable,
     RangeTooOld,
     RateLimited,
 )
+from octomon.history.plan import (
+    BackfillPlan,
+    BackfillProgress,
+    BackfillResult,
+    Span,
+    plan,
+    windows,
+)
 from octomon.readings import AnyReading
-from octomon.store.delivery import deliver_readings
-from octomon.units import ELECTRICITY as ELECTRICITY  # re-exported for cli/backfill.py
-from octomon.units import FUELS
-from octomon.units import GAS as GAS
+from octomon.units import ELECTRICITY, FUELS, GAS
 
 if TYPE_CHECKING:
-    from octomon.octopus.budget import Budget
     from octomon.octopus.graphql import OctopusClient
     from octomon.state import State, StateStore
+    from octomon.store.cache import AppendResult
     from octomon.store.tally import TallyRecorder
+
+__all__ = [
+    "ELECTRICITY",
+    "GAS",
+    "BackfillPlan",
+    "BackfillProgress",
+    "BackfillResult",
+    "plan",
+    "run_backfill",
+    "windows",
+]
 
 log = logging.getLogger(__name__)
 
-TEN_SECONDS = "TEN_SECONDS"
-WINDOW = timedelta(hours=6)
 SEARCH_PRECISION = timedelta(minutes=15)
 PROBE = timedelta(seconds=10)  # the smallest window the API accepts: one 10-s step
-CALL_SECONDS = 1.5  # a typical telemetry request (6 h at 10 s), for the estimate
 TRANSIENT_WAITS = (10.0, 30.0)  # a window is tried 3 times before the run gives up
-OVERHEAD_CALLS = 2  # a token, and device discovery unless the device is known
-TOKEN_RENEWAL = 55 * 60  # seconds: tokens live 60 min and are renewed 5 min early
 
-Span = tuple[datetime, datetime]
 Wait = Callable[[float], bool]
 
 
@@ -80,7 +89,7 @@ class Sink(Protocol):
 class ReadingCache(Protocol):
     """What is needed of :class:`octomon.store.cache.Cache`."""
 
-    def append(self, readings: Sequence[AnyReading]) -> object: ...
+    def append(self, readings: Sequence[AnyReading]) -> AppendResult | None: ...
 
     def is_empty(self) -> bool: ...
 
@@ -89,104 +98,7 @@ class ReadingCache(Protocol):
     ) -> object: ...
 
 
-# --- the plan ---------------------------------------------------------------------------
-
-
-@dataclass
-class BackfillPlan:
-    windows: list[Span]
-    calls: int  # expected API calls: one per window, plus the token (and discovery)
-    eta_seconds: float  # expected duration, budget waits included
-
-    @property
-    def since(self) -> datetime:
-        return self.windows[0][0]
-
-    @property
-    def until(self) -> datetime:
-        return self.windows[-1][1]
-
-
-def windows(since: datetime, until: datetime, size: timedelta = WINDOW) -> list[Span]:
-    """``[since, until)`` cut into consecutive windows of at most ``size``, oldest first."""
-    out: list[Span] = []
-    lo = since
-    while lo < until:
-        hi = min(lo + size, until)
-        out.append((lo, hi))
-        lo = hi
-    return out
-
-
-def plan(
-    since: datetime,
-    until: datetime,
-    budget: Budget,
-    now: datetime,
-    *,
-    overhead_calls: int = OVERHEAD_CALLS,
-    others_per_hour: float = 0.0,
-) -> BackfillPlan:
-    """What fetching ``[since, until)`` costs, in calls and in time, given the budget now.
-
-    The calls that fit in the budget's free slots go at once; the rest at the rate the
-    budget leaves per hour once ``others_per_hour`` (a running daemon's polling) is taken
-    out of it. A running rate-limit backoff is waited out first. An estimate, not a promise.
-    """
-    if until <= since:
-        raise ValueError("until must be after since")
-    spans = windows(since, until)
-    calls = len(spans) + overhead_calls
-    free = max(0, budget.max_per_hour - budget.calls_last_hour(now))
-    eta = budget.backoff_remaining(now) + calls * CALL_SECONDS
-    if calls > free:
-        rate = max(1.0, budget.max_per_hour - others_per_hour)
-        eta += (calls - free) / rate * 3600
-        renewals = int(eta // TOKEN_RENEWAL)  # a run over an hour renews its token
-        calls += renewals
-        eta += renewals / rate * 3600
-    return BackfillPlan(spans, calls, eta)
-
-
 # --- the run ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackfillProgress:
-    """One event of a run, for the progress display.
-
-    ``kind``: ``"window"`` (a window was fetched and stored), ``"waiting"`` (for the budget,
-    a rate-limit backoff, or a retry), ``"missing"`` (the API no longer serves a span),
-    ``"cache"`` (from here on readings go to the cache; ``message`` says why).
-    """
-
-    kind: str
-    windows_done: int
-    windows_total: int
-    stored: int
-    window: Span | None = None
-    wait_seconds: float = 0.0
-    message: str = ""
-
-
-@dataclass
-class BackfillResult:
-    stored: int = 0  # readings stored (InfluxDB or cache)
-    windows_done: int = 0
-    missing: list[Span] = field(default_factory=list)  # spans the API no longer serves
-    cached: int = 0  # of ``stored``, readings that went to the cache
-    error: str | None = None  # why the run stopped early (None: it ran to the end)
-    not_done: list[Span] = field(default_factory=list)  # not fetched: error or interrupted
-    cache_reason: str | None = None  # why readings went to the cache
-    interrupted: bool = False
-    rejected: int = 0  # refused by InfluxDB (400/413/422), set aside under rejected/
-    rejected_message: str | None = None  # the first refusal's status and server message
-    evicted: int = 0  # cached readings dropped because the cache went over CACHE_MAX_MB
-
-    @property
-    def complete(self) -> bool:
-        """Exit 0: everything asked for was fetched and stored."""
-        return not (self.error or self.missing or self.not_done or self.rejected or self.evicted)
 
 
 class _Stop(Exception):
@@ -241,6 +153,7 @@ class _Run:
         if fuel not in FUELS:
             raise ValueError(f"unknown fuel {fuel!r}")
         self.fuel = fuel
+        self.telemetry = telemetry_of(client, fuel)
         self.pending = list(plan.windows)
         self.client = client
         self.sink = sink
@@ -289,9 +202,7 @@ class _Run:
             if self.wait(0):
                 raise _Stop
             try:
-                if self.fuel == GAS:
-                    return list(self.client.gas_telemetry(start, end))
-                return list(self.client.telemetry(start, end, TEN_SECONDS))
+                return list(self.telemetry(start, end))
             except BudgetExhausted as exc:
                 self.pause(
                     exc.retry_in,
@@ -325,8 +236,8 @@ class _Run:
         """The oldest start in ``(refused, end)`` the API serves (to 15 minutes), or None."""
         now = self.clock()
         lo, hi = refused, None
-        for jump in (now - timedelta(hours=24), now - timedelta(hours=6)):
-            jump = _step(jump)
+        for back in RETENTION_JUMPS:
+            jump = _step(now - back)
             if jump <= lo:
                 continue
             if jump >= end:
@@ -350,47 +261,43 @@ class _Run:
     # --- storing --------------------------------------------------------------------
 
     def store(self, readings: list[AnyReading]) -> None:
+        """Store like live data (:func:`~octomon.daemon.writer.store_batch`); count it."""
         if not readings:
             return
-        if self.result.cache_reason is not None or self.sink is None:
-            self.append(readings)
-            return
-        done = deliver_readings(
-            self.sink,
-            readings,
-            rejected=self.cache,
-            now=self.clock(),
-        )
-        self.result.stored += done.acknowledged_count
-        self.counted(done.acknowledged)
-        if done.set_aside:
-            self.result.rejected += len(done.set_aside)
-            if self.result.rejected_message is None:
-                self.result.rejected_message = done.refused_message
-        if done.failure is not None:
-            self.to_cache(f"InfluxDB: {_describe(done.failure)}")
-            self.append(done.undelivered)
-        if done.cache_error is not None:
+        direct = self.result.cache_reason is None and self.sink is not None
+        try:
+            done = store_batch(
+                readings, sink=self.sink, cache=self.cache, now=self.clock(), direct=direct
+            )
+        except OSError as exc:
+            raise _Failed(f"could not store readings in the cache: {_reason(exc)}") from None
+        delivery = done.delivery
+        if delivery is not None:
+            self.result.stored += delivery.acknowledged_count
+            self.counted(delivery.acknowledged)
+            if delivery.set_aside:
+                self.result.rejected += len(delivery.set_aside)
+                if self.result.rejected_message is None:
+                    self.result.rejected_message = delivery.refused_message
+            if delivery.failure is not None:
+                self.to_cache(f"InfluxDB: {_describe(delivery.failure)}")
+        if done.append_error is not None:
+            raise _Failed(f"could not store readings in the cache: {done.append_error.message}")
+        if done.cached:
+            self.result.stored += len(done.cached)
+            self.result.cached += len(done.cached)
+            self.counted(done.cached)
+            if done.appended is not None:  # over CACHE_MAX_MB: the oldest days were dropped
+                self.result.evicted += done.appended.evicted_readings
+        if delivery is not None and delivery.cache_error is not None:
             raise _Failed(
-                f"could not set aside readings InfluxDB refused: {done.cache_error.message}"
+                f"could not set aside readings InfluxDB refused: {delivery.cache_error.message}"
             )
 
     def counted(self, readings: list[AnyReading]) -> None:
         """Stored: into the Home Mini tally (SPEC §10)."""
         if self.tally is not None:
             self.tally.stored(readings)
-
-    def append(self, readings: list[AnyReading]) -> None:
-        try:
-            appended = self.cache.append(readings)
-        except (CacheError, OSError) as exc:
-            raise _Failed(f"could not store readings in the cache: {_reason(exc)}") from None
-        self.result.stored += len(readings)
-        self.result.cached += len(readings)
-        self.counted(readings)
-        evicted = getattr(appended, "evicted_readings", 0)
-        if isinstance(evicted, int) and evicted > 0:  # over CACHE_MAX_MB: oldest days dropped
-            self.result.evicted += evicted
 
     def to_cache(self, reason: str) -> None:
         if self.result.cache_reason is None:

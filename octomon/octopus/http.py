@@ -13,7 +13,7 @@ HTTP 5xx                                    ``OctopusUnavailable``
 
 Each client maps the rest (GraphQL ``errors[]``; REST 401/403/404). Messages never carry a
 secret (SPEC §5): ``requests`` puts URLs in its exception texts, so only the kind of a
-failure is passed on, and what a server says is scrubbed (:func:`server_text`).
+failure is passed on; a REST answer's ``detail`` is scrubbed (:func:`server_text`).
 
 ``requests`` is imported when a transport is built, so importing this module is cheap.
 """

@@ -2,7 +2,8 @@
 :mod:`octomon.errors` each one means.
 
 Kraken answers HTTP 200 even for errors: what went wrong is in ``errors[]``, with a code in
-``extensions.errorCode``. What a server says is scrubbed before it is kept (SPEC §5).
+``extensions.errorCode``. The server's message is passed on as it came: whatever keeps or
+shows it scrubs it (status.json, the logs, the CLI; tests/integration/test_run_disk.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from octomon.errors import (
     RangeTooOld,
     TokenExpired,
 )
-from octomon.octopus.http import ACCOUNT_HINT, KEY_HINT, RETRY_HINT, server_text
+from octomon.octopus.http import ACCOUNT_HINT, KEY_HINT, RETRY_HINT
 
 if TYPE_CHECKING:
     from octomon.octopus.http import Transport
@@ -77,7 +78,7 @@ def errors(body: Any) -> list[Error]:
         out.append(
             Error(
                 code=str(code) if code else None,
-                message=server_text(str(message), 500),
+                message=str(message).strip(),
                 path=tuple(str(p) for p in path),
             )
         )

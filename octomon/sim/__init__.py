@@ -1,8 +1,10 @@
 """The simulated Octopus: a loopback server speaking octomon's subset of Kraken.
 
-``graphql`` answers the GraphQL API (tokens, the account, telemetry) from the household model of
-``household``; ``server`` puts it on a loopback port. See :mod:`octomon.sim.graphql` for the
-operations, error codes and switchable faults.
+``graphql`` answers the GraphQL API (the account; ``tokens`` and ``telemetry`` the rest) from
+the household model of ``household``, in the words of ``protocol`` (the query text, Kraken's
+errors); ``rest`` (with ``products`` and ``consumption``) the REST API; ``server`` puts it on a
+loopback port. See :mod:`octomon.sim.graphql` for the operations and switches; the faults only
+tests inject are in ``tests/helpers/sim_faults.py``.
 """
 
 from octomon.sim.graphql import (

@@ -44,7 +44,8 @@ from octomon.sim.household import _DAY, _STEP, _model
 from octomon.uktime import UK, day_bounds, local_iso, uk_day, uk_midnight
 
 if TYPE_CHECKING:
-    from octomon.sim.graphql import SimHomeMini, SimResponse
+    from octomon.sim.graphql import SimHomeMini
+    from octomon.sim.protocol import SimResponse
 
 UTC = timezone.utc
 HALF_HOUR = 1800
@@ -132,7 +133,7 @@ class SimSettled:
 
     def answer(self, m: re.Match[str], query: dict[str, str], now: datetime) -> SimResponse:
         """One consumption request (authorised by ``sim.rest``, under the sim's lock)."""
-        from octomon.sim.graphql import _json
+        from octomon.sim.protocol import json_answer
 
         self.requests += 1
         meter = (m["kind"], m["point"], m["serial"])
@@ -140,14 +141,14 @@ class SimSettled:
         if meter not in (("electricity", MPAN, ELECTRICITY_SERIAL), gas) or (
             meter == gas and self.sim.no_gas
         ):
-            return _json(404, {"detail": "Not found."})
+            return json_answer(404, {"detail": "Not found."})
         try:
             rows, page, size = self._rows(query, now)
         except ValueError as err:
-            return _json(400, json.loads(str(err)))
+            return json_answer(400, json.loads(str(err)))
         first = (page - 1) * size
         if page > 1 and first >= len(rows):
-            return _json(404, {"detail": "Invalid page."})
+            return json_answer(404, {"detail": "Invalid page."})
         path = f"/v1/{m['kind']}-meter-points/{m['point']}/meters/{m['serial']}/consumption/"
 
         def link(n: int) -> str:
@@ -162,7 +163,7 @@ class SimSettled:
                 self._row(m["kind"], m["serial"], start) for start in rows[first : first + size]
             ],
         }
-        return _json(200, body)
+        return json_answer(200, body)
 
     def _row(self, kind: str, serial: str, start: datetime) -> dict[str, Any]:
         value = self.gas_m3(start) if kind == "gas" else self.kwh(start)

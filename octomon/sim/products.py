@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from octomon.sim.graphql import SimResponse, _json
+from octomon.sim.protocol import SimResponse, json_answer
 
 if TYPE_CHECKING:
     from octomon.sim.graphql import SimHomeMini
@@ -48,7 +48,7 @@ AGILE_STANDING = Decimal("47.60")  # payment_method null
 
 
 def detail(status: int, text: str) -> SimResponse:
-    return _json(status, {"detail": text})
+    return json_answer(status, {"detail": text})
 
 
 def iso(ts: datetime) -> str:
@@ -151,7 +151,7 @@ class Products:
         body["links"] = [
             {"href": f"{self.origin}/v1/products/{code}/", "method": "GET", "rel": "self"}
         ]
-        return _json(200, body)
+        return json_answer(200, body)
 
     def _tariff_entry(self, product: str, prefix: str, region: str) -> dict[str, Any]:
         tariff = f"{prefix}-{product}-{region}"

@@ -16,8 +16,8 @@ midnight), and a gas meter point with two meters on ``GAS_TARIFF``. ``economy7 =
 makes the import an ``E-2R-`` tariff throughout (day and night rates). Fixed tariffs have
 a DIRECT_DEBIT and a NON_DIRECT_DEBIT row; Agile rows have ``payment_method: null`` and a
 price per half-hour, deterministic from the seed, sometimes negative, published up to
-23:00 UK tomorrow at ``publish_at`` (16:00 UK by the sim's clock). ``rest_errors = N``: the
-next N REST requests answer HTTP 503.
+23:00 UK tomorrow at ``publish_at`` (16:00 UK by the sim's clock). A test's injected fault
+(:meth:`SimHomeMini.fault`) answers before any route.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from octomon.sim import account as ids
-from octomon.sim.graphql import SimResponse, _json
 from octomon.sim.products import Products, detail
+from octomon.sim.protocol import SimResponse, json_answer
 
 if TYPE_CHECKING:
     from octomon.sim.graphql import SimHomeMini
@@ -72,7 +72,6 @@ class SimRest(Products):
         self.import_tariff: str | None = None
         self.export_tariff: str | None = None
         self.publish_at = time(16, 0)  # UK time tomorrow's Agile prices appear
-        self.rest_errors = 0
         self.calls: list[tuple[datetime, str]] = []  # (sim time, path) of REST requests
         today = sim.clock().astimezone(UK).date()
         self.switch_at = uk_midnight(today - ids.SWITCH_AGO)
@@ -99,9 +98,9 @@ class SimRest(Products):
         parts = urlsplit(target)
         if self.sim.record:
             self.calls.append((now, parts.path))
-        if self.rest_errors > 0:
-            self.rest_errors -= 1
-            return detail(503, "Service temporarily unavailable.")
+        fault = self.sim.fault("rest")
+        if fault is not None:
+            return fault
         if method != "GET":
             return detail(405, f'Method "{method}" not allowed.')
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -152,7 +151,7 @@ class SimRest(Products):
                 return None
             return f"{self.origin}{path}?{urlencode({**query, 'page': n})}"
 
-        return _json(
+        return json_answer(
             200,
             {
                 "count": count,
@@ -167,7 +166,7 @@ class SimRest(Products):
     def _account(self, m: re.Match[str], query: dict[str, str], now: datetime) -> SimResponse:
         if m["number"].upper() != self.sim.account_number.upper():
             return detail(404, "Not found.")
-        return _json(200, self.account())
+        return json_answer(200, self.account())
 
     def import_agreements(self) -> list[dict[str, str | None]]:
         if self.import_tariff is not None:

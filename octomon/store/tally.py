@@ -3,15 +3,25 @@ their energy, for the last 35 days, in ``CACHE_DIR/tally.json``.
 
 A reading stored twice (the overlap, a restart, a second backfill, ``run`` and ``backfill``
 at once) must count once, without keeping every timestamp: each half-hour keeps a bitmap of
-its 180 ten-second slots and the energy of the slots whose bit it set. Merging a reading is
-"set the bit; add its energy only if the bit was clear", which is idempotent and
-order-independent, so the tally of any sequence of stores is the tally of the set of
-distinct readings. Energy is kept as an integer of micro-kWh (exact for the API's Wh
-values), so the sum does not depend on the order either. The first value stored for a slot
-wins.
+its 180 ten-second slots and the energy of the slots whose bit it set — counting is
+idempotent and order-independent (:mod:`octomon.store.halfhours`).
 
-Every change is a read-modify-write under ``CACHE_DIR/tally.lock`` (``fcntl``), and the file
-is replaced atomically (0600), so ``run`` and ``backfill`` can both record at once.
+Writes proportional to what changed (SPEC §4.9: a 35-day tally is about 130 KB, an SD card
+is not worn by rewriting it every minute). ``tally.json`` is the compacted base
+(:mod:`octomon.jsonfile`: versioned, atomic 0600, a damaged one set aside); what is recorded
+after it is appended to ``tally.journal``, one line per store, each reading with its own
+energy (``["electricity", first slot's Unix time, µkWh, µkWh, …]`` for a run of 10-s slots),
+so replaying a line twice changes nothing. The journal is folded into the base when it
+passes :data:`COMPACT_BYTES` (or when there is no base). Every change is made under
+``CACHE_DIR/tally.lock`` (``fcntl``), so ``run`` and ``backfill`` can both record at once; a
+torn journal line (a crash mid-append) is skipped, and the next append starts a new line.
+
+The daemon appends even less: its :class:`TallyRecorder` keeps what it stored in memory and
+rides it along in every ``state.json`` write (``State.tally_pending``) — the same write that
+moves the cursor past those readings — and appends it to the journal once it holds
+:data:`FLUSH_READINGS` readings or spans :data:`FLUSH_SPAN`. A crash therefore loses nothing:
+what the state holds is appended by the next life (counting is idempotent), what it does not
+hold lies after the saved cursor and is fetched again. Readers see the three parts together.
 
 Gas half-hours use the same structure (a gas reading sits in slot 0 of its half-hour);
 their readings count is not a coverage figure (gas reports half-hourly).
@@ -21,226 +31,309 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from octomon import fsutil
-from octomon.readings import AnyReading, GasReading, format_time, parse_instant
-from octomon.units import ELECTRICITY as ELECTRICITY  # re-exported: the tally's fuel keys
-from octomon.units import GAS as GAS
+from octomon import fsutil, jsonfile
+from octomon.jsonfile import DAMAGE, JsonFile, Kind
+from octomon.latch import Latch
+from octomon.readings import AnyReading, format_time
+from octomon.state import State, StateStore
+from octomon.store.halfhours import (
+    ELECTRICITY,
+    GAS,
+    HALF_HOUR,
+    KEEP,
+    SLOT,
+    SLOTS,
+    Entry,
+    Fuels,
+    HalfHour,
+    TallyData,
+    count,
+    entries_of,
+    entry_of,
+    fuel_of,
+    half_hour_of,
+    merge,
+    prune,
+    runs,
+)
+
+__all__ = [  # the tally's face: its counting model is in octomon.store.halfhours
+    "ELECTRICITY",
+    "GAS",
+    "HALF_HOUR",
+    "KEEP",
+    "SLOTS",
+    "HalfHour",
+    "Tally",
+    "TallyData",
+    "TallyRecorder",
+    "fuel_of",
+    "half_hour_of",
+    "merge",
+]
 
 log = logging.getLogger(__name__)
 
 TALLY_FILE = "tally.json"
+JOURNAL_FILE = "tally.journal"
 LOCK_FILE = "tally.lock"
-HALF_HOUR = 1800
-SLOT = 10
-SLOTS = HALF_HOUR // SLOT  # 180 ten-second readings make a complete half-hour
-KEEP = timedelta(days=35)
-_MICRO = 1_000_000  # energy is kept in micro-kWh
 _VERSION = 1
 _PENDING_MAX = 200_000  # readings kept in memory while the file cannot be written
-
-
-def half_hour_of(at: datetime) -> datetime:
-    """The UTC-aligned start of the half-hour holding ``at``."""
-    t = int(at.timestamp())
-    return datetime.fromtimestamp(t - t % HALF_HOUR, timezone.utc)
-
-
-def fuel_of(reading: AnyReading) -> str:
-    return GAS if isinstance(reading, GasReading) else ELECTRICITY
-
-
-@dataclass(frozen=True)
-class HalfHour:
-    """One half-hour of the tally: which slots were stored, and their energy."""
-
-    start: datetime
-    bits: int  # bit i = the reading at start + 10 s * i was stored
-    micro_kwh: int
-
-    @property
-    def readings(self) -> int:
-        return self.bits.bit_count()
-
-    @property
-    def kwh(self) -> float:
-        return self.micro_kwh / _MICRO
-
-    @property
-    def coverage(self) -> float:
-        """Readings stored ÷ 180 (electricity only)."""
-        return self.readings / SLOTS
-
-    def missing_slots(self) -> list[int]:
-        return [i for i in range(SLOTS) if not self.bits >> i & 1]
-
-
-class TallyData:
-    """An immutable view of the tally: ``{fuel: {half-hour start (Unix s): (bits, µkWh)}}``."""
-
-    def __init__(self, fuels: dict[str, dict[int, tuple[int, int]]] | None = None) -> None:
-        self._fuels = fuels or {}
-
-    def half_hour(self, start: datetime, fuel: str = ELECTRICITY) -> HalfHour | None:
-        """The half-hour starting at ``start`` (UTC-aligned), or None if nothing was stored."""
-        key = int(start.timestamp())
-        entry = self._fuels.get(fuel, {}).get(key)
-        if entry is None:
-            return None
-        return HalfHour(start.astimezone(timezone.utc), entry[0], entry[1])
-
-    def kwh(self, start: datetime, fuel: str = ELECTRICITY) -> float | None:
-        """The energy the Home Mini stored for the half-hour at ``start``, or None."""
-        hh = self.half_hour(start, fuel)
-        return None if hh is None else hh.kwh
-
-    def half_hours(
-        self, fuel: str = ELECTRICITY, since: datetime | None = None, until: datetime | None = None
-    ) -> Iterator[HalfHour]:
-        """Every half-hour of ``fuel`` with data in ``[since, until)``, oldest first."""
-        lo = int(since.timestamp()) if since else None
-        hi = int(until.timestamp()) if until else None
-        for key, (bits, micro) in sorted(self._fuels.get(fuel, {}).items()):
-            if (lo is None or key >= lo) and (hi is None or key < hi):
-                yield HalfHour(datetime.fromtimestamp(key, timezone.utc), bits, micro)
-
-    def fuels(self) -> list[str]:
-        return sorted(self._fuels)
-
-
-def merge(
-    fuels: dict[str, dict[int, tuple[int, int]]], readings: Iterable[AnyReading]
-) -> tuple[int, int]:
-    """Count ``readings`` into ``fuels`` in place; (readings newly counted, half-hours touched)."""
-    added = 0
-    touched: set[tuple[str, int]] = set()
-    for r in readings:
-        t = int(r.read_at.timestamp())
-        key = t - t % HALF_HOUR
-        bit = 1 << ((t - key) // SLOT)
-        fuel = fuel_of(r)
-        table = fuels.setdefault(fuel, {})
-        bits, micro = table.get(key, (0, 0))
-        if bits & bit:
-            continue
-        energy = r.consumption_delta
-        table[key] = (bits | bit, micro + (round(energy * _MICRO) if energy is not None else 0))
-        added += 1
-        touched.add((fuel, key))
-    return added, len(touched)
-
-
-def prune(fuels: dict[str, dict[int, tuple[int, int]]]) -> None:
-    """Keep the 35 days before the newest half-hour of each fuel (no clock needed)."""
-    span = int(KEEP.total_seconds())
-    for table in fuels.values():
-        if table:
-            horizon = max(table) - span
-            for key in [k for k in table if k < horizon]:
-                del table[key]
+COMPACT_BYTES = 64 * 1024  # a journal this long is folded into tally.json (about a day)
+FLUSH_READINGS = 90  # the daemon appends to the journal every 15 minutes of readings …
+FLUSH_SPAN = 30 * 60  # … or when what it holds spans half an hour (gas, a catch-up)
 
 
 class Tally:
-    """``CACHE_DIR/tally.json``; see the module docstring for the rules."""
+    """``tally.json`` + ``tally.journal`` (+ the daemon's part in ``state.json``); see the
+    module docstring for the rules."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = Path(cache_dir)
-        self.path = self.cache_dir / TALLY_FILE
-        self.lock_path = self.cache_dir / LOCK_FILE
+        self.base = JsonFile(self.cache_dir, KIND, LOCK_FILE)
+        self.path = self.base.path
+        self.journal = self.cache_dir / JOURNAL_FILE
+        self.lock_path = self.base.lock_path
+        self._memo: _Memo | None = None  # what was read last, to read only what was appended
+        self._torn = Latch(log)
 
     def load(self) -> TallyData:
-        """The tally on disk (empty when missing; a damaged file is logged and read as empty)."""
-        return TallyData(self._read())
+        """The tally: base, journal and the daemon's part (empty when none; a damaged base is
+        set aside, a torn journal line skipped)."""
+        fuels: Fuels = {}
+        if self.path.exists() or self.journal.exists():
+            with fsutil.flocked(self.lock_path):
+                fuels = {fuel: dict(table) for fuel, table in self._current().items()}
+        merge(fuels, entries_of(StateStore(self.cache_dir).tally_pending()))
+        prune(fuels)
+        return TallyData(fuels)
 
-    def record(self, readings: Iterable[AnyReading]) -> int:
+    def record(self, readings: Iterable[AnyReading | Entry]) -> int:
         """Count stored readings in (under the lock); the number newly counted.
 
-        Raises ``OSError`` when the file cannot be written (nothing is changed then).
+        Raises ``OSError`` when the files cannot be written (nothing is changed then).
         """
-        batch = list(readings)
+        batch = [entry_of(r) for r in readings]
         if not batch:
             return 0
         with fsutil.flocked(self.lock_path):
-            fuels = self._read()
-            added, _ = merge(fuels, batch)
-            if added:
-                prune(fuels)
-                fsutil.atomic_write(self.path, _encode(fuels), 0o600)
-            return added
+            try:
+                fuels = self._current()
+                new = [e for e in batch if count(fuels, e)]
+                if new:
+                    memo = self._memo
+                    if memo is None or memo.base is None or memo.offset >= COMPACT_BYTES:
+                        self._compact(fuels)
+                    else:
+                        self._append(new)
+                return len(new)
+            except BaseException:
+                self._memo = None  # read again from disk next time
+                raise
 
-    def _read(self) -> dict[str, dict[int, tuple[int, int]]]:
+    # --- under the lock ------------------------------------------------------------------
+
+    def _current(self) -> Fuels:
+        """Base + journal, reading only the journal's new lines when the base is unchanged."""
+        base = _identity(self.path)
+        journal = _identity(self.journal)
+        memo = self._memo
+        if (
+            memo is None
+            or memo.base != base
+            or journal is None
+            or memo.journal not in (None, journal[0])
+            or journal[2] < memo.offset
+        ):
+            fuels = self.base.read(locked=True)[0]
+            base = _identity(self.path)  # None when it was set aside
+            memo = self._memo = _Memo(base, None, 0, fuels)
+        if journal is not None and journal[2] > memo.offset:
+            self._replay(memo)
+        return memo.fuels
+
+    def _replay(self, memo: _Memo) -> None:
         try:
-            raw = self.path.read_bytes()
+            with open(self.journal, "rb") as f:
+                memo.journal = os.fstat(f.fileno()).st_ino
+                f.seek(memo.offset)
+                data = f.read()
         except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            log.warning("cannot read %s (%s): the tally starts empty", self.path, exc.strerror)
-            return {}
+            return
+        end = data.rfind(b"\n") + 1  # a torn tail is read once a newline follows it
+        torn = 0
+        for line in data[:end].splitlines():
+            if line.strip():
+                try:
+                    merge(memo.fuels, _journal_entries(line))
+                except DAMAGE:
+                    torn += 1
+        memo.offset += end
+        if torn:
+            self._torn.fail(
+                "%s: %d line(s) could not be read (a torn write or a hand edit): skipped",
+                JOURNAL_FILE,
+                torn,
+            )
+
+    def _append(self, new: list[Entry]) -> None:
+        body = b"".join(
+            json.dumps([fuel, *run], separators=(",", ":")).encode() + b"\n"
+            for fuel, listed in runs(new).items()
+            for run in listed
+        )
+        created = not self.journal.exists()
+        fd = os.open(self.journal, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            return _decode(json.loads(raw))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("%s is damaged: the Home Mini tally starts again empty", self.path.name)
-            return {}
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                body = b"\n" + body  # after a torn tail: a line of its own
+            fsutil.write_all(fd, body)
+            os.fsync(fd)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsutil.fsync_dir(self.cache_dir)
+        assert self._memo is not None
+        self._memo.journal, self._memo.offset = st.st_ino, st.st_size
+
+    def _compact(self, fuels: Fuels) -> None:
+        """Fold everything into ``tally.json`` (atomic, fsync'ed), then drop the journal: a
+        crash in between replays the journal onto a base that holds it already (harmless)."""
+        prune(fuels)
+        fsutil.ensure_private_dir(self.cache_dir)
+        self.base.save(fuels)
+        try:
+            self.journal.unlink()
+        except FileNotFoundError:
+            pass
+        else:
+            fsutil.fsync_dir(self.cache_dir)
+        self._memo = _Memo(_identity(self.path), None, 0, fuels)
+
+
+@dataclass
+class _Memo:
+    base: tuple[int, int, int] | None  # tally.json's (inode, mtime, size) when read
+    journal: int | None  # the journal's inode
+    offset: int  # journal bytes read
+    fuels: Fuels
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _journal_entries(line: bytes) -> list[Entry]:
+    run = jsonfile.array(json.loads(line), "a journal line")
+    fuel = jsonfile.text(run[0], "a fuel")
+    start = jsonfile.integer(run[1], "a time")
+    if len(run) < 3:
+        raise jsonfile.Damaged("an empty run")
+    return [(fuel, start + SLOT * i, jsonfile.integer(m)) for i, m in enumerate(run[2:])]
 
 
 class TallyRecorder:
-    """The hook after a durable store: record into the tally, or keep the readings in memory
-    and try again after the next store when the file cannot be written (a full disk must not
-    lose the count of readings that *were* stored)."""
+    """The hook after a durable store: count the readings into the tally.
 
-    def __init__(self, tally: Tally) -> None:
+    Without ``carry`` (``backfill``), each store is appended at once. With it (the daemon),
+    the readings ride along in every write of ``carry`` (``state.json``) and are appended in
+    batches (see the module docstring). When the tally cannot be written (a full disk) the
+    readings stay in memory and are tried again after the next store: a full disk must not
+    lose the count of readings that *were* stored.
+    """
+
+    def __init__(self, tally: Tally, carry: StateStore | None = None) -> None:
         self.tally = tally
-        self._pending: list[AnyReading] = []
-        self._failing = False
+        self._pending: list[Entry] = []
+        self._failing = Latch(log)
+        self._carried = carry is not None
+        self._adopted = carry is None  # a dead process's part, taken at the first write
+        if carry is not None:
+            carry.riders.append(self._ride)
 
     def stored(self, readings: Iterable[AnyReading]) -> None:
-        self._pending.extend(readings)
+        self._pending.extend(entry_of(r) for r in readings)
+        if self._pending and (not self._carried or self._due()):
+            self.flush()
+
+    def flush(self) -> None:
+        """Append what is held to the tally's files (kept in memory if they cannot be written)."""
         if not self._pending:
             return
         try:
             self.tally.record(self._pending)
         except OSError as exc:
-            if not self._failing:
-                log.error(
-                    "could not update %s (%s); retrying after the next store",
-                    self.tally.path.name,
-                    exc.strerror or exc,
-                )
-            self._failing = True
+            self._failing.fail(
+                "could not update %s (%s); retrying after the next store",
+                self.tally.path.name,
+                exc.strerror or exc,
+                level=logging.ERROR,
+            )
             del self._pending[: max(0, len(self._pending) - _PENDING_MAX)]
             return
-        self._failing = False
+        self._failing.ok("%s updated again", self.tally.path.name)
         self._pending = []
 
+    def _due(self) -> bool:
+        times = [t for _, t, _ in self._pending]
+        return len(times) >= FLUSH_READINGS or max(times) - min(times) >= FLUSH_SPAN
 
-def _encode(fuels: dict[str, dict[int, tuple[int, int]]]) -> bytes:
-    obj: dict[str, Any] = {"version": _VERSION}
+    def _ride(self, state: State) -> None:
+        """In each ``state.json`` write: what was stored and is not in the tally files yet."""
+        if not self._adopted:
+            self._adopted = True
+            self._pending[:0] = entries_of(state.tally_pending)
+        state.tally_pending = runs(self._pending)
+
+
+def _encode(fuels: Fuels) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
     for fuel, table in sorted(fuels.items()):
         obj[fuel] = {
             format_time(datetime.fromtimestamp(key, timezone.utc)): [f"{bits:x}", micro]
             for key, (bits, micro) in sorted(table.items())
         }
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return obj
 
 
-def _decode(obj: Any) -> dict[str, dict[int, tuple[int, int]]]:
-    if not isinstance(obj, dict) or obj.get("version") != _VERSION:
-        raise ValueError("not a tally")
-    fuels: dict[str, dict[int, tuple[int, int]]] = {}
+def _decode(obj: dict[str, Any]) -> Fuels:
+    """Strict: one value of the wrong type makes the file damaged (set aside, not read as
+    part of a tally)."""
+    fuels: Fuels = {}
     for fuel, table in obj.items():
         if fuel == "version":
             continue
         out: dict[int, tuple[int, int]] = {}
-        for start, (bits, micro) in table.items():
-            key = int(parse_instant(start).timestamp())
-            value = int(bits, 16)
-            if key % HALF_HOUR or not 0 <= value < 1 << SLOTS or not isinstance(micro, int):
-                raise ValueError(start)
+        for start, pair in jsonfile.mapping(table, fuel).items():
+            bits, micro = jsonfile.array(pair, start)
+            key = int(jsonfile.instant(start).timestamp())
+            value = int(jsonfile.text(bits, "a bitmap"), 16)
+            if key % HALF_HOUR or not 0 <= value < 1 << SLOTS or jsonfile.integer(micro) < 0:
+                raise jsonfile.Damaged(f"the half-hour {start}")
             out[key] = (value, micro)
-        fuels[str(fuel)] = out
+        fuels[fuel] = out
     return fuels
+
+
+KIND: Kind[Fuels] = Kind(
+    name=TALLY_FILE,
+    version=_VERSION,
+    decode=_decode,
+    encode=_encode,
+    empty=dict,
+    held=jsonfile.days_held("the Home Mini tally"),
+    then="the tally starts again from what is stored next",
+)

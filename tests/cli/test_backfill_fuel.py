@@ -48,6 +48,8 @@ def test_gas_only_fetches_the_gas_half_hours(sim: SimHomeMini, tmp_path: Path) -
 def test_electricity_only_makes_no_gas_call(sim: SimHomeMini, tmp_path: Path) -> None:
     result = invoke("backfill", "--since", since(), "--fuel", "electricity")
     assert result.exit_code == 0, result.output
+    stored = len(cached_readings(tmp_path / "cache"))
+    assert f"\nstored {stored:,} readings in the cache\n" in result.output
     assert "gas" not in ops(sim)
     assert cached_gas(tmp_path / "cache") == {}
     assert set(cached_readings(tmp_path / "cache")) == set(expected(sim))

@@ -132,7 +132,7 @@ def drive(
     """Run the wizard with ``steps`` typed into it; fail clearly if it goes off-script."""
     screen = Screen()
     output = Vt100_Output(
-        screen,  # type: ignore[arg-type]
+        screen,
         lambda: Size(rows=40, columns=100),
         term="xterm",
         enable_cpr=False,

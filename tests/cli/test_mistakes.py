@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from octomon.cli import dates
-from tests.helpers.cli import KEY, invoke
+from tests.helpers.cli import KEY, invoke, set_clock
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)  # a Monday in the UK's winter
 FIX = "fix the settings (see `octomon verify-config`)"
@@ -17,11 +17,7 @@ FIX = "fix the settings (see `octomon verify-config`)"
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    import octomon.cli.backfill
-    import octomon.clock
-
-    monkeypatch.setattr(octomon.clock, "utcnow", lambda: NOW)
-    monkeypatch.setattr(octomon.cli.backfill, "utcnow", lambda: NOW)
+    set_clock(monkeypatch, lambda: NOW)
 
 
 def one_line(args: list[str], code: int = 2, env: dict[str, str] | None = None) -> str:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ from octomon.cli import app
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
 from octomon.uktime import day_bounds, uk_day
-from tests.helpers.cli import point_at_sim
+from tests.helpers.cli import point_at_sim, set_clock
+from tests.helpers.clock import ManualClock, uk_today_at
 from tests.helpers.http_stub import bad_gateway
 from tests.helpers.tally import store_home_mini
 
@@ -28,7 +29,10 @@ UTC = timezone.utc
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServer]]:
-    home = SimHomeMini()
+    """The simulator and the command on one clock at noon UK today (yesterday settled)."""
+    clock = ManualClock(uk_today_at(12))
+    set_clock(monkeypatch, clock)
+    home = SimHomeMini(clock=clock)
     with SimServer(home) as server:
         point_at_sim(monkeypatch, home, server)
         yield home, server
@@ -42,7 +46,7 @@ def test_per_uk_day_settled_home_mini_coverage_and_a_second_run_costs_nothing(
     sim: tuple[SimHomeMini, SimServer],
 ) -> None:
     home, _ = sim
-    today = uk_day(datetime.now(UTC))
+    today = uk_day(home.clock())
     bad = home.settled.bad_day
     assert bad == today - timedelta(days=2)
     store_home_mini(home, today - timedelta(days=3), today - timedelta(days=1))
@@ -110,7 +114,7 @@ def test_per_uk_day_settled_home_mini_coverage_and_a_second_run_costs_nothing(
 def test_yesterday_not_yet_settled_is_marked(sim: tuple[SimHomeMini, SimServer]) -> None:
     home, _ = sim
     home.settled.delay = timedelta(hours=30)  # yesterday is not there yet
-    today = uk_day(datetime.now(UTC))
+    today = uk_day(home.clock())
     result = invoke("--since", (today - timedelta(days=2)).isoformat())
     assert result.exit_code == 0, result.output
     last = result.output.splitlines()[-2]

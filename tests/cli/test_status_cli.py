@@ -81,7 +81,9 @@ def test_check_is_1_when_the_last_good_cycle_is_too_old() -> None:
 
 def test_check_uses_the_daemons_own_interval() -> None:
     write_status(cache_dir(), good_ago=600, interval=300)  # limit 3 × 300 + 60 = 960 s
-    assert runner.invoke(app, ["status", "--check"]).exit_code == 0
+    result = runner.invoke(app, ["status", "--check"])
+    assert result.exit_code == 0
+    assert result.output == "healthy: the last good cycle was 10 min ago\n"
 
 
 def test_check_is_1_before_any_good_cycle() -> None:

@@ -14,15 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from octomon.octopus.pricebook import UK, half_hour_floor, uk_midnight
+from octomon.octopus.pricebook import half_hour_floor
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
-from tests.helpers.cli import invoke
+from tests.helpers.cli import invoke, point_at_sim, set_clock
+from tests.helpers.clock import ManualClock
+from tests.helpers.sim_faults import FaultySim
 
 
 @pytest.fixture
-def sim() -> Iterator[tuple[SimHomeMini, dict[str, str]]]:
-    the_sim = SimHomeMini()
+def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, dict[str, str]]]:
+    """The simulator and the commands on one clock, stopped when the test starts (the one
+    subprocess reads the wall clock: the same UK day unless midnight falls in between)."""
+    clock = ManualClock(datetime.now(timezone.utc))
+    set_clock(monkeypatch, clock)
+    the_sim = FaultySim(clock=clock)
     with SimServer(the_sim) as server:
         env = {
             "OCTOPUS_API_KEY": the_sim.api_key,
@@ -78,7 +84,7 @@ def test_json_names_the_current_rate_and_the_cheapest_windows(
     result = invoke("tariff", "--json", env=env)
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
-    now = datetime.now(timezone.utc)
+    now = the_sim.clock()
     start = half_hour_floor(now)
     current = body["current_rate"]
     assert current["tariff_code"] == ids.AGILE_IMPORT_TARIFF
@@ -118,7 +124,7 @@ def test_a_wrong_key_is_one_line_and_exit_1(sim: tuple[SimHomeMini, dict[str, st
 
 def test_an_api_failure_is_one_line_and_exit_1(sim: tuple[SimHomeMini, dict[str, str]]) -> None:
     the_sim, env = sim
-    the_sim.rest.rest_errors = 100
+    the_sim.rest_errors = 100
     result = invoke("tariff", env=env)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
@@ -140,13 +146,32 @@ def test_run_exits_2_on_a_wrong_key(sim: tuple[SimHomeMini, dict[str, str]]) -> 
     _, env = sim
     result = invoke("run", "--once", env={**env, "OCTOPUS_API_KEY": "sk_live_wrongkey000000000"})
     assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        "error: authentication failed: the Octopus API said KT-CT-1139: Authentication failed. "
+        "— check OCTOPUS_API_KEY (Octopus account > Personal details > API access)"
+    )
 
 
+@pytest.mark.parametrize(
+    ("now", "half_hours"),
+    [  # today's prices end at 23:00 UK until tomorrow's are published at 16:00 UK
+        (datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc), 46),
+        (datetime(2026, 12, 3, 17, 0, tzinfo=timezone.utc), 48),
+        (datetime(2026, 7, 1, 9, 0, tzinfo=timezone.utc), 46),  # 10:00 BST
+        (datetime(2026, 7, 1, 16, 0, tzinfo=timezone.utc), 48),  # 17:00 BST
+        (datetime(2026, 10, 25, 17, 0, tzinfo=timezone.utc), 50),  # a 25-hour UK day
+    ],
+    ids=["10h-GMT", "17h-GMT", "10h-BST", "17h-BST", "25h-day"],
+)
 def test_a_narrow_terminal_gets_a_sparkline_per_day(
-    sim: tuple[SimHomeMini, dict[str, str]],
+    now: datetime, half_hours: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, env = sim
-    result = invoke("tariff", env={**env, "COLUMNS": "60"})
+    clock = ManualClock(now)
+    set_clock(monkeypatch, clock)
+    the_sim = SimHomeMini(clock=clock)
+    with SimServer(the_sim) as server:
+        point_at_sim(monkeypatch, the_sim, server)
+        result = invoke("tariff", env={"COLUMNS": "60"})
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     sparks = [
@@ -154,8 +179,6 @@ def test_a_narrow_terminal_gets_a_sparkline_per_day(
     ]
     assert sparks, result.output
     assert sparks[0].count("|") == 1  # the current half-hour is marked
-    today = datetime.now(timezone.utc).astimezone(UK).date()
-    day = uk_midnight(today + timedelta(days=1)) - uk_midnight(today)  # 23, 24 or 25 h
-    assert len(sparks[0]) == day // timedelta(minutes=30) + 1  # every half-hour of today
+    assert len(sparks[0]) == half_hours + 1  # every published half-hour of today, and the mark
     assert any(line.strip().startswith("min ") and " max " in line for line in lines)
     assert not any(">" in line for line in lines)  # no grid

@@ -19,6 +19,7 @@ from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, Sim
 from octomon.sim.account import GAS_DEVICE_ID, GAS_SERIAL, GAS_SERIAL_OLD, MPRN
 from octomon.state import StateStore
 from tests.helpers.services import free_port
+from tests.helpers.sim_faults import FaultySim
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ HEX_TOKEN = re.compile(r"\b[0-9a-f]{64}\b")  # the sim's refresh tokens
 
 @pytest.fixture
 def sim() -> SimHomeMini:
-    return SimHomeMini()
+    return FaultySim()
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def env_for(server: SimServer, **overrides: str) -> dict[str, str]:
     return env
 
 
-def invoke(env: dict[str, str]):  # type: ignore[no-untyped-def]
+def invoke(env: dict[str, str]):
     return runner.invoke(app, ["test-octopus"], env=env)
 
 
@@ -136,6 +137,11 @@ def test_unreachable_api(tmp_path: Path) -> None:
 def test_configured_device_id_skips_discovery(server: SimServer, sim: SimHomeMini) -> None:
     result = invoke(env_for(server, OCTOPUS_DEVICE_ID=DEFAULT_DEVICE_ID, OCTOPUS_GAS="off"))
     assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:2] == [
+        f"Octopus API ok — account {DEFAULT_ACCOUNT}",
+        f"device id: {DEFAULT_DEVICE_ID}",
+    ]
+    assert result.output.splitlines()[-1] == "gas is off (OCTOPUS_GAS=off)"
     assert [op for _, op in sim.calls] == ["token", "telemetry"]
 
 

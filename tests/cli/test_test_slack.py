@@ -30,7 +30,7 @@ def server() -> Iterator[SlackWebhookServer]:
         yield s
 
 
-def invoke(url: str, **env: str):  # type: ignore[no-untyped-def]
+def invoke(url: str, **env: str):
     return runner.invoke(app, ["test-slack"], env={"SLACK_WEBHOOK_URL": url, **env})
 
 
@@ -56,6 +56,7 @@ def test_rate_limited_once_then_ok(server: SlackWebhookServer) -> None:
     server.respond(Answer.rate_limited(1))
     result = invoke(server.webhook_url(SECRET))
     assert result.exit_code == 0, result.output
+    assert result.output == "Slack ok — test message sent\n"
     first, second = server.posts
     assert second.at - first.at >= 1.0
 

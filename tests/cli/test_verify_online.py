@@ -43,7 +43,7 @@ def base_env(sim: SimServer) -> dict[str, str]:
     }
 
 
-def online(env: dict[str, str]):  # type: ignore[no-untyped-def]
+def online(env: dict[str, str]):
     return runner.invoke(app, ["verify-config", "--online"], env=env)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -27,3 +29,8 @@ def point_at_sim(monkeypatch: pytest.MonkeyPatch, home: Any, server: Any) -> Non
     monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
     monkeypatch.setenv("OCTOPUS_API_URL", server.url)
     monkeypatch.setenv("OCTOPUS_REST_URL", server.rest_url)
+
+
+def set_clock(monkeypatch: pytest.MonkeyPatch, clock: Callable[[], datetime]) -> None:
+    """The ``now`` every CLI command reads (``octomon.clock.command_clock``) for this test."""
+    monkeypatch.setattr("octomon.clock.command_clock", clock)

@@ -29,7 +29,8 @@ from octomon.cli import app
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
 from octomon.uktime import day_bounds, half_hours, uk_day
-from tests.helpers.cli import point_at_sim
+from tests.helpers.cli import point_at_sim, set_clock
+from tests.helpers.clock import ManualClock, uk_today_at
 from tests.helpers.tally import store_home_mini
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,9 @@ PENNY = Decimal("0.01")
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimHomeMini, SimServer]]:
-    home = SimHomeMini(rate_limit_per_hour=10_000)  # the hand computation asks a lot
+    clock = ManualClock(uk_today_at(12))  # the simulator and `costs` at noon UK today
+    set_clock(monkeypatch, clock)
+    home = SimHomeMini(clock=clock, rate_limit_per_hour=10_000)  # the hand computation asks a lot
     with SimServer(home) as server:
         point_at_sim(monkeypatch, home, server)
         yield home, server
@@ -75,8 +78,8 @@ def in_force(rows: list[Any], at: datetime) -> Decimal:
         r
         for r in rows
         if r["payment_method"] in (None, "DIRECT_DEBIT")
-        and instant(r["valid_from"]) <= at  # type: ignore[operator]
-        and (r["valid_to"] is None or at < instant(r["valid_to"]))  # type: ignore[operator]
+        and instant(r["valid_from"]) <= at
+        and (r["valid_to"] is None or at < instant(r["valid_to"]))
     ]
     assert len(found) == 1, (at, found)
     return Decimal(str(found[0]["value_inc_vat"]))
@@ -86,8 +89,7 @@ def tariff_at(agreements: list[Any], at: datetime) -> str:
     (a,) = [
         a
         for a in agreements
-        if instant(a["valid_from"]) <= at  # type: ignore[operator]
-        and (a["valid_to"] is None or at < instant(a["valid_to"]))  # type: ignore[operator]
+        if instant(a["valid_from"]) <= at and (a["valid_to"] is None or at < instant(a["valid_to"]))
     ]
     return str(a["tariff_code"])
 
@@ -113,7 +115,7 @@ def hand_bill(home: SimHomeMini, server: SimServer, day: date, fuel: str) -> Han
         kind, number, serial = "gas", point["mprn"], ids.GAS_SERIAL
     lo, hi = day_bounds(day)
     consumption = {
-        instant(r["interval_start"]).astimezone(UTC): Decimal(str(r["consumption"]))  # type: ignore[union-attr]
+        instant(r["interval_start"]).astimezone(UTC): Decimal(str(r["consumption"]))
         for r in get_all(
             home,
             server,
@@ -212,7 +214,7 @@ def test_settled_live_and_missing_days_and_a_second_run_makes_no_call(
 ) -> None:
     home, _ = sim
     home.settled.delay = timedelta(hours=30)  # yesterday is not settled yet
-    today = uk_day(datetime.now(UTC))
+    today = uk_day(home.clock())
     yesterday = today - timedelta(days=1)
     assert store_home_mini(home, today, today) > 0  # today: not settled, the Home Mini's
     first = today - timedelta(days=2)
@@ -242,7 +244,7 @@ def test_settled_live_and_missing_days_and_a_second_run_makes_no_call(
 def test_with_the_rest_api_down_costs_answers_from_what_it_kept(
     sim: tuple[SimHomeMini, SimServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    today = uk_day(datetime.now(UTC))
+    today = uk_day(sim[0].clock())
     yesterday = today - timedelta(days=1)
     assert invoke("--since", yesterday.isoformat(), "--json").exit_code == 0
     from tests.helpers.http_stub import bad_gateway

@@ -29,7 +29,7 @@ def client_for(server: SimServer, clock: ManualClock, **kwargs: object) -> Octop
         api_url=server.url,
         budget=Budget(None, 100),
         clock=clock,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

@@ -15,12 +15,12 @@ import pytest
 
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
 from octomon.readings import GAS_FIELDS
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
 from octomon.store.tally import GAS, Tally
+from octomon.wiring import build_monitor
 from tests.helpers.cli import invoke
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_gas, cached_readings, compare_db, expected, expected_gas
@@ -65,7 +65,7 @@ def monitor_for(
         poll_interval_seconds=poll,
         health_check_seconds=30,
         octopus_gas=gas,
-        **influx,  # type: ignore[arg-type]
+        **influx,
     )
     monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=Quiet())
     monitor.start(clock())
@@ -82,9 +82,9 @@ def drive(monitor: Monitor, clock: ManualClock, hours: float, poll: int = 300) -
         clock.now = min(next_poll, job) if job else next_poll
         if clock() >= next_poll:
             monitor.cycle(clock())
-            if monitor.cache_mode:
+            if monitor.writer.cache_mode:
                 monitor.health_check(clock())
-                while monitor.draining and not monitor.drain(clock()).done:
+                while monitor.writer.draining and not monitor.drain(clock()).done:
                     pass
             next_poll = clock() + timedelta(seconds=poll)
         while monitor.jobs_due(clock()):
@@ -132,10 +132,10 @@ def test_influxdb_down_during_gas_polls_caches_them_and_the_drain_delivers_all(
         during = set(expected_gas(sim)) - before
         assert len(during) >= 5
         assert during <= set(cached_gas(tmp_path / "cache"))  # gas lines of the day files
-        assert monitor.cache_mode
+        assert monitor.writer.cache_mode
         victoria.start()
         drive(monitor, clock, 0.5)  # health check, then the drain
-        assert not monitor.cache_mode
+        assert not monitor.writer.cache_mode
     finally:
         monitor.close(clock(), announce=False)
     compare_db(victoria, expected_gas(sim), GAS_FIELDS, "gas_consumption")

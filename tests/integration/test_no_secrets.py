@@ -17,6 +17,7 @@ import pytest
 
 from octomon.sim import DEFAULT_ACCOUNT, SimHomeMini, SimServer
 from tests.helpers.services import VictoriaMetrics, free_port
+from tests.helpers.sim_faults import FaultySim
 from tests.helpers.slack_server import SlackWebhookServer
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,7 @@ HOOK_SECRET = "hooksecret0123456789ABCDEF"
 
 @pytest.fixture
 def sim() -> Iterator[tuple[SimHomeMini, SimServer]]:
-    model = SimHomeMini(api_key=API_KEY)
+    model = FaultySim(api_key=API_KEY)
     with SimServer(model) as server:
         yield model, server
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from octomon.checks import octopus_check
 from octomon.config import Settings
 from octomon.errors import (
     ApiError,
@@ -22,13 +23,13 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.octopus import probe as octopus
 from octomon.octopus.budget import Budget
 from octomon.octopus.graphql import OctopusClient
 from octomon.readings import Reading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
 from octomon.state import StateStore
 from tests.helpers.clock import ManualClock as Clock
+from tests.helpers.sim_faults import FaultySim
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sim(clock: Clock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
+    return FaultySim(clock=clock)
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def make(server: SimServer, clock: Clock, budget: Budget, **kwargs: object) -> O
         "clock": clock,
     }
     params.update(kwargs)
-    return OctopusClient(**params)  # type: ignore[arg-type]
+    return OctopusClient(**params)
 
 
 @pytest.fixture
@@ -274,7 +275,7 @@ def test_check_records_its_calls_in_the_shared_ledger(
         octopus_api_url=server.url,
         cache_dir=tmp_path / "cache",
     )
-    result = octopus.check(settings, clock)
+    result = octopus_check(settings, clock)
     assert result.device_id == DEFAULT_DEVICE_ID
     assert result.reading is not None
     assert result.other_devices == [sim.ihd_id, sim.cad_id]

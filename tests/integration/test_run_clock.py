@@ -20,16 +20,17 @@ from pathlib import Path
 import pytest
 
 from octomon.config import Settings
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
 from octomon.daemon.outcome import CLOCK_BEHIND, OK, CycleResult
 from octomon.daemon.status import Status
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
+from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, compare_db
 from tests.helpers.services import VictoriaMetrics
+from tests.helpers.sim_faults import FaultySim
 from tests.integration.test_run_sim import Recorder
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ class Rig:
 
     def catch_up(self, limit: int = 30) -> None:
         for _ in range(limit):
-            if self.cycle(60).caught_up and self.monitor and not self.monitor.cache_mode:
+            if self.cycle(60).caught_up and self.monitor and not self.monitor.writer.cache_mode:
                 return
         raise AssertionError("did not catch up")
 
@@ -143,7 +144,7 @@ def influx(vm: VictoriaMetrics) -> dict[str, object]:
 
 @pytest.fixture
 def served() -> Iterator[tuple[SimHomeMini, SimServer]]:
-    sim = SimHomeMini(rate_limit_per_hour=200)
+    sim = FaultySim(rate_limit_per_hour=200)
     with SimServer(sim) as server:
         yield sim, server
 
@@ -170,7 +171,7 @@ def test_a_clock_two_days_fast_then_corrected_loses_nothing(
     rig.clock.skew = timedelta(days=2)  # NTP not there yet: the clock runs 2 days ahead
     fast = rig.cycles(12)
     assert all(r.outcome == OK for r in fast)
-    newest = rig.monitor.stream.newest if rig.monitor else None
+    newest = rig.monitor.stream.cursor.newest if rig.monitor else None
     assert newest is not None and rig.monitor is not None
     assert rig.monitor.cursor is not None and rig.monitor.cursor > rig.real() + timedelta(days=1)
     rig.clock.skew = timedelta(0)  # corrected
@@ -298,7 +299,7 @@ def test_direct_mode_notices_readings_another_process_cached_and_drains_them(
     rig = make_rig(tmp_path, sim, server, **influx(victoria))
     monitor = rig.start()
     rig.cycles(3)
-    assert monitor.mode == "influxdb" and monitor.backlog == 0
+    assert monitor.writer.mode == "influxdb" and monitor.writer.backlog == 0
     # Another process (as `backfill` does while InfluxDB was briefly away) caches two hours
     # from before this run, through the cache's own lock.
     older = {t: r for t, r in existing(sim, T0 - timedelta(hours=3), T0).items() if t < FIRST}
@@ -322,9 +323,9 @@ def test_direct_mode_notices_readings_another_process_cached_and_drains_them(
     status = Status.read(tmp_path / "cache")
     assert status is not None and status.cache_backlog >= len(older)
     step = monitor.health_check(rig.clock())
-    while monitor.draining:
+    while monitor.writer.draining:
         step = monitor.drain(rig.clock())
-    assert step.done and monitor.mode == "influxdb" and monitor.backlog == 0
+    assert step.done and monitor.writer.mode == "influxdb" and monitor.writer.backlog == 0
     rig.cycles(3)
     end = rig.real()
     rig.stop()

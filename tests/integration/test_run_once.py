@@ -18,13 +18,14 @@ from octomon.sim import SimHomeMini, SimServer
 from octomon.state import StateStore
 from tests.helpers.daemon import OCTOMON, compare_db, daemon_env, expected
 from tests.helpers.services import VictoriaMetrics
+from tests.helpers.sim_faults import FaultySim
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def sim() -> Iterator[tuple[SimHomeMini, SimServer]]:
-    sim = SimHomeMini()
+    sim = FaultySim()
     with SimServer(sim) as server:
         yield sim, server
 

@@ -17,14 +17,15 @@ import pytest
 
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.monitor import Monitor
 from octomon.daemon.outcome import DISK_FULL, OK, RATE_LIMITED, CycleResult
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
+from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, expected
+from tests.helpers.sim_faults import FaultySim
 
 T0 = datetime(2026, 11, 27, 17, 0, 0, tzinfo=timezone.utc)
 
@@ -83,7 +84,7 @@ def make_rig(tmp_path: Path, sim: SimHomeMini, clock: ManualClock, server: SimSe
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     clock = ManualClock(T0)
-    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    sim = FaultySim(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         rig = make_rig(tmp_path, sim, clock, server)
         yield rig
@@ -186,7 +187,7 @@ def test_a_start_older_than_the_api_serves_jumps_and_is_reported_once(
     tmp_path: Path,
 ) -> None:
     clock = ManualClock(T0)
-    sim = SimHomeMini(clock=clock)
+    sim = FaultySim(clock=clock)
     sim.retention = timedelta(hours=20)
 
     def three_days_old(state: State) -> None:
@@ -255,7 +256,7 @@ def test_a_slack_outage_costs_a_cycle_nothing_and_loses_no_reading(tmp_path: Pat
     from tests.helpers.slack_server import Answer, SlackWebhookServer
 
     clock = ManualClock(T0)
-    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    sim = FaultySim(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server, SlackWebhookServer() as slack:
         slack.always(Answer.hanging(30))
         settings = Settings(
@@ -297,7 +298,7 @@ def test_polls_minutes_apart_are_never_given_up_for_a_renewal(tmp_path: Path, ev
     """The renewal turn is for polls under 5 minutes apart; further apart, every cycle
     polls (the token is renewed with the poll when it falls due)."""
     clock = ManualClock(T0)
-    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    sim = FaultySim(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         rig = make_rig(tmp_path, sim, clock, server)
         rig.monitor.poll_interval = every
@@ -326,10 +327,10 @@ def test_a_life_killed_before_its_first_cursor_leaves_the_next_its_start(tmp_pat
         raise Killed
 
     clock = ManualClock(T0)
-    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
+    sim = FaultySim(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         first = make_rig(tmp_path, sim, clock, server)  # start: the first window's start saved
-        first.monitor.tally.stored = die  # type: ignore[assignment]  # dies after the store
+        first.monitor.stream.tally.stored = die  # type: ignore[assignment]  # dies after the store
         with pytest.raises(Killed):
             first.cycle(5)
         assert cached_readings(first.cache_dir)  # stored, not counted, no cursor saved

@@ -19,7 +19,7 @@ from octomon.octopus.consumption import Meter
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
-from octomon.sim.graphql import _json
+from octomon.sim.protocol import json_answer as _json
 from octomon.state import StateStore
 from tests.helpers.clock import ManualClock
 

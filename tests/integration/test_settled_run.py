@@ -15,6 +15,7 @@ from octomon.daemon.monitor import Monitor
 from octomon.sim import SimHomeMini, SimServer
 from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_readings, expected
+from tests.helpers.sim_faults import FaultySim
 from tests.helpers.tally import assert_tally_is_what_was_served
 from tests.integration.test_run_sim import make_rig
 
@@ -41,14 +42,14 @@ def test_the_settled_job_runs_at_start_and_a_failing_rest_api_costs_no_reading(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock(T0)
-    sim = SimHomeMini(clock=clock)
+    sim = FaultySim(clock=clock)
     with SimServer(sim) as server:
         monitor = monitor_for(tmp_path, sim, server, clock)
         try:
             ran = drive(monitor, clock, 30)
             assert "settled:ran" in ran  # at start (its first anchor is now - offset)
             assert SettledStore(tmp_path / "cache").load().day_settled(date(2026, 11, 30))
-            sim.rest.rest_errors = 10_000  # from now on every REST request fails (503)
+            sim.rest_errors = 10_000  # from now on every REST request fails (503)
             caplog.set_level(logging.INFO, "octomon.daemon.schedule")
             clock.now = datetime(2026, 12, 2, 8, 50, tzinfo=timezone.utc)  # a gap to catch up
             ran = drive(monitor, clock, 40)  # across 09:00 UK + offset on 2 Dec

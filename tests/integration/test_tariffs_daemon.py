@@ -19,7 +19,6 @@ from octomon.alerts.policy import Alert
 from octomon.billing.tariffs import Tariffs
 from octomon.config import Settings, night_window
 from octomon.daemon.jobs import TariffsJob
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.schedule import Scheduler, installation_offset, slot
 from octomon.daemon.status import Status
 from octomon.octopus.budget import Budget
@@ -28,6 +27,7 @@ from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
 from octomon.state import StateStore
+from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.integration

@@ -238,10 +238,15 @@ def test_influxdb_down_loses_no_tariff_point(make_rig: MakeRig) -> None:
     assert cursor.prices == end and cursor.charges == date(2026, 2, 5)
 
 
-def test_tariff_since_stores_older_rates(tmp_path: Path, victoria: VictoriaMetrics) -> None:
-    from tests.helpers.cli import invoke
+def test_tariff_since_stores_older_rates(
+    tmp_path: Path, victoria: VictoriaMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.cli import invoke, set_clock
+    from tests.helpers.clock import ManualClock, uk_today_at
 
-    sim = SimHomeMini()  # the real clock: the command reads it
+    clock = ManualClock(uk_today_at(17, 10) - timedelta(days=1))  # the command's clock too
+    set_clock(monkeypatch, clock)
+    sim = SimHomeMini(clock=clock)
     with SimServer(sim) as server:
         env = {
             "OCTOPUS_API_KEY": sim.api_key,
@@ -253,7 +258,7 @@ def test_tariff_since_stores_older_rates(tmp_path: Path, victoria: VictoriaMetri
             "INFLUXDB_ORG": "home",
             "INFLUXDB_BUCKET": "octopus_energy",
         }
-        now = datetime.now(UTC)
+        now = clock()
         since = now.astimezone(UK).date() - timedelta(days=20)  # before the switch
         result = invoke("tariff", "--since", since.isoformat(), env=env)
     assert result.exit_code == 0, result.output

@@ -27,8 +27,8 @@ import pytest
 from octomon import sim
 from octomon.alerts.policy import Alert
 from octomon.config import Settings
-from octomon.daemon.loop import build_monitor
 from octomon.daemon.outcome import OK
+from octomon.wiring import build_monitor
 
 CYCLES = 5000
 EARLY = 500
@@ -119,7 +119,7 @@ def run_cycles(sim_url: str, cache_dir: Path, cycles: int = CYCLES) -> dict[str,
         "rss": [marks[EARLY][0], marks[cycles][0]],
         "objects": [marks[EARLY][1], marks[cycles][1]],
         "peak": peak_mb(),
-        "seen": len(monitor._seen),
+        "seen": len(monitor.stream.cursor.seen),
     }
 
 

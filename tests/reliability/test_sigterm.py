@@ -39,7 +39,7 @@ class SlowSim:
         self.slow = threading.Event()
         self.in_flight = threading.Event()
         self.held: list[datetime] = []  # readAts in the answer that was held
-        sim.handle = self  # type: ignore[method-assign]
+        sim.handle = self
 
     def __call__(self, method: str, path: str, auth: str | None, body: bytes) -> Any:
         response = self.handle(method, path, auth, body)

@@ -32,6 +32,7 @@ from octomon.state import State, StateStore
 from octomon.store.cache import Cache
 from tests.helpers.clock import ManualClock
 from tests.helpers.lineproto import readings_of
+from tests.helpers.sim_faults import FaultySim
 
 NOW = datetime(2026, 11, 27, 14, 37, 20, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -94,7 +95,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sim(clock: Clock) -> Iterator[SimHomeMini]:
-    home = SimHomeMini(clock=clock)
+    home = FaultySim(clock=clock)
     with SimServer(home) as server:
         home.url = server.url  # type: ignore[attr-defined]
         yield home

@@ -116,7 +116,7 @@ def test_a_clock_that_moved_back_returns_the_cursor_and_drops_the_future(make) -
     kit = make()
     for _ in range(3):
         kit.cycle(60)
-    newest = kit.monitor.stream.newest
+    newest = kit.monitor.stream.cursor.newest
     assert newest is not None
     kit.client.frozen_at = kit.clock()  # (real time: nothing newer exists yet)
     kit.clock.advance(days=2)  # ran fast ...
@@ -124,7 +124,7 @@ def test_a_clock_that_moved_back_returns_the_cursor_and_drops_the_future(make) -
         kit.cycle(60)
     kit.monitor.budget.rate_limited(kit.clock())  # ... long enough to be rate limited
     ahead = kit.monitor.cursor
-    newest = kit.monitor.stream.newest
+    newest = kit.monitor.stream.cursor.newest
     assert newest is not None and newest < kit.client.frozen_at
     assert ahead is not None and ahead > newest + timedelta(days=1)
     kit.clock.advance(days=-2)  # ... and corrected

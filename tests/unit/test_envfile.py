@@ -147,7 +147,7 @@ def test_write_is_never_world_readable_while_being_written(
     real_open = os.open
 
     def spy_open(path: str, flags: int, mode: int = 0o777, *args: object) -> int:
-        fd = real_open(path, flags, mode, *args)  # type: ignore[arg-type]
+        fd = real_open(path, flags, mode, *args)
         if flags & os.O_CREAT:
             seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
         return fd

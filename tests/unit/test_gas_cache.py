@@ -18,6 +18,7 @@ from octomon.store.cache import Cache
 from octomon.store.lines import parse_line
 from octomon.store.sync import convert, sync
 from tests.helpers.cli import invoke
+from tests.helpers.fakes import FakeSink
 
 T0 = datetime(2026, 11, 27, 0, 0, 0, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"
@@ -40,18 +41,6 @@ def day(n_elec: int = 8640) -> list[Reading | GasReading]:
     rows += [gas(i) for i in range(48)]
     rows.sort(key=lambda r: r.read_at)
     return rows
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.lines: list[bytes] = []
-
-    def write_lines(self, body: bytes | str, count: int) -> None:
-        data = body.encode() if isinstance(body, str) else body
-        self.lines.extend(data.split(b"\n"))
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_gas_line_is_canonical_with_fuel_after_device_id_and_reads_back(tmp_path: Path) -> None:
@@ -95,8 +84,8 @@ def test_sync_delivers_gas_to_gas_consumption_and_removes_the_file(tmp_path: Pat
     cache = Cache(tmp_path)
     rows = day(2000)
     cache.append(rows)
-    sink = Sink()
-    result = sync(cache, sink)  # type: ignore[arg-type]
+    sink = FakeSink()
+    result = sync(cache, sink)
     assert result.synced == len(rows) and result.left == 0
     assert sorted(sink.lines) == sorted(r.to_line_protocol().encode() for r in rows)
     assert cache.is_empty()

@@ -8,17 +8,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.daemon.gas import GasJob, next_anchor
 from octomon.daemon.schedule import Scheduler, installation_offset
+from octomon.daemon.stream import Stream
 from octomon.octopus.budget import Budget
 from octomon.octopus.graphql import OctopusClient
 from octomon.readings import AnyReading, GasReading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, SimHomeMini, SimServer
 from octomon.state import StateStore
+from octomon.units import GAS
 from tests.helpers.clock import ManualClock
 
 T0 = datetime(2026, 12, 1, 9, 17, tzinfo=timezone.utc)
@@ -66,14 +69,19 @@ class Rig:
         self.job = self.new_job()
 
     def new_job(self) -> GasJob:
+        stream = Stream(
+            GAS,
+            fetch=self.client.gas_telemetry,
+            writer=self.writer,
+            tally=SimpleNamespace(stored=self.tallied.extend),
+        )
         return GasJob(
             client=self.client,
-            writer=self.writer,
+            stream=stream,
             store=self.store,
             policy=AlertPolicy(),
             emit=self.alerts.extend,
             interval=1800,
-            recorded=self.tallied.extend,
         )
 
 
@@ -117,8 +125,8 @@ def test_each_run_asks_one_half_hourly_window_and_stores_every_half_hour(
     expected = sorted(rig.writer.kept)
     assert sorted(r.read_at for r in rig.tallied) == expected  # each counted once, when stored
     state = rig.store.load()
-    assert state.gas_newest == expected[-1] == rig.job.cursor.newest
-    assert state.gas_cursor == rig.job.cursor.at
+    assert state.gas_newest == expected[-1] == rig.job.stream.cursor.newest
+    assert state.gas_cursor == rig.job.stream.cursor.at
     assert state.gas_device_id == rig.client.gas_meter.device_id  # type: ignore[union-attr]
 
 
@@ -126,7 +134,7 @@ def test_a_restart_resumes_from_the_saved_gas_cursor(
     rig: Rig, server: SimServer, sim: SimHomeMini, clock: ManualClock, tmp_path: Path
 ) -> None:
     rig.job.run(clock.now)
-    cursor = rig.job.cursor.at
+    cursor = rig.job.stream.cursor.at
     clock.advance(hours=5)  # down for five hours
     again = Rig(server, clock, tmp_path)
     again.job.run(clock.now)  # one window of at most 6 h from the saved cursor - 2 h
@@ -140,12 +148,12 @@ def test_a_window_that_could_not_be_stored_does_not_move_the_cursor(
     rig: Rig, clock: ManualClock, sim: SimHomeMini
 ) -> None:
     rig.job.run(clock.now)
-    cursor = rig.job.cursor.at
+    cursor = rig.job.stream.cursor.at
     rig.writer.down = True
     for _ in range(4):
         clock.advance(minutes=30)
         rig.job.run(clock.now)
-    assert rig.job.cursor.at == cursor
+    assert rig.job.stream.cursor.at == cursor
     rig.writer.down = False
     clock.advance(minutes=30)
     rig.job.run(clock.now)
@@ -157,12 +165,12 @@ def test_the_clock_rule_sends_the_cursor_back_to_the_newest_stored_half_hour(
 ) -> None:
     clock.advance(hours=3)
     rig.job.run(clock.now)
-    newest, settled = rig.job.cursor.newest, rig.job.cursor.at
+    newest, settled = rig.job.stream.cursor.newest, rig.job.stream.cursor.at
     assert newest is not None and settled is not None
     clock.now = T0  # before even the newest stored half-hour: this clock is behind
     rig.job.run(clock.now)
     assert "gas: the clock is earlier than the gas cursor" in caplog.text
-    assert rig.job.cursor.at == settled  # kept: nothing to fetch until the clock passes it
+    assert rig.job.stream.cursor.at == settled  # kept: nothing to fetch until the clock passes it
     # (the clock that ran fast and was corrected: tests/unit/test_daemon_rules.py)
 
 

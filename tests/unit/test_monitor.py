@@ -39,6 +39,7 @@ from octomon.octopus.budget import Interrupted, StopAwareBudget
 from octomon.readings import Reading
 from octomon.state import StateStore
 from octomon.store.cache import AppendResult, CacheStatus
+from octomon.wiring import assemble_monitor
 from tests.helpers.clock import ManualClock as Clock
 from tests.helpers.lineproto import readings_of
 
@@ -234,7 +235,7 @@ def make(tmp_path: Path) -> Callable[..., Kit]:
         sink = None if local else FakeSink()
         cache = cache or FakeCache()
         alerts = Alerts()
-        monitor = Monitor(
+        monitor = assemble_monitor(
             client=client,
             cache=cache,
             sink=sink,
@@ -383,7 +384,7 @@ def test_influx_unavailable_caches_then_health_check_drains_and_returns_to_direc
     kit.sink.error = InfluxUnavailable("connection refused", retry_after=7)
     lost = kit.cycle(60)
     assert lost.outcome == OK and lost.mode == "cache"
-    assert kit.monitor.retry_after == 7
+    assert kit.monitor.writer.retry_after == 7
     assert len(kit.cache.lines) == lost.stored == 6
     assert lost.cursor == kit.cache.lines[-1].read_at  # appended is durable: the cursor moves
     requests = len(kit.sink.requests)
@@ -393,11 +394,11 @@ def test_influx_unavailable_caches_then_health_check_drains_and_returns_to_direc
     assert [a.title for a in kit.alerts.sent].count("InfluxDB unreachable: caching readings") == 1
 
     still_down = kit.monitor.health_check(kit.clock())
-    assert not still_down.acknowledged and kit.monitor.cache_mode
+    assert not still_down.acknowledged and kit.monitor.writer.cache_mode
     kit.sink.error = None
     step = kit.monitor.health_check(kit.clock.advance(30))
     assert step.acknowledged and step.done
-    assert not kit.monitor.cache_mode and kit.monitor.backlog == 0
+    assert not kit.monitor.writer.cache_mode and kit.monitor.writer.backlog == 0
     back = kit.cycle(30)
     assert back.mode == "influxdb"
     times = [r.read_at for r in kit.sink.points]
@@ -412,7 +413,7 @@ def test_influx_unavailable_caches_then_health_check_drains_and_returns_to_direc
 def test_a_backlog_left_from_an_earlier_run_means_cache_mode_at_start(make) -> None:  # type: ignore[no-untyped-def]
     old = FakeCache(lines=[reading(T0 - timedelta(days=1))])
     kit = make(cache=old)
-    assert kit.monitor.cache_mode
+    assert kit.monitor.writer.cache_mode
     kit.cycle(0)
     assert kit.sink.points == [] and len(kit.cache.lines) > 1  # behind the backlog
     step = kit.monitor.health_check(kit.clock())
@@ -428,11 +429,11 @@ def test_drain_in_bounded_slices(make, monkeypatch: pytest.MonkeyPatch) -> None:
     kit = make(cache=old)
     step = kit.monitor.health_check(kit.clock())
     assert step.acknowledged and not step.done and step.left == 15
-    assert kit.monitor.draining
+    assert kit.monitor.writer.draining
     assert kit.monitor.drain(kit.clock(), max_readings=10).left == 5
-    assert kit.monitor.draining
+    assert kit.monitor.writer.draining
     assert kit.monitor.drain(kit.clock(), max_readings=10).done
-    assert not kit.monitor.cache_mode
+    assert not kit.monitor.writer.cache_mode
 
 
 def test_influx_config_error_caches_and_names_the_cause(make) -> None:  # type: ignore[no-untyped-def]
@@ -667,10 +668,10 @@ def test_the_overlap_memory_stays_bounded(make) -> None:  # type: ignore[no-unty
     kit = make()
     for _ in range(20):
         kit.cycle(60)
-    assert len(kit.monitor._seen) <= 31
+    assert len(kit.monitor.stream.cursor.seen) <= 31
     kit.clock.advance(5 * 3600)
     kit.cycle(0)  # a 5-hour catch-up window
-    assert len(kit.monitor._seen) <= 31
+    assert len(kit.monitor.stream.cursor.seen) <= 31
 
 
 def test_summary_line_names_stored_mode_backlog_and_calls(make) -> None:  # type: ignore[no-untyped-def]
@@ -839,7 +840,7 @@ def test_loop_health_checks_every_health_check_seconds_honouring_retry_after(mak
     # The first write fails at t=0, then each health check is one more write attempt,
     # 100 s apart (Retry-After beats HEALTH_CHECK_SECONDS=30); cycles only append.
     assert len(kit.sink.requests) == 1 + 3  # t = 0 (cycle), 100, 200, 300 (health checks)
-    assert kit.monitor.cache_mode
+    assert kit.monitor.writer.cache_mode
 
 
 def test_loop_drains_after_influx_returns_and_keeps_polling(make) -> None:  # type: ignore[no-untyped-def]
@@ -864,7 +865,7 @@ def test_loop_drains_after_influx_returns_and_keeps_polling(make) -> None:  # ty
     stop.wait = wait  # type: ignore[method-assign]
     loop = Loop(kit.monitor, stop=stop, clock=time, monotonic=time.monotonic)
     assert loop.run() == 0
-    assert not kit.monitor.cache_mode and kit.cache.lines == []
+    assert not kit.monitor.writer.cache_mode and kit.cache.lines == []
     times = [r.read_at for r in kit.sink.points]
     assert times == sorted(times) and len(times) == len(set(times))
     assert loop.cycles == 3  # t = 0, 60, 120: polling never stopped

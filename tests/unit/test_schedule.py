@@ -55,7 +55,7 @@ def one_job(
     """A budget of ``limit`` calls an hour, a scheduler and one job first anchored at 14:00."""
     budget = Budget(None, limit)
     sched = Scheduler(budget, offset=timedelta(minutes=offset), headroom=5)
-    fake = FakeJob(budget, **job)  # type: ignore[arg-type]
+    fake = FakeJob(budget, **job)
     sched.add(fake, first_anchor=anchor)
     return budget, sched, fake
 
@@ -167,7 +167,7 @@ def test_the_offset_must_be_in_range() -> None:
         Scheduler(Budget(None, 75), offset=timedelta(minutes=2), headroom=5)
 
 
-def test_the_loop_runs_due_jobs_between_poll_cycles_without_delaying_them(make) -> None:  # type: ignore[no-untyped-def]
+def test_the_loop_runs_due_jobs_between_poll_cycles_without_delaying_them(make) -> None:
     jobs: list[FakeJob] = []
 
     def setup(kit: Kit) -> None:

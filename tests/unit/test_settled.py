@@ -11,7 +11,7 @@ import pytest
 
 from octomon.alerts.policy import Alert, AlertPolicy
 from octomon.billing.settled import SettledStore
-from octomon.daemon.jobs import Cursors, SettledJob
+from octomon.daemon.jobs import SettledJob
 from octomon.errors import AuthError, InfluxUnavailable, OctopusError, OctopusUnavailable
 from octomon.octopus.budget import Budget
 from octomon.octopus.consumption import Meter
@@ -85,7 +85,7 @@ def silent() -> Iterator[str]:
 
 
 def nothing_moved(tmp_path: Path, sink: Sink) -> None:
-    cursors = Cursors.of(StateStore(tmp_path).load())
+    cursors = StateStore(tmp_path).load().settled
     assert cursors.fetched == {} and cursors.written == {}
     assert sink.bodies == []
     assert SettledStore(tmp_path).load().meters == {}
@@ -121,7 +121,7 @@ def test_influxdb_away_keeps_the_data_and_retries_the_points_without_a_call(
     sink.down = True
     settled = job(tmp_path, server.rest_url, clock, sink, home.api_key)
     assert settled.run(clock()) == datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # next half-hour
-    cursors = Cursors.of(StateStore(tmp_path).load())
+    cursors = StateStore(tmp_path).load().settled
     assert cursors.fetched[IMPORT.key] == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
     assert cursors.written == {}
     assert SettledStore(tmp_path).load().day_settled(date(2026, 11, 30))
@@ -131,9 +131,7 @@ def test_influxdb_away_keeps_the_data_and_retries_the_points_without_a_call(
     assert settled.run(clock()) == datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
     assert len(home.rest.calls) == calls  # the points came from the file
     assert len(sink.bodies) == 1 and sink.bodies[0].count("energy_settled,") == 7 * 48
-    assert (
-        Cursors.of(StateStore(tmp_path).load()).written[IMPORT.key] == cursors.fetched[IMPORT.key]
-    )
+    assert StateStore(tmp_path).load().settled.written[IMPORT.key] == cursors.fetched[IMPORT.key]
 
 
 def test_local_mode_keeps_the_file_and_moves_both_cursors(
@@ -142,6 +140,6 @@ def test_local_mode_keeps_the_file_and_moves_both_cursors(
     home, server = sim
     settled = job(tmp_path, server.rest_url, clock, None, home.api_key)
     settled.run(clock())
-    cursors = Cursors.of(StateStore(tmp_path).load())
+    cursors = StateStore(tmp_path).load().settled
     assert cursors.written == cursors.fetched == {IMPORT.key: datetime(2026, 12, 1, tzinfo=UTC)}
     assert (tmp_path / "settled.json").stat().st_mode & 0o777 == 0o600

@@ -28,6 +28,7 @@ from octomon.sim import (
     SimServer,
 )
 from tests.helpers.clock import ManualClock as Clock
+from tests.helpers.sim_faults import FaultySim
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 20, 17, 0, tzinfo=UTC)
@@ -115,7 +116,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sim(clock: Clock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
+    return FaultySim(clock=clock)
 
 
 @pytest.fixture
@@ -346,7 +347,7 @@ def test_household_load_is_realistic(sim: SimHomeMini) -> None:
 
 
 def test_reading_at_is_a_pure_function_of_seed_and_ts(sim: SimHomeMini) -> None:
-    other, different = SimHomeMini(seed=1), SimHomeMini(seed=2)
+    other, different = FaultySim(seed=1), FaultySim(seed=2)
     sample = list(steps(T0, T0 + timedelta(minutes=30)))
     sim.freeze()
     sim.late_uploads = True
@@ -476,7 +477,7 @@ def test_frozen_device_serves_nothing_new_and_loses_the_frozen_span(
 
 
 def test_rate_limit_after_n_calls_in_a_rolling_hour(clock: Clock) -> None:
-    sim = SimHomeMini(clock=clock, rate_limit_per_hour=5)
+    sim = FaultySim(clock=clock, rate_limit_per_hour=5)
     with SimServer(sim) as server:
         client = Client(server.url)
         client.login()

@@ -13,6 +13,7 @@ import pytest
 from octomon.sim import SimHomeMini
 from octomon.sim.account import GAS_DEVICE_ID, GAS_SERIAL, GAS_SERIAL_OLD, MPRN
 from tests.helpers.clock import ManualClock
+from tests.helpers.sim_faults import FaultySim
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -74,7 +75,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def sim(clock: ManualClock) -> SimHomeMini:
-    return SimHomeMini(clock=clock)
+    return FaultySim(clock=clock)
 
 
 @pytest.fixture

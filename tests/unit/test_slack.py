@@ -17,8 +17,9 @@ import requests
 import responses
 
 from octomon import redact
+from octomon.alerts.blocks import build_payload
 from octomon.alerts.policy import Alert, AlertPolicy, Level
-from octomon.alerts.slack import Alerter, SendResult, SlackNotifier, build_payload
+from octomon.alerts.slack import Alerter, SendResult, SlackNotifier
 from tests.helpers.services import free_port
 from tests.helpers.slack_server import Answer, SlackWebhookServer, check_payload
 
@@ -349,9 +350,9 @@ def test_sender_outlives_an_exception(
 
 
 def test_a_malformed_alert_is_a_result_not_an_exception() -> None:
-    bad = Alert(Level.INFO, "t", "x", "c", {"n": 3}, NOW, "k")  # type: ignore[dict-item]
+    bad = Alert(Level.INFO, "t", "x", "c", {"n": 3}, NOW, "k")
     assert build_payload(bad, "h")["blocks"][2]["fields"][2]["text"] == "*n*\n3"
-    broken = Alert(Level.INFO, "t", "x", "c", {}, "not a time", "k")  # type: ignore[arg-type]
+    broken = Alert(Level.INFO, "t", "x", "c", {}, "not a time", "k")
     result = SlackNotifier(f"http://127.0.0.1:{free_port()}/s/{SECRET}").send(broken)
     assert result == SendResult(False, "cannot build the message (AttributeError)", None)
 

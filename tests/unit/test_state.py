@@ -146,7 +146,7 @@ def test_disk_full_raises_oserror_and_keeps_the_old_file(
     store.update(lambda s: setattr(s, "cursor", T0))
     before = store.path.read_bytes()
 
-    def full(path: Path, data: bytes, mode: int = 0o600) -> None:
+    def full(path: Path, data: bytes, mode: int = 0o600, **_: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(fsutil, "atomic_write", full)

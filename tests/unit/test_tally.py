@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from octomon.readings import Reading
-from octomon.store.tally import SLOTS, Tally, TallyRecorder, half_hour_of
+from octomon.state import StateStore
+from octomon.store.tally import FLUSH_READINGS, SLOTS, Tally, TallyRecorder, half_hour_of
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
@@ -145,3 +149,132 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path: Path) -> None:
         p.join(60)
         assert p.exitcode == 0
     assert observed(Tally(tmp_path)) == expected(set(a) | set(b))
+
+
+# --- writes proportional to what changed (SPEC §4.9) ---------------------------------------
+
+
+DAY_STEPS = 24 * 360  # 10-s steps in a day
+
+
+def day_of_readings(day: int) -> list[Reading]:
+    start = T0 - timedelta(days=35 - day)
+    return [
+        Reading(start + timedelta(seconds=10 * s), DEVICE, consumption_delta=(s % 23) / 1000)
+        for s in range(DAY_STEPS)
+    ]
+
+
+@pytest.fixture
+def written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, int]:
+    """Bytes written with os.write into ``tmp_path``, per file name (the real writes)."""
+    counts: dict[str, int] = {}
+    real = os.write
+
+    def counting(fd: int, data: Any) -> int:
+        n = real(fd, data)
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return n
+        if path.startswith(str(tmp_path)):
+            name = Path(path).name
+            name = name.split(".", 2)[1] if name.startswith(".") else name  # .tally.json.1.tmp
+            counts[name] = counts.get(name, 0) + n
+        return n
+
+    monkeypatch.setattr(os, "write", counting)
+    return counts
+
+
+def test_a_storing_cycle_writes_bytes_not_the_whole_35_day_tally(
+    tmp_path: Path, written: dict[str, int]
+) -> None:
+    """The daemon's cycle: a few readings stored, the state written (with the cursor). A 35-day
+    tally is about 130 KB; 60 cycles must write less than one copy of it, all files together
+    (before: the whole file, fsync'ed, every cycle — 60 x 130 KB)."""
+    tally = Tally(tmp_path)
+    for day in range(35):
+        tally.record(day_of_readings(day))
+    assert (tmp_path / "tally.json").stat().st_size > 100_000
+    store = StateStore(tmp_path)
+    recorder = TallyRecorder(Tally(tmp_path), carry=store)
+    written.clear()
+    for cycle in range(60):  # an hour at 60-s polls: six new readings each
+        batch = [reading(STEPS + cycle * 6 + i) for i in range(6)]
+        recorder.stored(batch)
+        store.update(lambda s, at=batch[-1].read_at: setattr(s, "cursor", at))
+    total = sum(written.values())
+    assert total < 128 * 1024, written
+    assert written.get("tally.json", 0) == 0, written  # the base was not rewritten
+    # and every reading is counted, once
+    hour = {
+        hh.start: hh.readings
+        for hh in Tally(tmp_path).load().half_hours(since=T0 + timedelta(hours=3))
+    }
+    assert sum(hour.values()) == 360
+
+
+def test_what_the_daemon_holds_rides_in_state_json_and_survives_a_kill(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    recorder = TallyRecorder(Tally(tmp_path), carry=store)
+    recorder.stored([reading(s) for s in range(10)])
+    assert not (tmp_path / "tally.json").exists()  # held, not yet appended
+    store.update(lambda s: setattr(s, "cursor", reading(9).read_at))  # the cycle's one write
+    assert observed(Tally(tmp_path)) == expected(set(range(10)))  # readers see it
+    # kill -9: the next life takes the dead one's part at its first state write
+    store2 = StateStore(tmp_path)
+    again = TallyRecorder(Tally(tmp_path), carry=store2)
+    again.stored([reading(s) for s in range(8, 12)])  # the overlap, fetched again
+    store2.update(lambda s: None)
+    assert observed(Tally(tmp_path)) == expected(set(range(12)))
+    again.stored([reading(s) for s in range(12, 12 + FLUSH_READINGS)])  # enough: appended
+    store2.update(lambda s: None)
+    assert StateStore(tmp_path).load().tally_pending == {}
+    assert observed(Tally(tmp_path)) == expected(set(range(12 + FLUSH_READINGS)))
+    assert (tmp_path / "tally.json").exists()
+
+
+def test_a_torn_journal_line_is_skipped_and_the_next_append_starts_a_new_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tally = Tally(tmp_path)
+    tally.record([reading(0)])  # the base
+    tally.record([reading(1), reading(2)])  # a journal line
+    with open(tmp_path / "tally.journal", "ab") as f:
+        f.write(b'["electricity",17649')  # a crash mid-append
+    assert Tally(tmp_path).record([reading(3)]) == 1
+    with caplog.at_level(logging.WARNING):
+        assert observed(Tally(tmp_path)) == expected({0, 1, 2, 3})
+    assert sum("tally.journal" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_journal_is_folded_into_the_base_when_it_grows(tmp_path: Path) -> None:
+    tally = Tally(tmp_path)
+    tally.record([reading(0)])
+    step = 1
+    while (tmp_path / "tally.journal").exists() or step == 1:
+        tally.record([reading(step), reading(step + 2)])  # two runs: two lines
+        step += 3
+        assert step < 20_000
+    assert os.path.getsize(tmp_path / "tally.json") > 0
+    stored = {0} | {s for n in range(1, step, 3) for s in (n, n + 2)}
+    assert observed(Tally(tmp_path)) == expected(stored)
+    assert step > 300  # not at every store
+
+
+def test_a_damaged_base_is_set_aside_and_the_journal_still_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tally = Tally(tmp_path)
+    tally.record([reading(0)])
+    tally.record([reading(1)])  # journal
+    obj = json.loads((tmp_path / "tally.json").read_text())
+    obj["electricity"]["2026-11-30T23:00:00Z"][0] = 7  # a bitmap as a number
+    (tmp_path / "tally.json").write_text(json.dumps(obj))
+    with caplog.at_level(logging.WARNING):
+        assert observed(Tally(tmp_path)) == expected({1})
+    (copy,) = tmp_path.glob("tally.json.corrupt-*")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and copy.name in said[0]
+    assert "1 day of the Home Mini tally (2026-11-30)" in said[0]
