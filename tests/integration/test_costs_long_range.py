@@ -15,7 +15,10 @@ from octomon.sim import SimHomeMini, SimServer
 from octomon.uktime import uk_day
 from tests.helpers.cli import point_at_sim
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+]  # 5 years of settled half-hours from the sim
 
 
 @pytest.fixture
