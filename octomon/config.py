@@ -251,9 +251,9 @@ def _password(url: str) -> str | None:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """The KEY=value pairs of a .env file (python-dotenv), empty values kept as ""."""
-    from dotenv import dotenv_values
+    from octomon import envfile
 
-    return {k: (v or "") for k, v in dotenv_values(path).items()}
+    return envfile.read_values(path)[0]
 
 
 def load(
@@ -277,13 +277,12 @@ def load(
     explicit_env_file = env_file is not None
     env_path = env_file if env_file is not None else Path(".env")
     file_values: dict[str, str] = {}
-    if env_path.is_file():
-        try:
-            file_values = read_env_file(env_path)
-        except OSError as exc:
-            problems.append(f"--env-file {env_path}: cannot be read ({exc.strerror})")
-    elif explicit_env_file:
-        problems.append(f"--env-file {env_path}: no such file")
+    if explicit_env_file or env_path.exists():
+        from octomon import envfile
+
+        label = f"--env-file {env_path}" if explicit_env_file else None
+        file_values, file_problems = envfile.read_values(env_path, label)
+        problems += file_problems
 
     checked: set[str] = set()
     if "all" in groups:
@@ -296,6 +295,7 @@ def load(
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    given: dict[str, tuple[str, str]] = {}
     for f in FIELDS.values():
         raw: str | None
         if f.name in flags:
@@ -314,9 +314,11 @@ def load(
                 if f.name in checked:
                     problems.append(str(exc))
                 sources[f.name] = "file"
+                given[f.name] = (pointer, "file")  # verify-config marks the row
                 continue
         if raw is not None and raw.strip() == "" and f.default is None:
             raw = None  # an empty optional setting means "not set"
+        given[f.name] = (_shown(f, raw) if raw is not None else "", source)
         if raw is None:
             sources[f.name] = source if source != "default" else "default"
             continue
@@ -385,5 +387,7 @@ def load(
                 if ":" in values[f.attr]:  # InfluxDB 1.8 "username:password"
                     redact.register(values[f.attr].split(":", 1)[1])
     if problems:
-        raise ConfigError(problems)
+        error = ConfigError(problems)
+        error.rows = tuple((name, *given[name]) for name in FIELDS)
+        raise error
     return Settings(**values, sources=sources, warnings=tuple(warnings))

@@ -131,30 +131,16 @@ def log_level(raw: str) -> str:
 
 
 def check_cache_dir(path: Path) -> None:
-    """CACHE_DIR must be a writable directory, or creatable under a writable parent.
+    """CACHE_DIR's rule (:mod:`octomon.cachedir`, which names the real cause)."""
+    from octomon.cachedir import check
 
-    Validation never creates anything.
-    """
-    path = path.expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError("exists and is not a directory")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError("is not writable")
-        return
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"does not exist and cannot be created ({parent} is not writable)")
+    check(path)
 
 
 def cache_dir(raw: str) -> Path:
-    if not raw.strip():
-        raise ValueError("must not be empty")
-    path = Path(raw.strip()).expanduser()
-    check_cache_dir(path)
-    return path
+    from octomon.cachedir import parse
+
+    return parse(raw)
 
 
 def listen(raw: str) -> str:

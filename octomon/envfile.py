@@ -28,6 +28,50 @@ HEADER = (
 )
 
 
+def read_values(path: Path, label: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """The KEY=value pairs of the settings file at ``path`` as python-dotenv reads them
+    (empty values kept as ""), and a problem for each thing wrong with it: missing, not a
+    file, unreadable, not UTF-8, and each damaged line by its number. python-dotenv's own
+    warning about a damaged line is not printed: the problem says it, once, with the line.
+    ``label`` names the file in the problems about the whole file (``--env-file PATH``).
+    """
+    label = label or str(path)
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}, [f"{label}: no such file"]
+    except IsADirectoryError:
+        return {}, [f"{label}: is a directory, not a settings file"]
+    except OSError as exc:
+        return {}, [f"{label}: cannot be read ({exc.strerror or exc})"]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return {}, [f"{path} line {line}: not UTF-8 text (save the file as UTF-8)"]
+    problems: list[str] = []
+    kept: list[str] = []
+    for binding in parse_stream(io.StringIO(text)):
+        original = binding.original
+        if not binding.error:
+            kept.append(original.string)
+            continue
+        lines = original.string.rstrip("\n").count("\n")
+        if lines:  # an opening quote that is never closed swallows the lines after it
+            last = original.line + lines
+            problems.append(
+                f"{path} line {original.line}: a quote is never closed "
+                f"(lines {original.line}-{last} were not read)"
+            )
+        else:
+            problems.append(f"{path} line {original.line}: not NAME=value")
+    values = dotenv_values(stream=io.StringIO("".join(kept)))
+    return {k: (v or "") for k, v in values.items()}, problems
+
+
 def check_value(value: str) -> None:
     """Raise ``ValueError(rule)`` for a value a .env file cannot hold faithfully.
 

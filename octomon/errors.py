@@ -50,6 +50,8 @@ class ConfigError(OctomonError):
     """One or more settings are invalid; ``problems`` holds every one of them."""
 
     exit_code = ExitCode.CONFIG
+    # (variable, masked value, source) of every setting as given, for `verify-config`
+    rows: tuple[tuple[str, str, str], ...] = ()
 
     def __init__(self, problems: list[str], hint: str | None = None) -> None:
         self.problems = list(problems)
@@ -111,9 +113,11 @@ class BudgetExhausted(OctopusError):
     """
 
     def __init__(self, retry_in: float, message: str | None = None) -> None:
+        from octomon.durations import words
+
         super().__init__(
-            message or f"API call budget used up; next free slot in {retry_in:.0f} s",
-            "lower POLL_INTERVAL_SECONDS usage or raise OCTOPUS_MAX_CALLS_PER_HOUR (max 100)",
+            message or f"API call budget used up; next free slot in {words(retry_in)}",
+            "raise POLL_INTERVAL_SECONDS, or OCTOPUS_MAX_CALLS_PER_HOUR (at most 100)",
         )
         self.retry_in = retry_in
 

@@ -35,16 +35,38 @@ COMMANDS: dict[str, str] = {
     "reconcile": "reconcile",
     "costs": "costs",
 }
-MODULES = (  # --help order
-    "run",
+MODULES = (  # --help order: the panels appear in the order of their first command
     "configure",
     "checks",
-    "cache",
-    "backfill",
+    "run",
+    "status",
     "tariff",
     "reconcile",
     "costs",
-    "status",
+    "cache",
+    "backfill",
+)
+SET_UP, CHECKS, RUNNING, REPORTS, CACHE = "Set-up", "Checks", "Running", "Reports", "Cache"
+PANELS: dict[str, str] = {  # command name -> its group in --help
+    "configure": SET_UP,
+    "verify-config": SET_UP,
+    "test-octopus": CHECKS,
+    "test-influx": CHECKS,
+    "test-slack": CHECKS,
+    "run": RUNNING,
+    "status": RUNNING,
+    "tariff": REPORTS,
+    "reconcile": REPORTS,
+    "costs": REPORTS,
+    "sync-cache": CACHE,
+    "cache": CACHE,
+    "backfill": CACHE,
+}
+HELP = (
+    "Octopus Energy Home Mini → InfluxDB 2.x, with Slack alerts and a cache that never "
+    "loses a reading.\n\n"
+    "No account yet? Try it against a simulated Home Mini: octomon run --demo. "
+    "Then octomon configure writes ./.env for your own."
 )
 
 
@@ -60,6 +82,7 @@ def _root(
         Path | None,
         typer.Option(
             "--env-file",
+            metavar="PATH",
             help="Settings file to read (default ./.env). The environment wins over it.",
             show_default=False,
         ),
@@ -76,8 +99,7 @@ def make_app(modules: Sequence[str] = MODULES, only: str | None = None) -> typer
     """The application with the commands of ``modules`` (or only the command ``only``)."""
     application = typer.Typer(
         name="octomon",
-        help="Octopus Energy Home Mini → InfluxDB 2.x, with Slack alerts and a cache that "
-        "never loses a reading.",
+        help=HELP,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -85,6 +107,10 @@ def make_app(modules: Sequence[str] = MODULES, only: str | None = None) -> typer
     application.callback()(_root)
     for name in modules:
         importlib.import_module(f"octomon.cli.{name}").register(application, only)
+    for command in application.registered_commands:
+        command.rich_help_panel = PANELS.get(command.name or "")
+    for group in application.registered_groups:
+        group.rich_help_panel = PANELS.get(group.name or "")
     return application
 
 

@@ -5,20 +5,18 @@ import enum
 import signal
 import threading
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from octomon.cli import ui
+from octomon.cli import dates, ui
 from octomon.clock import command_now, utcnow
 from octomon.errors import ExitCode
 from octomon.readings import format_time
 
 if TYPE_CHECKING:
     from octomon.history.backfill import BackfillPlan, BackfillProgress, BackfillResult
-
-DATE_HINT = "use ISO 8601, e.g. 2026-11-26 (midnight UTC) or 2026-11-26T18:30:00+00:00"
 
 
 HELP = (
@@ -42,19 +40,7 @@ def register(app: typer.Typer, only: str | None = None) -> None:
 
 def parse_date(option: str, raw: str) -> datetime:
     """ISO 8601 -> aware UTC; a bare date is midnight UTC, no offset means UTC."""
-    text = raw.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        if text[-1:] in "Zz":
-            text = text[:-1] + "+00:00"
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        ui.fail(f"{option} {raw!r} is not an ISO 8601 date or time", DATE_HINT, ExitCode.CONFIG)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    return dates.parse_instant(option, raw)
 
 
 def backfill(
@@ -81,6 +67,7 @@ def backfill(
         Fuel,
         typer.Option(
             "--fuel",
+            metavar="FUEL",
             help="electricity, gas (the smart gas meter's half-hours) or all.",
             case_sensitive=False,
         ),
@@ -96,13 +83,10 @@ def backfill(
             f"--until is in the future: fetching up to now ({format_time(now)})", soft_wrap=True
         )
         end = now
+    if start >= now:
+        dates.in_future("--since", format_time(start), f"now is {format_time(now)}")
     if start >= end:
-        ui.fail(
-            f"--since ({format_time(start)}) must be before "
-            f"{'--until' if until is not None else 'now'} ({format_time(end)})",
-            None,
-            ExitCode.CONFIG,
-        )
+        dates.before(format_time(start), format_time(end), equal=start == end)
     settings = ui.load_settings(ctx, env_file, ["all"])
 
     from octomon import fsutil

@@ -206,11 +206,14 @@ def export(
     ctx: typer.Context,
     env_file: ui.EnvFileOption = None,
     fmt: Annotated[
-        ExportFormat, typer.Option("--format", help="jsonl, csv or line-protocol.")
+        ExportFormat,
+        typer.Option("--format", metavar="FORMAT", help="jsonl, csv or line-protocol."),
     ] = ExportFormat.jsonl,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write to this file instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="PATH", help="Write to this file instead of stdout."
+        ),
     ] = None,
 ) -> None:
     """Write cached readings to stdout or a file (oldest day first)."""

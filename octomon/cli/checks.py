@@ -35,16 +35,34 @@ def verify_config(
     ] = False,
 ) -> None:
     """Validate every setting and list each value with its source (secrets masked)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    settings = ui.load_settings(ctx, env_file, ["all"], show_warnings=False)
+    from octomon.errors import ConfigError
+
+    invalid: ConfigError | None = None
+    try:
+        settings = ui.load_settings(ctx, env_file, ["all"], show_warnings=False)
+        rows = settings.rows()
+    except ConfigError as exc:
+        invalid = exc
+        rows = list(exc.rows)
     table = Table(title="octomon settings", show_lines=False)
-    table.add_column("variable")
-    table.add_column("value")
-    table.add_column("source")
-    for name, value, source in settings.rows():
-        table.add_row(name, value or "[dim](not set)[/dim]", source)
-    ui.console.print(table)
+    table.add_column("variable", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("source", no_wrap=True)
+    for name, value, source in rows:
+        shown = escape(value) if value else "[dim](not set)[/dim]"
+        if invalid and any(p.startswith((f"{name}=", f"{name} ")) for p in invalid.problems):
+            table.add_row(f"[red]✗ {name}[/red]", shown, source)
+        else:
+            table.add_row(name, shown, source)
+    if rows:
+        ui.console.print(table)
+    if invalid:
+        if rows and invalid.hint and "verify-config" in invalid.hint:
+            invalid.hint = "fix the settings marked ✗ above"
+        raise invalid
     for message in settings.warnings:
         ui.console.print(f"[yellow]warning:[/yellow] {message}")
     ui.console.print("[green]configuration is valid[/green]")
@@ -101,6 +119,7 @@ def test_octopus(ctx: typer.Context, env_file: ui.EnvFileOption = None) -> None:
     from octomon.checks import octopus_check
 
     settings = ui.load_settings(ctx, env_file, ["octopus", "gas"])
+    ui.quiet_info(settings)  # the device chosen, the gas meter: printed below, not logged
     result = octopus_check(settings)
     ui.console.print(f"[green]Octopus API ok[/green] — account {settings.octopus_account_number}")
     ui.console.print(f"device id: {result.device_id}")

@@ -12,6 +12,8 @@ from octomon.errors import ExitCode
 from octomon.units import EXPORT
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from octomon.billing.bill import Bill
     from octomon.billing.costs import BillLine, DayCost
 
@@ -135,7 +137,11 @@ def _gbp(x: Decimal | None) -> str:
     return "—" if x is None else f"£{x:,.2f}"
 
 
-def _cells(d: "DayCost") -> list[str]:
+def _day(day: "date", year: bool) -> str:
+    return f"{day:%a} {day.day:>2} {day:%b}" + (f" {day.year}" if year else "")
+
+
+def _cells(d: "DayCost", year: bool = False) -> list[str]:
     label = d.fuel if d.direction == "import" else "export (earned)"
     kwh = "—" if d.kwh is None else f"{d.kwh:,.2f}"
     source = d.source
@@ -145,7 +151,7 @@ def _cells(d: "DayCost") -> list[str]:
         source += f" ({', '.join(d.missing)} missing)"
     standing = "" if d.direction == "export" else _gbp(d.standing)
     return [
-        f"{d.day:%a} {d.day.day:>2} {d.day:%b}",
+        _day(d.day, year),
         label,
         source,
         kwh,
@@ -181,15 +187,97 @@ def _footer(b: "Bill") -> list[str]:
     return out
 
 
+COLLAPSE = 3  # this many days (or months) in a row with nothing known become one row
+MONTHLY = 62  # a range longer than this many days is shown a month per row
+
+
+def _empty(costs: "list[DayCost]") -> bool:
+    return all(d.source == "missing" and d.kwh is None for d in costs)
+
+
+def _month(key: "date", costs: "list[DayCost]") -> list[str]:
+    """One month of one fuel: sums where every day is known, else — (never a partial sum
+    shown as the month's)."""
+    first = costs[0]
+    label = first.fuel if first.direction == "import" else "export (earned)"
+    known = [d.kwh for d in costs if d.kwh is not None]
+
+    def whole(values: "list[Decimal | None]") -> "Decimal | None":
+        known = [v for v in values if v is not None]
+        return sum(known, Decimal(0)) if len(known) == len(values) else None
+
+    sources = sorted({d.source for d in costs if d.source != "missing"}) or ["missing"]
+    source = "/".join(sources)
+    empty_days = sum(1 for d in costs if d.kwh is None)
+    if empty_days and known:
+        source += f", {empty_days} of {len(costs)} days missing"
+    lacking = sorted({m for d in costs if d.kwh is not None for m in d.missing})
+    if lacking:
+        source += f" ({', '.join(lacking)} missing)"
+    standing = "" if first.direction == "export" else _gbp(whole([d.standing for d in costs]))
+    return [
+        f"{key:%b %Y}",
+        label,
+        source,
+        f"{sum(known, Decimal(0)):,.2f}" if known else "—",
+        _gbp(whole([d.energy for d in costs])),
+        standing,
+        _gbp(whole([d.total for d in costs])),
+    ]
+
+
+def _rows(b: "Bill") -> tuple[str, list[list[str]]]:
+    """The table's first heading and rows: a day per fuel, or for a long range a month per
+    fuel; a run of days (months) with nothing known for any fuel is one row, so five years
+    back does not drown the answer in "missing" rows."""
+    monthly = (b.until - b.since).days + 1 > MONTHLY
+    year = b.since.year != b.until.year
+    periods: dict[date, dict[tuple[str, str], list[DayCost]]] = {}
+    for d in b.report.days:
+        key = d.day.replace(day=1) if monthly else d.day
+        periods.setdefault(key, {}).setdefault((d.fuel, d.direction), []).append(d)
+
+    def label(key: "date") -> str:
+        return f"{key:%b %Y}" if monthly else _day(key, year)
+
+    rows: list[list[str]] = []
+    run: list[date] = []
+
+    def flush() -> None:
+        if len(run) >= COLLAPSE:
+            days = sum(len(next(iter(periods[k].values()))) for k in run)
+            span = f"{label(run[0])} – {label(run[-1])}"
+            rows.append([span, "all", f"missing: {days:,} days", "—", "—", "—", "—"])
+        else:
+            rows.extend(row for key in run for row in cells(key))
+        run.clear()
+
+    def cells(key: "date") -> list[list[str]]:
+        groups = periods[key].values()
+        if monthly:
+            return [_month(key, costs) for costs in groups]
+        return [_cells(d, year) for costs in groups for d in costs]
+
+    for key, groups in periods.items():
+        if _empty([d for costs in groups.values() for d in costs]):
+            run.append(key)
+            continue
+        flush()
+        rows.extend(cells(key))
+    flush()
+    return ("UK month" if monthly else "UK day"), rows
+
+
 def _render(b: "Bill") -> None:
-    rows = [_cells(d) for d in b.report.days]
+    first, rows = _rows(b)
+    headers = [first, *HEADERS[1:]]
     footer = "\n".join(_footer(b))
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
 
         table = Table(title="What the bill will say (inc. VAT)", title_justify="left")
-        for i, h in enumerate(HEADERS):
+        for i, h in enumerate(headers):
             table.add_column(h, justify="right" if i in RIGHT else "left")
         for row in rows:
             style = "dim" if row[2].startswith("missing") else None
@@ -198,14 +286,14 @@ def _render(b: "Bill") -> None:
         console.print(table)
         console.print(footer, markup=False)
         return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
         return "  ".join(
             c.rjust(widths[i]) if i in RIGHT else c.ljust(widths[i]) for i, c in enumerate(cells)
         ).rstrip()
 
-    typer.echo(line(HEADERS))
+    typer.echo(line(headers))
     for row in rows:
         typer.echo(line(row))
     typer.echo(footer)

@@ -190,7 +190,8 @@ def _demo(once: bool) -> ExitCode:
             f"are ignored; readings go to a temporary cache ({tmp}) removed on exit. "
             f"Polling every {DEMO_POLL_SECONDS} s (a real account: 60 s). Ctrl-C to stop.\n"
             "While it runs, try in another terminal: "
-            f"[bold]octomon costs --env-file {demo_env}[/bold] (and tariff, reconcile, status).",
+            f"[bold]{ui.own_command()} costs --env-file {demo_env}[/bold] "
+            "(and tariff, reconcile, status).",
             soft_wrap=True,
         )
         return _run(settings, once=once, demo=True)

@@ -111,11 +111,14 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from octomon.durations import words
+
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     health = Text("healthy", style="green") if healthy else Text("unhealthy", style="red")
-    health.append(f"  (a good cycle within {3 * current.poll_interval + 60} s)", style="dim")
+    within = words(3 * current.poll_interval + 60)
+    health.append(f"  (a good cycle within {within})", style="dim")
     table.add_row("health", health)
     alive = _alive(current.pid)
     process = f"pid {current.pid}"
@@ -151,5 +154,5 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     table.add_row(
         "last alert", Text(current.last_alert or "none", style="" if current.last_alert else "dim")
     )
-    ui.console.print(table)
+    ui.print_unpadded(table)
     ui.console.print(Text(path, style="dim"))

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from octomon.cli import ui
-from octomon.errors import ExitCode
+from octomon.cli import dates, ui
 from octomon.units import IMPORT
 
 if TYPE_CHECKING:
@@ -35,28 +34,29 @@ def tariff(
         str | None,
         typer.Option(
             "--since",
+            metavar="DATE",
             help="Also store the rates from this UK day (YYYY-MM-DD) on in InfluxDB "
             "(energy_tariff), e.g. after a backfill.",
             show_default=False,
         ),
     ] = None,
 ) -> None:
-    """The tariffs in force, standing charges, today's and tomorrow's unit rates (UK time)
-    and the cheapest 1 h, 2 h and 3 h windows still ahead."""
+    """The tariffs in force, today's and tomorrow's prices, and the cheapest hours ahead.
+
+    Standing charges, the unit rates of today and tomorrow (UK time) and the cheapest 1 h,
+    2 h and 3 h windows still ahead."""
     from octomon.billing.tariff_report import report
     from octomon.clock import command_now
+    from octomon.uktime import uk_day
 
     groups = ["octopus", "tariff", "cache"] + (["influx"] if since else [])
     day: date | None = None
-    if since is not None:
-        try:
-            day = date.fromisoformat(since)
-        except ValueError:
-            ui.fail(f"--since {since!r}: not a date (YYYY-MM-DD)", None, ExitCode.CONFIG)
-    settings = ui.load_settings(ctx, env_file, groups, require=["INFLUXDB_URL"] if since else [])
     now = command_now()
-    if day is not None and day > now.date():
-        ui.fail(f"--since {since}: in the future", None, ExitCode.CONFIG)
+    if since is not None:
+        day = dates.parse_day("--since", since)
+        if day > uk_day(now):
+            dates.in_future("--since", str(day), f"today is {uk_day(now)} in the UK")
+    settings = ui.load_settings(ctx, env_file, groups, require=["INFLUXDB_URL"] if since else [])
     result = report(settings, now, day)
     for why in result.unpriced:
         ui.warn(f"{why}; the other meter points are priced")

@@ -13,11 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from octomon import logs, redact
 from octomon.errors import ExitCode, OctomonError
@@ -47,44 +48,31 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+ENV_FILE_HELP = "Settings file to read (default ./.env). The environment wins over it."
 EnvFileOption = Annotated[
     Path | None,
-    typer.Option(
-        "--env-file",
-        help="Settings file to read (default ./.env). The environment wins over it.",
-        show_default=False,
-    ),
+    typer.Option("--env-file", metavar="PATH", help=ENV_FILE_HELP, show_default=False),
 ]
 
 SinceDayOption = Annotated[
     str | None,
-    typer.Option("--since", help="First UK day (YYYY-MM-DD); default 7 days ago."),
+    typer.Option("--since", metavar="DATE", help="First UK day (YYYY-MM-DD); default 7 days ago."),
 ]
 UntilDayOption = Annotated[
-    str | None, typer.Option("--until", help="Last UK day (YYYY-MM-DD); default yesterday.")
+    str | None,
+    typer.Option(
+        "--until",
+        metavar="DATE",
+        help="Last UK day (YYYY-MM-DD); default yesterday, or --since when that is today.",
+    ),
 ]
 
 
 def uk_days(since: str | None, until: str | None, now: datetime) -> tuple[date, date]:
-    """``--since``/``--until`` as UK days (default: the 7 days up to yesterday); a bad or
-    reversed date is one line and exit 2."""
-    from octomon.uktime import uk_day
+    """``--since``/``--until`` as UK days (:func:`octomon.cli.dates.uk_days`)."""
+    from octomon.cli import dates
 
-    today = uk_day(now)
-
-    def day(option: str, raw: str | None, default: date) -> date:
-        if raw is None:
-            return default
-        try:
-            return date.fromisoformat(raw.strip())
-        except ValueError:
-            fail(f"{option} {raw!r} is not a date (YYYY-MM-DD, a UK day)", None, ExitCode.CONFIG)
-
-    first = day("--since", since, today - timedelta(days=7))
-    last = day("--until", until, today - timedelta(days=1))
-    if last < first:
-        fail(f"--until {last} is before --since {first}", None, ExitCode.CONFIG)
-    return first, last
+    return dates.uk_days(since, until, now)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,11 +116,22 @@ def translate_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _Command(TyperCommand):
+    """Every command lists ``--env-file`` last, just before ``--help``: one place to find it,
+    whatever the order of the function's parameters."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)
+        env = [p for p in params if p.name == "env_file"]
+        rest = [p for p in params if p.name != "env_file"]
+        return rest[:-1] + env + rest[-1:] if env and rest else params
+
+
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """``@app.command`` with the error translator around it."""
 
     def decorate(func: F) -> F:
-        app.command(name, **kwargs)(translate_errors(func))
+        app.command(name, cls=_Command, **kwargs)(translate_errors(func))
         return func
 
     return decorate
@@ -158,14 +157,15 @@ def load_settings(
 ) -> Settings:
     """Resolve settings once for a command and set the log level from them."""
     from octomon.config import load
+    from octomon.errors import ConfigError
 
-    settings = load(
-        groups=groups,
-        env_file=env_file or global_env_file(ctx),
-        flags=flags,
-        environ=environ,
-        require=require,
-    )
+    path = env_file or global_env_file(ctx)
+    try:
+        settings = load(groups=groups, env_file=path, flags=flags, environ=environ, require=require)
+    except ConfigError as exc:
+        if path is None and not Path(".env").exists():
+            _no_env_file(exc, Path(".env").absolute())
+        raise
     logs.setup(settings.log_level)
     if show_warnings:
         for message in settings.warnings:
@@ -176,10 +176,56 @@ def load_settings(
     return settings
 
 
+def _no_env_file(exc: Any, looked_at: Path) -> None:
+    """When settings are missing and there is no .env, say where it was looked for and
+    how to make one: that, not the variables, is what a newcomer needs to hear."""
+    if any(" is required (" in p for p in exc.problems):
+        exc.hint = (
+            f"{looked_at} does not exist: run `octomon configure` to write it, "
+            "or pass --env-file PATH"
+        )
+
+
+def quiet_info(settings: Settings) -> None:
+    """A command that prints its own result logs warnings and errors only (unless
+    LOG_LEVEL=debug): INFO lines would say the same thing twice."""
+    logs.setup("debug" if settings.log_level == "debug" else "warning")
+
+
 def early_log_level() -> str:
     """LOG_LEVEL before settings are resolved (so start-up problems are logged too)."""
     level = os.environ.get("LOG_LEVEL", "info").lower()
     return level if level in logs.LEVELS else "info"
+
+
+def own_command(argv0: str | None = None) -> str:
+    """How to run this octomon from another shell, for the commands it suggests: ``octomon``
+    when that is what PATH finds, else the full path of the script running (``make demo``
+    runs ``.venv/bin/octomon``, which a new terminal does not have on its PATH)."""
+    import shlex
+    import shutil
+
+    script = Path(argv0 if argv0 is not None else sys.argv[0])
+    if script.name == "__main__.py":  # python -m octomon
+        return f"{shlex.quote(sys.executable)} -m octomon"
+    if script.name != "octomon":
+        return "octomon"
+    found = shutil.which("octomon")
+    if found and Path(found).resolve() == script.resolve():
+        return "octomon"
+    return shlex.quote(str(script.absolute()))
+
+
+def print_unpadded(renderable: Any) -> None:
+    """Print a rich table; piped, without the spaces rich pads each line with to the
+    console's width (a script reading the output gets the text, not the padding)."""
+    out: Console = globals().get("console") or __getattr__("console")  # made on first use
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def is_terminal() -> bool:

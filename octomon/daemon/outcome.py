@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from octomon.durations import words
 from octomon.errors import OctomonError
 from octomon.readings import format_time
 
@@ -96,7 +97,7 @@ class CycleResult:
             f"API calls {self.calls_last_hour}/{self.call_budget} in the last hour",
         ]
         if self.retry_in:
-            parts.append(f"next try in {self.retry_in:.0f} s")
+            parts.append(f"next try in {words(self.retry_in)}")
         if self.error is not None and self.outcome != OK:
             parts.append(f"error: {self.error.message}")
         return "; ".join(parts)

@@ -139,7 +139,7 @@ def test_since_needs_influxdb(sim: tuple[SimHomeMini, dict[str, str]]) -> None:
     assert "INFLUXDB_URL is required" in result.output
     bad = invoke("tariff", "--since", "1st of May", env=env)
     assert bad.exit_code == 2
-    assert bad.output.strip() == "error: --since '1st of May': not a date (YYYY-MM-DD)"
+    assert bad.output.strip() == "error: --since '1st of May' is not a date (YYYY-MM-DD, a UK day)"
 
 
 def test_run_exits_2_on_a_wrong_key(sim: tuple[SimHomeMini, dict[str, str]]) -> None:

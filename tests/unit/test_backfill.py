@@ -473,14 +473,19 @@ def test_dates_are_iso_8601_in_utc(raw: str, expected: datetime) -> None:
     [
         (
             ["--since", "yesterday"],
-            "error: --since 'yesterday' is not an ISO 8601 date or time — use ISO 8601",
+            "error: --since 'yesterday' is not a date (YYYY-MM-DD, midnight UTC, or "
+            "YYYY-MM-DDTHH:MM[:SS][+HH:MM], UTC unless an offset)",
         ),
-        (["--since", "2026-13-01"], "error: --since '2026-13-01' is not an ISO 8601 date"),
+        (["--since", "2026-13-01"], "error: --since '2026-13-01' is not a date (YYYY-MM-DD"),
         (
             ["--since", "2026-11-20", "--until", "2026-11-19T23:00"],
-            "error: --since (2026-11-20T00:00:00Z) must be before --until (2026-11-19T23:00:00Z)",
+            "error: --until 2026-11-19T23:00:00Z is before --since 2026-11-20T00:00:00Z",
         ),
-        (["--since", "2999-01-01"], "error: --since (2999-01-01T00:00:00Z) must be before now"),
+        (
+            ["--since", "2026-11-20", "--until", "2026-11-20T00:00"],
+            "error: --until 2026-11-20T00:00:00Z is not after --since 2026-11-20T00:00:00Z",
+        ),
+        (["--since", "2999-01-01"], "error: --since 2999-01-01T00:00:00Z is in the future (now is"),
     ],
 )
 def test_bad_dates_are_one_line_exit_2(args: list[str], message: str) -> None:

@@ -1,4 +1,4 @@
-"""Every Flux query octomon ships (the dashboard, the README) passes Flux's semantic checker.
+"""Every Flux query octomon ships (the dashboard, the docs) passes Flux's semantic checker.
 
 No InfluxDB 2 runs here, so the queries cannot be executed; InfluxData's Flux checker (the
 WebAssembly build of flux-lsp, from npm) still catches unknown functions, wrong argument
@@ -49,9 +49,12 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 def readme_queries() -> list[tuple[str, str]]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```flux\n(.*?)```", text, re.S)
-    return [(f"README flux block {i + 1}", b) for i, b in enumerate(blocks)]
+    """The ```flux blocks of the README and of every page in docs/."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        blocks = re.findall(r"```flux\n(.*?)```", path.read_text(), re.S)
+        found += [(f"{path.name} flux block {i + 1}", b) for i, b in enumerate(blocks)]
+    return found
 
 
 def test_the_checker_tells_valid_from_invalid_flux() -> None:
