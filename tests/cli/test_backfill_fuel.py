@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from octomon.sim import SimHomeMini, SimServer
-from tests.helpers.cli import invoke
+from tests.helpers.cli import invoke, set_clock
+from tests.helpers.clock import ManualClock
 from tests.helpers.daemon import cached_gas, cached_readings, expected, expected_gas
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SimHomeMini]:
-    home = SimHomeMini()
+    """The simulator and `backfill` on one clock, stopped 10 minutes into the current half-hour
+    (or the last one): which gas half-hours are uploaded is then the same at any time. Close
+    to the wall clock, which the client's token expiry and the call ledger read."""
+    wall = datetime.now(timezone.utc) - timedelta(minutes=10)
+    start = wall.replace(minute=wall.minute // 30 * 30, second=0, microsecond=0)
+    clock = ManualClock(start + timedelta(minutes=10))
+    set_clock(monkeypatch, clock)
+    home = SimHomeMini(clock=clock)
     with SimServer(home) as server:
         monkeypatch.setenv("OCTOPUS_API_KEY", home.api_key)
         monkeypatch.setenv("OCTOPUS_ACCOUNT_NUMBER", home.account_number)
@@ -28,7 +36,9 @@ def sim(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SimHomeMini
 
 
 def since() -> str:
-    return (datetime.now(timezone.utc) - timedelta(hours=5)).isoformat()
+    from octomon.clock import command_now
+
+    return (command_now() - timedelta(hours=5)).isoformat()
 
 
 def ops(sim: SimHomeMini) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from octomon.daemon.outcome import OK
-from octomon.sim import SimResponse, SimServer
+from octomon.sim import SimHomeMini, SimResponse, SimServer
 from octomon.state import StateStore
 from tests.helpers.cli import invoke
 from tests.helpers.daemon import compare_db
@@ -63,7 +63,7 @@ def fill(directory: Path) -> Path:
 def test_a_full_cache_disk_with_influxdb_up_loses_nothing_and_alerts_once(
     tmp_path: Path, victoria: VictoriaMetrics
 ) -> None:
-    sim = FaultySim(rate_limit_per_hour=200)
+    sim = SimHomeMini(rate_limit_per_hour=200)
     with SimServer(sim) as server, full_tmpfs(tmp_path / "cache") as cache_dir:
         rig = make_rig(tmp_path, sim, server, **influx(victoria))
         assert Path(rig.settings.cache_dir) == cache_dir

@@ -187,7 +187,7 @@ def test_a_start_older_than_the_api_serves_jumps_and_is_reported_once(
     tmp_path: Path,
 ) -> None:
     clock = ManualClock(T0)
-    sim = FaultySim(clock=clock)
+    sim = SimHomeMini(clock=clock)
     sim.retention = timedelta(hours=20)
 
     def three_days_old(state: State) -> None:
@@ -298,7 +298,7 @@ def test_polls_minutes_apart_are_never_given_up_for_a_renewal(tmp_path: Path, ev
     """The renewal turn is for polls under 5 minutes apart; further apart, every cycle
     polls (the token is renewed with the poll when it falls due)."""
     clock = ManualClock(T0)
-    sim = FaultySim(clock=clock, rate_limit_per_hour=100)
+    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         rig = make_rig(tmp_path, sim, clock, server)
         rig.monitor.poll_interval = every
@@ -327,7 +327,7 @@ def test_a_life_killed_before_its_first_cursor_leaves_the_next_its_start(tmp_pat
         raise Killed
 
     clock = ManualClock(T0)
-    sim = FaultySim(clock=clock, rate_limit_per_hour=100)
+    sim = SimHomeMini(clock=clock, rate_limit_per_hour=100)
     with SimServer(sim) as server:
         first = make_rig(tmp_path, sim, clock, server)  # start: the first window's start saved
         first.monitor.stream.tally.stored = die  # type: ignore[assignment]  # dies after the store
