@@ -10,7 +10,7 @@ What is set aside (quarantine, rejected readings, requeueing) is ``octomon.store
 base class of :class:`Cache`; reading lines is ``octomon.store.lines``.
 
 No side file: a reader recognises the canonical layout by its bytes (the fast path of
-``octomon.store.sync`` and of :meth:`Cache.status`), whoever wrote it, and parses
+``octomon.store.transcode`` and of :meth:`Cache.status`), whoever wrote it, and parses
 anything else — a hand edit, a torn tail — line by line.
 
 Standard library only: ``cache status`` imports this module. ``json`` is imported where
