@@ -41,6 +41,8 @@ class SyncResult:
     files_done: int = 0  # day files fully delivered and deleted
     quarantined: int = 0  # unreadable lines moved to quarantine/
     stopped: bool = False  # a stop was requested: it ended between two batches
+    evicted_files: int = 0  # setting aside went over CACHE_MAX_MB: oldest files dropped
+    evicted_readings: int = 0  # … and the readings they held
 
 
 def tune_allocator() -> bool:
@@ -247,6 +249,8 @@ class _Run:
         """Count one batch's outcome; False when the sync has to stop."""
         self.result.synced += done.acknowledged_count
         self.result.rejected += len(done.set_aside)
+        self.result.evicted_files += done.evicted_files
+        self.result.evicted_readings += done.evicted_readings
         if done.refusal is not None and done.set_aside:
             self.result.error = done.refusal
         if self.progress is not None and done.stored:
