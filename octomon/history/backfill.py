@@ -366,6 +366,7 @@ class _Run:
             self.result.rejected += len(done.set_aside)
             if self.result.rejected_message is None:
                 self.result.rejected_message = done.refused_message
+        self.result.evicted += done.evicted_readings  # rejected/ took it over CACHE_MAX_MB
         if done.failure is not None:
             self.to_cache(f"InfluxDB: {_describe(done.failure)}")
             self.append(done.undelivered)
