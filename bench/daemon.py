@@ -288,6 +288,7 @@ class Figures:
     storing: int
     bytes_median: float  # per storing cycle
     bytes_mean: float
+    idle_median: float  # per cycle that stored nothing
     cpu_median_ms: float  # per cycle
     cpu_mean_ms: float
     peak_mb: float
@@ -308,6 +309,7 @@ def figures(samples: list[Sample], warmup: int) -> Figures:
     measured = samples[warmup:]
     pairs = list(itertools.pairwise(measured))
     storing = [b.write_bytes - a.write_bytes for a, b in pairs if b.stored > 0] or [0]
+    idle = [b.write_bytes - a.write_bytes for a, b in pairs if b.stored == 0] or [0]
     # The median from the threads' own counters (nanoseconds; the ticks of /proc/PID/stat
     # are 10 ms, too coarse for a cycle's few milliseconds); the mean from the ticks, which
     # also count threads that ended meanwhile.
@@ -319,6 +321,7 @@ def figures(samples: list[Sample], warmup: int) -> Figures:
         storing=sum(1 for _, b in pairs if b.stored > 0),
         bytes_median=statistics.median(storing),
         bytes_mean=statistics.fmean(storing),
+        idle_median=statistics.median(idle),
         cpu_median_ms=statistics.median(precise),
         cpu_mean_ms=ticks / max(1, len(pairs)),
         peak_mb=max(s.peak_kb for s in samples) / 1024,
@@ -353,6 +356,12 @@ def report(ours: Figures, base: Figures, long: bool) -> bool:
             f"{ours.bytes_mean / 1024:.1f} KiB",
             f"{base.bytes_mean / 1024:.1f} KiB",
             ratio(ours.bytes_mean, base.bytes_mean),
+        ),
+        (
+            "written / idle cycle, median",
+            f"{ours.idle_median / 1024:.1f} KiB",
+            f"{base.idle_median / 1024:.1f} KiB",
+            "",
         ),
         (
             "written a day at 60-s polls",
@@ -521,6 +530,11 @@ def main() -> int:
             time.sleep(0.5)
         for w in watched:
             stop(w)
+        files = sorted(p for p in cache_dir.rglob("*") if p.is_file())
+        sizes = ", ".join(
+            f"{p.relative_to(cache_dir)} {p.stat().st_size / 1024:.1f} KiB" for p in files
+        )
+        print(f"CACHE_DIR after the run: {sizes}")
         ok = report(
             figures(ours.samples, args.warmup), figures(base.samples, args.warmup), args.long
         )

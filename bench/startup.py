@@ -91,7 +91,7 @@ def compare(
             sink.append(timed(argv, env))
     ratio = statistics.median(ours) / statistics.median(base)
     print(
-        f"{label:<42} octomon {statistics.median(ours) * 1000:6.1f} ms   "
+        f"{label:<46} octomon {statistics.median(ours) * 1000:6.1f} ms   "
         f"bare typer {statistics.median(base) * 1000:6.1f} ms   ratio {ratio:.2f}"
         f"  (target <= {TARGET})"
     )
