@@ -53,13 +53,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.benchlib import free_port, start_vm  # noqa: E402
 
 TARGET_MIB_DAY = 16.0
 TARGET_CPU_MS = 15.0
@@ -72,46 +73,6 @@ CYCLE_LINE = re.compile(r"\bstored (\d+) readings?\b|\bcycle stored (\d+)\b")
 
 
 # --- the services ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited ({proc.returncode})")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not start")
-
-
-def start_vm(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
-        sys.exit("victoria-metrics is not installed (apt-get install victoria-metrics)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-httpListenAddr=127.0.0.1:{port}",
-            f"-storageDataPath={tmp / 'vm'}",
-            "-retentionPeriod=100y",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/health", "VictoriaMetrics", proc)
-    return proc, url
 
 
 def start_sim() -> tuple[subprocess.Popen[bytes], dict[str, str]]:

@@ -36,7 +36,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.benchlib import start_vm  # noqa: E402
 from octomon.readings import GasReading, Reading  # noqa: E402
 from octomon.store.cache import Cache  # noqa: E402
 
@@ -77,12 +77,6 @@ with open(sys.argv[2], "rb") as f:
         if r.status != 204:
             sys.exit(f"HTTP {r.status}")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def readings(n: int) -> list[Reading]:
@@ -145,35 +139,6 @@ def pin(cpu: int | None) -> Callable[[], None] | None:
         os.sched_setaffinity(0, {cpu})
 
     return keep
-
-
-def start_vm(tmp: Path, cpu: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
-        sys.exit("victoria-metrics is not installed (apt-get install victoria-metrics)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-httpListenAddr=127.0.0.1:{port}",
-            f"-storageDataPath={tmp / 'vm'}",
-            "-retentionPeriod=100y",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=pin(cpu),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("VictoriaMetrics did not start")
 
 
 def settle(url: str) -> None:
@@ -371,7 +336,7 @@ def main() -> int:
             )
             starts_sync.append(timed([octomon, "sync-cache"], start_env)[0])
 
-        vm, url = start_vm(tmp, 0 if args.pinned else None)
+        vm, url = start_vm(tmp, pin(0 if args.pinned else None))
         try:
             raw_times: list[float] = []
             sync_times: list[float] = []
