@@ -26,6 +26,7 @@ from octomon.store.lines import parse_line, split_lines
 log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
+CAP_LOCK_WAIT = 1.0  # seconds; the cap can wait for the next time, refused readings cannot
 
 
 class RequeueResult(NamedTuple):
@@ -133,7 +134,7 @@ class SetAside:
     def _cap_after_set_aside(self, path: Path) -> Evicted:
         """The cap, once refused readings are safe on disk (a busy lock: the next time)."""
         try:
-            with self.lock():
+            with self.lock(CAP_LOCK_WAIT):
                 days = self.files()
                 keep = {f"{REJECTED}/{path.name}", *(p.name for p in days[-1:])}
                 return self._enforce_cap(keep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -124,3 +125,29 @@ def test_status_counts_rejected_readings_exactly_in_many_files(tmp_path: Path) -
     (rdir / "requeued").mkdir()
     (rdir / "requeued" / "rejected_20261101T000000Z.txt").write_text("HTTP 400\n")
     assert Cache(tmp_path).status().rejected == 10_000
+
+
+def test_a_busy_lock_leaves_the_cap_for_next_time_and_keeps_the_refused_readings(
+    tmp_path: Path,
+) -> None:
+    roomy = Cache(tmp_path)
+    older = roomy.write_rejected(records(T0, 2), "HTTP 400: bad", T0).path
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with roomy.lock():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(5)
+        tiny = Cache(tmp_path, max_mb=1 / MB)
+        kept = tiny.write_rejected(records(T0, 1), "HTTP 400: bad", T0 + timedelta(hours=1))
+    finally:
+        release.set()
+        holder.join()
+    assert kept.path.exists() and older.exists() and kept.evicted == ((), 0)
+    again = tiny.write_rejected(records(T0, 1), "HTTP 400: bad", T0 + timedelta(hours=2))
+    assert f"rejected/{older.name}" in again.evicted.files  # the next time, it is done
