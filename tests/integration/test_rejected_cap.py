@@ -84,3 +84,28 @@ def test_refused_readings_over_the_cap_drop_the_oldest_with_one_alert(
     left = sorted(p.name for p in (tmp_path / "rejected").glob("*.jsonl"))
     assert aside[0].name not in left and len(left) == 3  # the oldest went, the newest stayed
     assert capped.status().rejected == 18
+
+
+def test_refused_while_draining_the_cache_over_the_cap_alerts_once_too(
+    tmp_path: Path, influx: InfluxEmulator
+) -> None:
+    roomy = Cache(tmp_path)
+    old = roomy.write_rejected(
+        [r.to_json() for r in cycle(-60)], "HTTP 422: conflict", T0 - timedelta(hours=1)
+    ).path
+    roomy.append(cycle(0))  # a backlog left by an outage
+    day = tmp_path / "cache_2026-11-27.jsonl"
+    room = sum(p.stat().st_size for p in (old, old.with_suffix(".txt"), day))
+    capped = Cache(tmp_path, max_mb=room / 1024 / 1024)  # no room for one more set-aside file
+    alerts: list[Alert] = []
+    with InfluxSink(influx.url, TOKEN, "home", "energy", timeout=5) as sink:
+        writer = writer_for(capped, sink, alerts)
+        writer.open()
+        assert writer.cache_mode
+        step = writer.health_check(T0 + timedelta(minutes=1))
+
+    assert step.rejected == 6 and step.left == 0  # refused while draining: set aside
+    (alert,) = [a for a in alerts if a.key == "cache_cap"]
+    assert alert.level is Level.ERROR and alert.title == "Cache over its cap: 6 readings lost"
+    assert not old.exists()  # the oldest set-aside file went, not the new one
+    assert capped.status().rejected == 6
