@@ -4,12 +4,18 @@ The baseline is a Typer app with the same command names and nothing else, run th
 (a fresh interpreter each time), measured side by side in alternating order. Prints the
 ratio of medians; exits 1 when a ratio is above the target.
 
-    python bench/startup.py [--runs N]
+Also `cache status` with 10,000 readings set aside under ``rejected/`` (``--rejected N``;
+0 to skip), as an InfluxDB that keeps refusing leaves them: one ``.jsonl`` + ``.txt`` pair
+per refused cycle of six readings (``--per-file``). Its count must be exact and within the
+same target: the files' newlines are counted, no line is parsed.
+
+    python bench/startup.py [--runs N] [--rejected 10000] [--per-file 6]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -85,16 +91,34 @@ def compare(
             sink.append(timed(argv, env))
     ratio = statistics.median(ours) / statistics.median(base)
     print(
-        f"{label:<22} octomon {statistics.median(ours) * 1000:6.1f} ms   "
+        f"{label:<46} octomon {statistics.median(ours) * 1000:6.1f} ms   "
         f"bare typer {statistics.median(base) * 1000:6.1f} ms   ratio {ratio:.2f}"
         f"  (target <= {TARGET})"
     )
     return ratio
 
 
+LINE = (
+    '{"read_at":"2026-11-27T14:00:10Z","device_id":"00-11-22-33-44-55-66-77",'
+    '"consumption_delta":0.0005,"demand":0.2,"cost_delta":0.0001,"consumption":5038.4145}\n'
+)
+
+
+def set_aside(cache_dir: Path, readings: int, per_file: int) -> None:
+    """``readings`` refused readings under ``rejected/``, written directly (not by octomon)."""
+    rdir = cache_dir / "rejected"
+    rdir.mkdir(mode=0o700, parents=True)
+    for n in range(0, readings, per_file):
+        stem = f"rejected_20261127T{n // 60 % 24:02d}{n % 60:02d}00Z_{n}"
+        (rdir / f"{stem}.jsonl").write_text(LINE * min(per_file, readings - n))
+        (rdir / f"{stem}.txt").write_text("HTTP 422: field type conflict\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=41)
+    parser.add_argument("--rejected", type=int, default=10_000, help="0: skip that variant")
+    parser.add_argument("--per-file", type=int, default=6, help="readings per rejected file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bare = Path(tmp) / "bare_octomon.py"
@@ -125,6 +149,28 @@ def main() -> int:
                 args.runs,
             ),
         ]
+        if args.rejected:
+            aside = Path(tmp) / "aside"
+            set_aside(aside, args.rejected, max(1, args.per_file))
+            shown = subprocess.run(
+                [*octo, "cache", "status", "--json"],
+                env={**env, "CACHE_DIR": str(aside)},
+                capture_output=True,
+                check=True,
+            )
+            counted = json.loads(shown.stdout)["rejected"]
+            if counted != args.rejected:
+                sys.exit(f"cache status counted {counted} rejected readings, not {args.rejected}")
+            files = -(-args.rejected // max(1, args.per_file))
+            ratios.append(
+                compare(
+                    f"cache status, {args.rejected:,} rejected in {files:,} files",
+                    [*octo, "cache", "status"],
+                    [py, str(bare), "cache", "status"],
+                    {**env, "CACHE_DIR": str(aside)},
+                    args.runs,
+                )
+            )
     worst = max(ratios)
     print(f"worst ratio {worst:.2f} — {'OK' if worst <= TARGET else 'ABOVE TARGET'}")
     return 0 if worst <= TARGET else 1

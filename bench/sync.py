@@ -12,8 +12,8 @@ VictoriaMetrics (started here, on a free loopback port, in a temp dir):
   comparison.
 
 Runs alternate (raw, octomon, octomon-written, raw, …), three each; the medians give the
-ratios (target >= 0.6, aim 0.8) and the peak RSS of `sync-cache` (target < 100 MB). Also
-times ``octomon cache status --json`` on the full cache. Exits 1 when a target is missed.
+ratios and the peak RSS of `sync-cache` (target < 100 MB). Also times ``octomon cache
+status --json`` on the full cache. Exits 1 when a target is missed.
 
 ``--with-gas``: the day files also hold the gas meter's half-hours (48 gas lines a day among
 the 8,640 electricity lines, SPEC §4.5), and the raw side posts their line protocol too; the
@@ -21,8 +21,10 @@ readings counted are both. The target is the same: the electricity fast path kee
 speed beside gas lines.
 
 ``--pinned``: VictoriaMetrics on CPU 0, each measured client on CPU 1 (the same for the raw
-poster and `sync-cache`). Not SPEC §7's set-up: it shows the client's own cost without the
-server and the client sharing both cores.
+poster and `sync-cache`): SPEC §7's figure (target >= 0.65), the client's own cost. Without
+it the server and the client share both cores, and on a 2-core machine the ratio measures
+their contention as much as octomon: that shared figure is reported beside the pinned one,
+with no target.
 
 Usage: python bench/sync.py [--readings N] [--runs 3] [--with-gas] [--pinned]
 """
@@ -34,7 +36,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,10 +49,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.benchlib import start_vm  # noqa: E402
 from octomon.readings import GasReading, Reading  # noqa: E402
 from octomon.store.cache import Cache  # noqa: E402
 
-TARGET_RATIO = 0.6
+TARGET_RATIO = 0.65  # with --pinned (SPEC §7)
 SETTLE = 3.0  # seconds between runs, the same for both sides
 LAST_CPU = [0.0]  # CPU seconds of the last measured child
 TARGET_RSS_MB = 100.0
@@ -75,12 +77,6 @@ with open(sys.argv[2], "rb") as f:
         if r.status != 204:
             sys.exit(f"HTTP {r.status}")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def readings(n: int) -> list[Reading]:
@@ -143,35 +139,6 @@ def pin(cpu: int | None) -> Callable[[], None] | None:
         os.sched_setaffinity(0, {cpu})
 
     return keep
-
-
-def start_vm(tmp: Path, cpu: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
-        sys.exit("victoria-metrics is not installed (apt-get install victoria-metrics)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-httpListenAddr=127.0.0.1:{port}",
-            f"-storageDataPath={tmp / 'vm'}",
-            "-retentionPeriod=100y",
-            "-loggerLevel=ERROR",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=pin(cpu),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):
-                return proc, url
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("VictoriaMetrics did not start")
 
 
 def settle(url: str) -> None:
@@ -285,8 +252,8 @@ def main() -> int:
     parser.add_argument(
         "--pinned",
         action="store_true",
-        help="VictoriaMetrics on CPU 0 and each measured client on CPU 1 (not SPEC §7's "
-        "set-up: the client's own cost, without the two sharing both cores)",
+        help="VictoriaMetrics on CPU 0 and each measured client on CPU 1: SPEC §7's figure "
+        "(without it, the shared figure, reported with no target)",
     )
     args = parser.parse_args()
     if args.pinned:
@@ -369,7 +336,7 @@ def main() -> int:
             )
             starts_sync.append(timed([octomon, "sync-cache"], start_env)[0])
 
-        vm, url = start_vm(tmp, 0 if args.pinned else None)
+        vm, url = start_vm(tmp, pin(0 if args.pinned else None))
         try:
             raw_times: list[float] = []
             sync_times: list[float] = []
@@ -435,7 +402,8 @@ def main() -> int:
         print(f"{args.readings:,} electricity readings and {n - args.readings:,} gas half-hours")
     print(f"raw line protocol : {raw_med:.2f} s  ({n / raw_med:,.0f} readings/s)")
     print(f"octomon sync-cache: {sync_med:.2f} s  ({n / sync_med:,.0f} readings/s)")
-    print(f"ratio (throughput of sync-cache / raw): {ratio:.2f}  (target >= {TARGET_RATIO})")
+    target = f"target >= {TARGET_RATIO}" if args.pinned else "shared cores: no target"
+    print(f"ratio (throughput of sync-cache / raw): {ratio:.2f}  ({target})")
     print(
         f"same, files written by octomon's writer: {written_med:.2f} s, ratio {written_ratio:.2f}"
     )
@@ -447,8 +415,11 @@ def main() -> int:
     print(f"cache status --json on {n:,} readings: {statistics.median(status_times):.2f} s")
     print(f"{os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.1f}")
     if args.pinned:
-        print("pinned: VictoriaMetrics on CPU 0, the clients on CPU 1 (not SPEC §7's set-up)")
-    ok = ratio >= TARGET_RATIO and written_ratio >= TARGET_RATIO and peak_rss < TARGET_RSS_MB
+        print("pinned: VictoriaMetrics on CPU 0, the clients on CPU 1 (SPEC §7's figure)")
+    else:
+        print("shared: the server and the clients on both cores (SPEC §7's is --pinned)")
+    fast = not args.pinned or (ratio >= TARGET_RATIO and written_ratio >= TARGET_RATIO)
+    ok = fast and peak_rss < TARGET_RSS_MB
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

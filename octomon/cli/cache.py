@@ -128,6 +128,11 @@ def _report(result: "SyncResult", cache_dir: Path) -> None:
             f"{cache_dir / 'rejected'}"
             + (f" ({error.server_message})" if isinstance(error, InfluxRefused) else "")
         )
+    if result.evicted_files:
+        ui.warn(
+            f"the cache went over CACHE_MAX_MB: {result.evicted_files} oldest file(s) dropped, "
+            f"{result.evicted_readings:,} readings lost"
+        )
     if error is not None and not isinstance(error, InfluxRefused):
         ui.fail(f"{result.left:,} readings left in the cache: {error.message}", error.hint)
     if result.stopped:

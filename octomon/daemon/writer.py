@@ -213,6 +213,8 @@ class Writer:
             out.error = done.refusal
             message = done.refusal.server_message if done.refusal else ""
             self.emit(self.policy.write_refused(now, len(done.set_aside), message))
+        if done.evicted_files:  # rejected/ took the cache over CACHE_MAX_MB
+            self.emit(self.policy.cache_evicted(now, done.evicted_files, done.evicted_readings))
         if done.unstored:
             assert done.cache_error is not None
             full = isinstance(done.cache_error, CacheFull)
@@ -336,6 +338,8 @@ class Writer:
         if rejected:
             message = error.server_message if isinstance(error, InfluxRefused) else ""
             self.emit(self.policy.write_refused(now, rejected, message))
+        if result.evicted_files:  # rejected/ took the cache over CACHE_MAX_MB
+            self.emit(self.policy.cache_evicted(now, result.evicted_files, result.evicted_readings))
         if isinstance(error, (InfluxUnavailable, InfluxConfigError)):
             self._lost(now, error)
             return SyncStep(synced, left, rejected, False, False, self.retry_after, error)

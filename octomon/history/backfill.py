@@ -279,6 +279,7 @@ class _Run:
                 self.result.rejected += len(delivery.set_aside)
                 if self.result.rejected_message is None:
                     self.result.rejected_message = delivery.refused_message
+            self.result.evicted += delivery.evicted_readings  # rejected/ over CACHE_MAX_MB
             if delivery.failure is not None:
                 self.to_cache(f"InfluxDB: {_describe(delivery.failure)}")
         if done.append_error is not None:

@@ -11,7 +11,7 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from octomon.errors import CacheError
 from octomon.fsutil import ensure_private_dir, fsync_dir, write_synced
 from octomon.readings import AnyReading, format_time
+from octomon.store.cap import REJECTED, REQUEUED, Evicted
 from octomon.store.lines import parse_line, split_lines
 
 log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
-REJECTED = "rejected"
-REQUEUED = "requeued"  # rejected/requeued/: the reasons of readings put back in the cache
+CAP_LOCK_WAIT = 1.0  # seconds; the cap can wait for the next time, refused readings cannot
 
 
 class RequeueResult(NamedTuple):
@@ -34,6 +34,13 @@ class RequeueResult(NamedTuple):
     files: int = 0  # rejected files emptied
     quarantined: int = 0  # lines of them that were no reading (moved to quarantine/)
     archive: Path | None = None  # where the .txt reasons went
+
+
+class RejectedFile(NamedTuple):
+    """Where refused readings were set aside, and what the cap dropped to make room."""
+
+    path: Path
+    evicted: Evicted = Evicted()
 
 
 class SetAside:
@@ -44,7 +51,9 @@ class SetAside:
     if TYPE_CHECKING:  # provided by Cache
 
         def lock(self, timeout: float | None = None) -> AbstractContextManager[None]: ...
-        def append(self, readings: Sequence[AnyReading]) -> object: ...
+        def append(self, readings: Sequence[AnyReading], keep: Collection[str] = ()) -> object: ...
+        def files(self) -> list[Path]: ...
+        def _enforce_cap(self, keep: Collection[str]) -> Evicted: ...
         def _error(self, what: str, exc: OSError) -> CacheError: ...
 
     def quarantine(
@@ -90,8 +99,13 @@ class SetAside:
             log.warning("moved %d unreadable line(s) of %s to %s", len(out), source, path)
         return len(out)
 
-    def write_rejected(self, lines: Sequence[str | bytes], message: str, now: datetime) -> Path:
-        """Set refused readings aside: ``rejected/rejected_<UTC>.jsonl`` + ``.txt``."""
+    def write_rejected(
+        self, lines: Sequence[str | bytes], message: str, now: datetime
+    ) -> RejectedFile:
+        """Set refused readings aside: ``rejected/rejected_<UTC>.jsonl`` + ``.txt``.
+
+        ``rejected/`` counts in CACHE_MAX_MB: over it, the oldest files go (never this one,
+        nor the newest day file, where appends go); the result says what was dropped."""
         rdir = self.directory / REJECTED
         stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         body = b"".join(
@@ -115,7 +129,18 @@ class SetAside:
             fsync_dir(rdir)
         except OSError as exc:
             raise self._error("set refused readings aside", exc) from None
-        return path
+        return RejectedFile(path, self._cap_after_set_aside(path))
+
+    def _cap_after_set_aside(self, path: Path) -> Evicted:
+        """The cap, once refused readings are safe on disk (a busy lock: the next time)."""
+        try:
+            with self.lock(CAP_LOCK_WAIT):
+                days = self.files()
+                keep = {f"{REJECTED}/{path.name}", *(p.name for p in days[-1:])}
+                return self._enforce_cap(keep)
+        except CacheError as exc:
+            log.warning("the cache's cap is checked later: %s", exc.message)
+            return Evicted()
 
     def requeue(self, now: datetime) -> RequeueResult:
         """Move the readings under ``rejected/`` back into the day files (`cache requeue`).
@@ -157,7 +182,7 @@ class SetAside:
                 except ValueError as exc:
                     bad.append((here, raw, str(exc) or "unreadable"))
             if readings:
-                self.append(readings)
+                self.append(readings, keep={f"{REJECTED}/{name}"})
             if bad:
                 bad_count += self.quarantine(name, bad, now)
             try:
@@ -165,7 +190,8 @@ class SetAside:
                 note = path.with_suffix(".txt")
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(note, archive / note.name)
-                path.unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
                 fsync_dir(rdir)
             except OSError as exc:
                 raise self._error(f"remove rejected/{name} after requeueing it", exc) from None

@@ -10,7 +10,7 @@ What is set aside (quarantine, rejected readings, requeueing) is ``octomon.store
 base class of :class:`Cache`; reading lines is ``octomon.store.lines``.
 
 No side file: a reader recognises the canonical layout by its bytes (the fast path of
-``octomon.store.sync`` and of :meth:`Cache.status`), whoever wrote it, and parses
+``octomon.store.transcode`` and of :meth:`Cache.status`), whoever wrote it, and parses
 anything else — a hand edit, a torn tail — line by line.
 
 Standard library only: ``cache status`` imports this module. ``json`` is imported where
@@ -27,21 +27,22 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from octomon.backoff import next_delay
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, CacheFull
 from octomon.fsutil import ensure_private_dir, fsync_dir, write_all
 from octomon.readings import AnyReading, GasReading, Reading, format_time, parse_time
-from octomon.store.aside import QUARANTINE, REJECTED, SetAside
+from octomon.store.aside import QUARANTINE, SetAside
+from octomon.store.cap import REJECTED, Evicted, evict
 from octomon.store.lines import (
     blocks,
     canonical_span,
     count_dir_lines,
-    count_lines,
     iter_lines,
     parsed_span,
 )
@@ -133,7 +134,7 @@ class Cache(SetAside):
             raise self._error("open the cache lock", exc) from None
         try:
             deadline = time.monotonic() + timeout
-            pause = 0.002
+            pause = 0.0
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -145,8 +146,8 @@ class Cache(SetAside):
                             f"held its lock for more than {timeout:g} s",
                             "try again later (a sync or a large append is in progress)",
                         ) from None
+                    pause = next_delay(pause, 0.002, 0.05)
                     time.sleep(pause)
-                    pause = min(pause * 2, 0.05)
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -178,11 +179,12 @@ class Cache(SetAside):
 
     # --- appending ---------------------------------------------------------------------
 
-    def append(self, readings: Sequence[AnyReading]) -> AppendResult:
+    def append(self, readings: Sequence[AnyReading], keep: Collection[str] = ()) -> AppendResult:
         """Append to the day files; durable (fsync) when it returns, or CacheError.
 
         On a failure every file touched is cut back to its old size, so nothing is half
-        written and nothing counts as cached.
+        written and nothing counts as cached. Over CACHE_MAX_MB the oldest files are dropped
+        (:mod:`octomon.store.cap`), never one appended to nor one named in ``keep``.
         """
         if not readings:
             return AppendResult(0)
@@ -225,44 +227,20 @@ class Cache(SetAside):
                     os.close(fd)
             if created:
                 fsync_dir(self.directory)
-            evicted, lost = self._evict({name for _, _, name in touched})
-        if evicted:
-            log.error(
-                "cache over CACHE_MAX_MB: dropped %d day file(s) holding %d readings: %s",
-                len(evicted),
-                lost,
-                ", ".join(evicted),
-            )
-        return AppendResult(len(readings), tuple(evicted), lost)
+            evicted = self._enforce_cap({name for _, _, name in touched}.union(keep))
+        return AppendResult(len(readings), evicted.files, evicted.readings)
 
-    def _evict(self, keep: set[str]) -> tuple[list[str], int]:
-        """Drop whole oldest day files (never one just appended to) while over the cap."""
-        sizes = []
-        for path in self.files():
-            with contextlib.suppress(FileNotFoundError):
-                sizes.append((path, path.stat().st_size))
-        total = sum(s for _, s in sizes)
-        evicted: list[str] = []
-        lost = 0
-        for path, size in sizes:
-            if total <= self.max_bytes:
-                break
-            if path.name in keep:
-                continue
-            try:
-                with open(path, "rb") as f:
-                    lost += count_lines(f, 0, size)
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.error("could not drop %s: %s", path.name, exc.strerror or exc)
-                continue
-            evicted.append(path.name)
-            total -= size
-        if evicted:
-            fsync_dir(self.directory)
-        return evicted, lost
+    def _enforce_cap(self, keep: Collection[str]) -> Evicted:
+        """Drop the oldest whole files while over CACHE_MAX_MB (under the lock)."""
+        evicted = evict(self.directory, self.max_bytes, self.files(), keep)
+        if evicted.files:
+            log.error(
+                "cache over CACHE_MAX_MB: dropped %d file(s) holding %d readings: %s",
+                len(evicted.files),
+                evicted.readings,
+                ", ".join(evicted.files),
+            )
+        return evicted
 
     # --- reading for a sync --------------------------------------------------------------
 

@@ -6,9 +6,10 @@ An answer is one of four things:
 * **refused** — a 400/413/422 *with InfluxDB's own JSON error body*: the data itself was
   refused. The batch is split in halves and each half sent once more; a half refused
   again is split the same way, so that only the readings InfluxDB refuses end up under
-  ``CACHE_DIR/rejected/`` (with the server's message beside them). The splitting is
-  bounded (:data:`SPLIT_REQUESTS` extra requests per batch): when a whole batch is bad
-  (a field type conflict, a retention limit) the rest is set aside in the halves reached;
+  ``CACHE_DIR/rejected/`` (with the server's message beside them), in one file per
+  batch. The splitting is bounded (:data:`SPLIT_REQUESTS` extra requests per batch): when a
+  whole batch is bad (a field type conflict, a retention limit) the rest is set aside in
+  the halves reached;
 * **unavailable** — no answer, 5xx, 429, or any answer that is not InfluxDB's verdict (an
   HTML 400 from a proxy that was spoken plain HTTP on its HTTPS port, nginx's HTML 413 for
   ``client_max_body_size``, a redirect): the readings stay cached, ``Retry-After`` is kept;
@@ -39,6 +40,7 @@ from octomon.errors import (
     InfluxUnavailable,
 )
 from octomon.readings import AnyReading
+from octomon.store.aside import RejectedFile
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +214,8 @@ class Delivery(Generic[T]):
     refusal: InfluxRefused | None = None  # the last refusal (the server's message)
     cache_error: CacheError | None = None  # why ``unstored``
     acknowledged_count: int = 0  # == len(acknowledged) unless the batch went whole
+    evicted_files: int = 0  # setting aside took the cache over CACHE_MAX_MB: files dropped
+    evicted_readings: int = 0  # … and the readings they held
 
     @property
     def stored(self) -> int:
@@ -248,19 +252,20 @@ def deliver(
     if body is None or count is None:
         listed = items() if callable(items) else items
         run.send(listed, b"\n".join(map(line, listed)), 0)
-        return run.result
-    try:
-        sink.write_lines(body, count)
-    except InfluxRefused as exc:
-        run.refused(items() if callable(items) else items, exc, 0)
-    except (InfluxUnavailable, InfluxConfigError) as exc:
-        run.result.failure = exc
-        if not callable(items):
-            run.result.undelivered.extend(items)
     else:
-        run.result.acknowledged_count += count
-        if not callable(items):
-            run.result.acknowledged.extend(items)
+        try:
+            sink.write_lines(body, count)
+        except InfluxRefused as exc:
+            run.refused(items() if callable(items) else items, exc, 0)
+        except (InfluxUnavailable, InfluxConfigError) as exc:
+            run.result.failure = exc
+            if not callable(items):
+                run.result.undelivered.extend(items)
+        else:
+            run.result.acknowledged_count += count
+            if not callable(items):
+                run.result.acknowledged.extend(items)
+    run.set_aside()
     return run.result
 
 
@@ -295,6 +300,8 @@ class _Delivery(Generic[T]):
         self.now = now
         self.budget = SPLIT_REQUESTS
         self.result: Delivery[T] = Delivery()
+        self.refused_items: list[T] = []  # refused for good, set aside at the end
+        self.messages: dict[str, None] = {}  # the server's messages, in order, once each
 
     def send(self, items: Sequence[T], body: bytes, depth: int) -> None:
         if not items:
@@ -325,23 +332,39 @@ class _Delivery(Generic[T]):
         mid = len(items) // 2
         halves = [items] if len(items) == 1 else [items[:mid], items[mid:]]
         if (len(items) == 1 and depth > 0) or self.budget < len(halves):
-            self.set_aside(items, exc)
+            self.refused_for_good(items, exc)
             return
         self.budget -= len(halves)
         for half in halves:
             self.send(half, b"\n".join(map(self.line, half)), depth + 1)
 
-    def set_aside(self, items: Sequence[T], exc: InfluxRefused) -> None:
-        message = f"HTTP {exc.status}: {exc.server_message}"
+    def refused_for_good(self, items: Sequence[T], exc: InfluxRefused) -> None:
+        """Refused again: to be set aside, with the other halves of this batch."""
+        self.refused_items.extend(items)
+        self.messages.setdefault(f"HTTP {exc.status}: {exc.server_message}", None)
+
+    def set_aside(self) -> None:
+        """The batch's refused readings in one file under rejected/ (a pair of files per
+        batch, however many halves were refused: a Pi's card and `cache status` count
+        files), its ``.txt`` holding each distinct message of the server."""
+        items = self.refused_items
+        if not items:
+            return
+        message = "\n".join(self.messages)
         try:
-            path = self.rejected.write_rejected([self.record(x) for x in items], message, self.now)
+            kept = self.rejected.write_rejected([self.record(x) for x in items], message, self.now)
         except CacheError as err:
             log.error("could not set aside %d refused readings: %s", len(items), err.message)
             self.result.unstored.extend(items)
             self.result.cache_error = err
             return
-        log.error("InfluxDB refused %d readings (%s); set aside in %s", len(items), message, path)
+        where = kept.path if isinstance(kept, RejectedFile) else kept
+        said = "; ".join(self.messages)
+        log.error("InfluxDB refused %d readings (%s); set aside in %s", len(items), said, where)
         self.result.set_aside.extend(items)
+        if isinstance(kept, RejectedFile) and kept.evicted.files:
+            self.result.evicted_files += len(kept.evicted.files)
+            self.result.evicted_readings += kept.evicted.readings
 
 
 __all__ = [

@@ -6,7 +6,6 @@ Standard library only, ``json`` imported where it is used: ``cache status`` impo
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from operator import itemgetter
@@ -145,12 +144,28 @@ def split_lines(data: bytes) -> list[bytes]:
 
 
 def count_dir_lines(directory: Path, suffix: str = "") -> int:
+    """Lines in the files of ``directory`` named ``*suffix``: newlines counted in the bytes,
+    nothing parsed, a few system calls a file (``cache status`` on 10,000 refused readings
+    answers within its start-up target, SPEC §7)."""
     try:
-        entries = [e for e in os.scandir(directory) if e.is_file() and e.name.endswith(suffix)]
+        with os.scandir(directory) as it:
+            paths = [e.path for e in it if e.name.endswith(suffix) and e.is_file()]
     except OSError:
         return 0
     count = 0
-    for e in entries:
-        with contextlib.suppress(OSError), open(e.path, "rb") as f:
-            count += count_lines(f, 0, os.fstat(f.fileno()).st_size)
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            last = b"\n"
+            while data := os.read(fd, BLOCK):
+                count += data.count(b"\n")
+                last = data[-1:]
+            count += last != b"\n"
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
     return count

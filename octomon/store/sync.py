@@ -8,33 +8,24 @@ did not change meanwhile; a sync that stops part-way leaves the file whole, and 
 one sends it again from its start (harmless: one point per series and timestamp; a day
 file holds at most 8,640 readings, so no memory of how far it got is kept).
 
-The fast path (:func:`_fast`) recognises the canonical layout of SPEC §4.5 by its
-bytes, whoever wrote the file, and turns a block of such lines into line protocol with a
-few whole-block byte operations and C-level maps (no Python code runs per line): the
-numbers are copied as written, which for the writer's ``json.dumps(float)`` is Python's
-``repr`` of the float, exactly what ``Reading.to_line_protocol`` writes. A block that
-does not pass every check is taken line by line, and any line that is not canonical
-(another key order, a hand edit, a line with more keys such as ``fuel``) is parsed in
-full (``Reading.from_obj``).
+A batch's lines become line protocol in :mod:`octomon.store.transcode` (the byte fast path
+for the canonical layout of :mod:`octomon.store.cacheline`, else a full parse).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date
-from operator import add, itemgetter
 
 from octomon.clock import Clock, utcnow
 from octomon.errors import CacheBusy, CacheError, OctomonError
-from octomon.readings import FIELDS, GAS_FIELDS, GAS_MEASUREMENT, MEASUREMENT, SOURCE
 from octomon.store.cache import Cache, Snapshot
 from octomon.store.delivery import Delivery, LineSink, deliver
 from octomon.store.lines import count_lines, parse_line, split_lines
+from octomon.store.transcode import convert, slow_line
 
 log = logging.getLogger(__name__)
 
@@ -50,151 +41,8 @@ class SyncResult:
     files_done: int = 0  # day files fully delivered and deleted
     quarantined: int = 0  # unreadable lines moved to quarantine/
     stopped: bool = False  # a stop was requested: it ended between two batches
-
-
-# --- the fast path: canonical lines → line protocol -----------------------------------------
-
-# After ``translate`` (quotes dropped, ':' → '='), a canonical line reads
-#   {read_at=2026-11-27T14=00=10Z,device_id=DEV,consumption_delta=0.0005,…,consumption=5038.4}
-# [9:19] is the day, [20:28] the time of day, and after ``device_id=DEV,`` come the fields
-# exactly as line protocol wants them. Everything below runs in C (map, set, join,
-# translate, count): a Python loop per line would cost more than the whole of it.
-_TABLE = bytes.maketrans(b":", b"=")
-_SOURCE = b",source=" + SOURCE.encode() + b" "
-_DAY = itemgetter(slice(9, 19))
-_TOD = itemgetter(slice(20, 28))
-_DIGITS = b"0123456789"
-# Every digit → 0: a line's *shape*. A day of readings has about two hundred shapes (how
-# many digits each number has), a whole cache a few hundred; each is judged once.
-_ZEROS = bytes.maketrans(_DIGITS, b"0" * 10)
-_PREFIX = b'{"read_at":"0000-00-00T00:00:00Z","device_id":"'
-_DAY_RE = re.compile(rb"\d{4}-\d\d-\d\d")
-_TOD_RE = re.compile(rb"([01]\d|2[0-3])=([0-5]\d)=([0-5]\d)")
-_DEVICE_RE = re.compile(rb"[A-Za-z0-9_.\-]+")  # passes through JSON and line protocol as is
-_NUMBER_SHAPE = re.compile(rb"-?0+(\.0+)?(e[-+]?0+)?")  # a JSON number, its digits zeroed
-_EPOCH = date(1970, 1, 1)
-_MAX_SHAPES = 20_000  # judged shapes kept (a cache holds a few hundred)
-
-
-class _Days(dict[bytes, int]):
-    def __missing__(self, key: bytes) -> int:
-        if _DAY_RE.fullmatch(key) is None:
-            raise ValueError("not a canonical line")
-        value = self[key] = (date.fromisoformat(key.decode()) - _EPOCH).days * 86400
-        return value
-
-
-class _Times(dict[bytes, int]):
-    def __missing__(self, key: bytes) -> int:
-        m = _TOD_RE.fullmatch(key)
-        if m is None:
-            raise ValueError("not a canonical line")
-        h, mi, s = (int(x) for x in m.groups())
-        value = self[key] = h * 3600 + mi * 60 + s
-        return value
-
-
-class _Shapes(dict[bytes, bool]):
-    """Is the fields part of a line's shape (after the device, every digit a 0:
-    ``"demand":0.0,"consumption":0000.0000}``) canonical? Known fields, quoted, each at
-    most once and in SPEC order, each a JSON number, then the closing brace. A digit in a
-    name shows as a 0 and makes it unknown. Which digits stand where is not checked (a
-    hand-edited ``00.5`` is sent as written: InfluxDB takes it as 0.5, or refuses it and
-    only it is set aside)."""
-
-    def __init__(self, fields: tuple[str, ...]) -> None:
-        super().__init__()
-        self.order = {name.encode(): i for i, name in enumerate(fields)}
-
-    def __missing__(self, key: bytes) -> bool:
-        if len(self) >= _MAX_SHAPES:
-            self.clear()
-        last = -1
-        ok = key.endswith(b"}") and len(key) > 1
-        for part in key[:-1].split(b",") if ok else ():
-            name, colon, value = part.partition(b":")
-            quoted = len(name) > 2 and name[:1] == name[-1:] == b'"'
-            order = self.order.get(name[1:-1], -1) if quoted else -1
-            if not colon or order <= last or _NUMBER_SHAPE.fullmatch(value) is None:
-                ok = False
-                break
-            last = order
-        self[key] = ok
-        return ok
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What a fuel's canonical line has after the device id, and its measurement."""
-
-    after_device: bytes  # from the device id's closing quote to the first field's name
-    head: bytes  # the measurement and the comma before the tags
-    shapes: _Shapes
-
-
-_DAYS = _Days()
-_TIMES = _Times()
-_ELECTRICITY = _Kind(b'",', MEASUREMENT.encode() + b",", _Shapes(FIELDS))
-_GAS = _Kind(b'","fuel":"gas",', GAS_MEASUREMENT.encode() + b",", _Shapes(GAS_FIELDS))
-
-
-def fast_lines(raw: bytes) -> bytes | None:
-    """Canonical lines (each ending in a newline) → line protocol; None if not canonical."""
-    done = _fast(raw)
-    return None if done is None else done[0]
-
-
-def _fast(raw: bytes, kind: _Kind = _ELECTRICITY) -> tuple[bytes, int] | None:
-    """(line protocol, lines) of a block of canonical lines of one device and one fuel,
-    else None."""
-    if not raw:
-        return b"", 0
-    if not raw.endswith(b"\n"):
-        return None  # the last line has no newline
-    t = raw.translate(_TABLE, b'"')
-    lines = t.split(b"\n")
-    lines.pop()
-    n = len(lines)
-    first = lines[0]
-    comma = first.find(b",", 40)
-    if (
-        comma < 0
-        or first[28:40] != b"Z,device_id="
-        or _DEVICE_RE.fullmatch(first[40:comma]) is None
-    ):
-        return None
-    # Every line's shape starts with the read_at and device_id of the first line's shape:
-    # the day, the time and the device stand at the same places in every line, and what
-    # follows is a canonical fields part.
-    prefix = _PREFIX + first[40:comma].translate(_ZEROS) + kind.after_device
-    cut = len(prefix)
-    shapes = raw.translate(_ZEROS).split(b"\n")
-    shapes.pop()
-    for shape in set(shapes):
-        if shape[:cut] != prefix or not kind.shapes[shape[cut:]]:
-            return None
-    # … and the one device: ``Z,device_id=DEV,`` stands once in each line (at 28), or the
-    # count falls short.
-    if t.count(first[28 : comma + 1]) != n:
-        return None
-    try:
-        seconds = map(_TIMES.__getitem__, map(_TOD, lines))
-        if t.count(first[:20]) == n:  # one day (a day file's lines are)
-            epochs = map(_DAYS[first[9:19]].__add__, seconds)
-        else:
-            epochs = map(add, map(_DAYS.__getitem__, map(_DAY, lines)), seconds)
-        head = (kind.head + first[30:comma] + _SOURCE).replace(b"%", b"%%")
-        fields = comma + len(kind.after_device.translate(_TABLE, b'"'))
-        # One C-level format for the whole batch: fields and epochs interleaved by slice
-        # assignment (zip would make a tuple per line, and the garbage collector would
-        # then walk the heap every few batches).
-        values: list[bytes | int] = [b""] * (2 * n)
-        values[0::2] = map(itemgetter(slice(fields, -1)), lines)
-        values[1::2] = epochs
-        template = (head + b"%b %d\n") * (n - 1) + head + b"%b %d"
-        return template % tuple(values), n
-    except (ValueError, KeyError):
-        return None
+    evicted_files: int = 0  # setting aside went over CACHE_MAX_MB: oldest files dropped
+    evicted_readings: int = 0  # … and the readings they held
 
 
 def tune_allocator() -> bool:
@@ -212,74 +60,6 @@ def tune_allocator() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3
     ok = mallopt(m_mmap_threshold, 16 << 20) == 1
     return bool(mallopt(m_trim_threshold, 64 << 20) == 1 and ok)
-
-
-def slow_line(raw: bytes) -> bytes:
-    """One line of any layout → line protocol (ValueError if it is not a reading)."""
-    return parse_line(raw).to_line_protocol().encode()
-
-
-def convert(raw: bytes, start: int) -> tuple[bytes, int, list[tuple[int, bytes, str]]]:
-    """Source bytes → (line protocol, readings, bad lines as (offset, line, reason))."""
-    at = raw.find(_GAS_MARK)
-    done = _fast(raw) if at < 0 else _fast_with_gas(raw, at)
-    if done is not None:
-        return done[0], done[1], []
-    parts: list[bytes] = []
-    bad: list[tuple[int, bytes, str]] = []
-    offset = start
-    for line in split_lines(raw):
-        here = offset
-        offset += len(line)
-        if not line.strip():
-            continue
-        one = _fast(line) if line.endswith(b"\n") else None
-        if one is not None:
-            parts.append(one[0])
-            continue
-        try:
-            parts.append(slow_line(line))
-        except ValueError as exc:
-            bad.append((here, line, str(exc) or "unreadable"))
-    return b"\n".join(parts), len(parts), bad
-
-
-# A canonical gas line (SPEC §4.5): ``"fuel":"gas"`` right after ``device_id``. A day file
-# holds 48 of them among 8,640 electricity lines: they are taken out of the block (one C-level
-# search per gas line), and each fuel's lines go through the fast path as a block of their own.
-_GAS_MARK = b'","fuel":"gas",'
-
-
-def _fast_with_gas(raw: bytes, at: int) -> tuple[bytes, int] | None:
-    """:func:`_fast` for a block that also holds gas lines (the first mark ``at``); None if
-    not all of them are canonical.
-
-    The gas lines are found by a C-level search for their mark (no Python code per
-    electricity line) and cut out: what is left is one block of electricity again, the gas
-    lines another."""
-    if not raw.endswith(b"\n"):
-        return None  # the last line has no newline
-    pieces: list[bytes] = []
-    gas: list[bytes] = []
-    pos = 0
-    while at >= 0:
-        start = raw.rfind(b"\n", 0, at) + 1
-        end = raw.index(b"\n", at) + 1
-        pieces.append(raw[pos:start])
-        gas.append(raw[start:end])
-        pos = end
-        at = raw.find(_GAS_MARK, end)
-    pieces.append(raw[pos:])
-    parts: list[bytes] = []
-    count = 0
-    for block, kind in ((b"".join(pieces), _ELECTRICITY), (b"".join(gas), _GAS)):
-        if block:
-            done = _fast(block, kind)
-            if done is None:
-                return None  # the whole block is taken line by line
-            parts.append(done[0])
-            count += done[1]
-    return b"\n".join(parts), count
 
 
 def _reading_lines(raw: bytes) -> list[bytes]:
@@ -469,6 +249,8 @@ class _Run:
         """Count one batch's outcome; False when the sync has to stop."""
         self.result.synced += done.acknowledged_count
         self.result.rejected += len(done.set_aside)
+        self.result.evicted_files += done.evicted_files
+        self.result.evicted_readings += done.evicted_readings
         if done.refusal is not None and done.set_aside:
             self.result.error = done.refusal
         if self.progress is not None and done.stored:
@@ -539,4 +321,4 @@ def sync(
     return run.result
 
 
-__all__ = ["MAX_BATCH", "SyncResult", "convert", "fast_lines", "slow_line", "sync"]
+__all__ = ["MAX_BATCH", "SyncResult", "sync", "tune_allocator"]

@@ -209,8 +209,8 @@ def test_lock_is_exclusive_and_busy_after_the_timeout(tmp_path: Path) -> None:
 def test_write_rejected_keeps_lines_and_message(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     now = datetime(2026, 11, 27, 14, 0, 10, tzinfo=timezone.utc)
-    first = cache.write_rejected([reading(0).to_json()], "HTTP 400: bad", now)
-    second = cache.write_rejected([reading(1).to_json().encode()], "HTTP 422: worse", now)
+    first = cache.write_rejected([reading(0).to_json()], "HTTP 400: bad", now).path
+    second = cache.write_rejected([reading(1).to_json().encode()], "HTTP 422: worse", now).path
     assert first.name == "rejected_20261127T140010Z.jsonl"
     assert second != first and second.name.startswith("rejected_20261127T140010Z")
     assert lines(first) == [reading(0).to_json()]
@@ -267,7 +267,7 @@ def test_requeue_of_an_unreadable_file_says_which_and_keeps_the_rest(tmp_path: P
     cache = Cache(tmp_path)
     (tmp_path / "rejected").mkdir(mode=0o700)
     (tmp_path / "rejected" / "rejected_20000101T000000Z.jsonl").mkdir()  # cannot be read
-    kept = cache.write_rejected([reading(0).to_json()], "HTTP 400: bad", T0)
+    kept = cache.write_rejected([reading(0).to_json()], "HTTP 400: bad", T0).path
     with pytest.raises(CacheError, match=r"read rejected/rejected_20000101T000000Z\.jsonl"):
         cache.requeue(T0)
     assert kept.exists() and cache.status().rejected == 1  # nothing lost, nothing moved

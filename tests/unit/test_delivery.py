@@ -126,3 +126,10 @@ def test_rejected_that_cannot_be_written_is_unstored_not_lost() -> None:
     done = run([1, 2], Sink({1, 2}), Rejected(fail=True))
     assert sorted(done.unstored) == [1, 2] and isinstance(done.cache_error, CacheError)
     assert done.stored == 0
+
+
+def test_a_batch_refused_in_several_halves_is_set_aside_in_one_file() -> None:
+    sink, rejected = Sink({1, 6}), Rejected()
+    done = run(list(range(8)), sink, rejected)
+    assert sorted(done.set_aside) == [1, 6] and sorted(done.acknowledged) == [0, 2, 3, 4, 5, 7]
+    assert rejected.kept == [(["1", "6"], "HTTP 400: bad value")]  # one pair, one message

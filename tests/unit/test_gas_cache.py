@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from octomon.readings import FIELDS, GAS_FIELDS, GasReading, Reading
-from octomon.store import sync as sync_module
+from octomon.store import transcode
 from octomon.store.cache import Cache
 from octomon.store.lines import parse_line
-from octomon.store.sync import convert, sync
+from octomon.store.sync import sync
+from octomon.store.transcode import convert
 from tests.helpers.cli import invoke
 from tests.helpers.fakes import FakeSink
 
@@ -59,8 +60,8 @@ def test_a_block_with_gas_lines_keeps_the_fast_path_for_both_fuels(
     rows = day(5000)
     raw = "".join(r.to_json() + "\n" for r in rows).encode()
     slow_calls = []
-    real = sync_module.slow_line
-    monkeypatch.setattr(sync_module, "slow_line", lambda b: slow_calls.append(b) or real(b))
+    real = transcode.slow_line
+    monkeypatch.setattr(transcode, "slow_line", lambda b: slow_calls.append(b) or real(b))
     body, count, bad = convert(raw, 0)
     assert (count, bad) == (len(rows), [])
     assert slow_calls == []  # the gas lines are a block of their own on the fast path

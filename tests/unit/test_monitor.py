@@ -159,6 +159,8 @@ class SyncResult:
     left: int
     error: OctomonError | None
     files_done: int = 0
+    evicted_files: int = 0
+    evicted_readings: int = 0
 
 
 def fake_sync(

@@ -17,7 +17,8 @@ from octomon.errors import InfluxConfigError, InfluxRefused, InfluxUnavailable
 from octomon.readings import FIELDS, Reading
 from octomon.store.cache import Cache
 from octomon.store.lines import parse_line
-from octomon.store.sync import convert, fast_lines, slow_line, sync
+from octomon.store.sync import sync
+from octomon.store.transcode import convert, fast_lines, slow_line
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 DEV = "00-11-22-33-44-55-66-77"

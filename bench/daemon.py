@@ -1,0 +1,521 @@
+"""SPEC §7: what a Raspberry Pi pays to run the daemon, against a baseline poller.
+
+Set up here, on loopback, in a temp dir on the same disk as ``$TMPDIR``:
+
+* a real VictoriaMetrics (``victoria-metrics``) taking InfluxDB line protocol;
+* the simulator (``python -m octomon.sim``) over HTTP;
+* a tally of 35 days (the Home Mini side of the reconciliation, SPEC §10) written into
+  ``CACHE_DIR`` first, from the simulator's own readings: a Pi that has run for weeks;
+* ``octomon run`` at its defaults — gas, tariff and settled jobs on, direct mode — except
+  the poll interval (accelerated: 10 s, so each cycle stores about one reading) and a
+  simulator that allows more calls an hour;
+* beside it, at the same time and the same interval, ``bench/baseline_poller.py``: a
+  process that only polls the simulator and posts the readings to VictoriaMetrics.
+
+Each process prints a line per cycle; at each line this script samples the process's
+``/proc/PID/io`` (``write_bytes``: what reached, or will reach, the disk), ``/proc/PID/stat``
+and ``/proc/PID/task/*/schedstat`` (CPU) and ``/proc/PID/status`` (RSS, peak RSS). The first
+``--warmup`` cycles (start-up: discovery, the jobs' first fetches) are not measured, then
+``--cycles`` cycles are (at least 20).
+
+Reported, with the targets of SPEC §7:
+
+* bookkeeping written per storing cycle (median and mean) and per day at 60-second polls
+  (1,440 storing cycles: the median × 1,440; a cycle that stores one reading pays the same
+  bookkeeping as one that stores six) — target at most 16 MiB a day;
+* CPU per cycle, median (from the threads' ``schedstat``, in nanoseconds: the 10-ms ticks
+  of ``/proc/PID/stat`` are too coarse for one cycle) and mean (from ``/proc/PID/stat``
+  over the whole run) — target: the median at most 15 ms;
+* peak and final RSS — target under 80 MB;
+* the baseline's figures and the ratios (octomon / baseline).
+
+``--long``: a run of at least two hours (``--hours``) at a poll the hourly API budget
+allows (``--poll 40``), reporting RSS at the 20th and the last cycle (target: within 5 MB).
+
+``--outputs``: also publish (SPEC §13) — a Mosquitto on loopback (``MQTT_URL``) and the
+HTTP endpoints (``HTTP_LISTEN``), passed through the environment.
+
+    python bench/daemon.py [--cycles 20] [--warmup 4] [--poll 10] [--long] [--outputs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchlib import free_port, start_vm  # noqa: E402
+
+TARGET_MIB_DAY = 16.0
+TARGET_CPU_MS = 15.0
+TARGET_RSS_MB = 80.0
+TARGET_GROWTH_MB = 5.0
+TALLY_DAYS = 35
+CYCLES_A_DAY = 1440  # at 60-second polls
+TICK = os.sysconf("SC_CLK_TCK")
+CYCLE_LINE = re.compile(r"\bstored (\d+) readings?\b|\bcycle stored (\d+)\b")
+
+
+# --- the services ----------------------------------------------------------------------------
+
+
+def start_sim() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """``python -m octomon.sim`` (seed 1); the settings it prints."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "octomon.sim",
+            "--port",
+            str(port),
+            "--rate-limit-per-hour",
+            "100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    settings: dict[str, str] = {}
+    while "OCTOPUS_DEVICE_ID" not in settings:
+        raw = proc.stdout.readline()
+        if not raw:
+            sys.exit(f"the simulator exited ({proc.wait()})")
+        name, eq, value = raw.decode().strip().partition("=")
+        if eq and name.startswith("OCTOPUS_"):
+            settings[name] = value
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain the rest
+    return proc, settings
+
+
+def start_mosquitto(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("mosquitto")
+    if binary is None:
+        sys.exit("--outputs needs mosquitto (apt-get install mosquitto)")
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"mqtt://127.0.0.1:{port}"
+        time.sleep(0.05)
+    proc.kill()
+    sys.exit("mosquitto did not start")
+
+
+# --- the tally a Pi has after weeks ----------------------------------------------------------
+
+
+def prepare_tally(cache_dir: Path, now: datetime) -> tuple[int, int]:
+    """The simulator's (seed 1) readings of the last 35 days counted into CACHE_DIR's tally,
+    as octomon would have after storing them; (readings, bytes of tally files)."""
+    from octomon.readings import Reading
+    from octomon.sim import SimHomeMini
+    from octomon.store.tally import Tally
+
+    home = SimHomeMini(seed=1, record=False)
+    end = now.replace(second=0, microsecond=0) - timedelta(minutes=5)
+    t = end - timedelta(days=TALLY_DAYS)
+    t -= timedelta(seconds=t.second % 10)
+    readings = []
+    while t < end:
+        item = home.reading_at(t)
+        if item is not None:
+            reading = Reading.from_api(item, home.device_id)
+            if reading is not None:
+                readings.append(reading)
+        t += timedelta(seconds=10)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tally = Tally(cache_dir)
+    for i in range(0, len(readings), 8640):  # a day at a time, as a backfill would
+        tally.record(readings[i : i + 8640])
+    size = sum(p.stat().st_size for p in cache_dir.rglob("tally*") if p.is_file())
+    return len(readings), size
+
+
+# --- sampling a process at each of its cycles ------------------------------------------------
+
+
+@dataclass
+class Sample:
+    at: float
+    stored: int
+    write_bytes: int
+    cpu_ticks: int  # user + system, every thread that ever ran (/proc/PID/stat)
+    cpu_ns: int  # on-CPU time of the live threads (/proc/PID/task/*/schedstat): precise
+    rss_kb: int
+    peak_kb: int
+
+
+@dataclass
+class Watched:
+    """A child process whose cycle lines are sampled (in a thread reading its output)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    samples: list[Sample] = field(default_factory=list)
+    lines: int = 0
+
+    def follow(self) -> None:
+        assert self.proc.stdout is not None
+        with open(self.log, "ab") as out:
+            for raw in self.proc.stdout:
+                out.write(raw)
+                m = CYCLE_LINE.search(raw.decode("utf-8", "replace"))
+                if m is None:
+                    continue
+                sample = sample_of(self.proc.pid, int(m.group(1) or m.group(2)))
+                if sample is not None:
+                    self.samples.append(sample)
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+
+def sample_of(pid: int, stored: int) -> Sample | None:
+    try:
+        io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+    except OSError:
+        return None
+    cpu_ns = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            cpu_ns += int(task.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return Sample(
+        at=time.monotonic(),
+        stored=stored,
+        write_bytes=int(io["write_bytes"]),
+        cpu_ticks=int(stat[11]) + int(stat[12]),
+        cpu_ns=cpu_ns,
+        rss_kb=int(status["VmRSS"].split()[0]),
+        peak_kb=int(status["VmHWM"].split()[0]),
+    )
+
+
+def watch(name: str, argv: list[str], env: dict[str, str], log: Path) -> Watched:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    watched = Watched(name, proc, log)
+    threading.Thread(target=watched.follow, daemon=True).start()
+    return watched
+
+
+def stop(w: Watched) -> None:
+    if w.proc.poll() is None:
+        w.proc.send_signal(signal.SIGTERM)
+        try:
+            w.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    cycles: int
+    storing: int
+    bytes_median: float  # per storing cycle
+    bytes_mean: float
+    idle_median: float  # per cycle that stored nothing
+    cpu_median_ms: float  # per cycle
+    cpu_mean_ms: float
+    peak_mb: float
+    final_mb: float
+    rss_20th_mb: float
+
+    @property
+    def mib_day(self) -> float:
+        return self.bytes_median * CYCLES_A_DAY / 2**20
+
+    @property
+    def mib_day_mean(self) -> float:
+        return self.bytes_mean * CYCLES_A_DAY / 2**20
+
+
+def figures(samples: list[Sample], warmup: int) -> Figures:
+    """Per-cycle deltas from the ``warmup``-th cycle line on."""
+    measured = samples[warmup:]
+    pairs = list(itertools.pairwise(measured))
+    storing = [b.write_bytes - a.write_bytes for a, b in pairs if b.stored > 0] or [0]
+    idle = [b.write_bytes - a.write_bytes for a, b in pairs if b.stored == 0] or [0]
+    # The median from the threads' own counters (nanoseconds; the ticks of /proc/PID/stat
+    # are 10 ms, too coarse for a cycle's few milliseconds); the mean from the ticks, which
+    # also count threads that ended meanwhile.
+    precise = [(b.cpu_ns - a.cpu_ns) / 1e6 for a, b in pairs]
+    ticks = (measured[-1].cpu_ticks - measured[0].cpu_ticks) * 1000 / TICK
+    twentieth = samples[min(len(samples) - 1, 19)]
+    return Figures(
+        cycles=len(pairs),
+        storing=sum(1 for _, b in pairs if b.stored > 0),
+        bytes_median=statistics.median(storing),
+        bytes_mean=statistics.fmean(storing),
+        idle_median=statistics.median(idle),
+        cpu_median_ms=statistics.median(precise),
+        cpu_mean_ms=ticks / max(1, len(pairs)),
+        peak_mb=max(s.peak_kb for s in samples) / 1024,
+        final_mb=samples[-1].rss_kb / 1024,
+        rss_20th_mb=twentieth.rss_kb / 1024,
+    )
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}×" if b > 0 else "—"
+
+
+def report(ours: Figures, base: Figures, long: bool) -> bool:
+    """Print the figures and the ratios; True when every target is met."""
+    print()
+    print(f"{'':34}{'octomon':>14}{'baseline':>14}{'ratio':>9}")
+    rows = [
+        (
+            "cycles measured (storing)",
+            f"{ours.cycles} ({ours.storing})",
+            f"{base.cycles} ({base.storing})",
+            "",
+        ),
+        (
+            "written / storing cycle, median",
+            f"{ours.bytes_median / 1024:.1f} KiB",
+            f"{base.bytes_median / 1024:.1f} KiB",
+            ratio(ours.bytes_median, base.bytes_median),
+        ),
+        (
+            "written / storing cycle, mean",
+            f"{ours.bytes_mean / 1024:.1f} KiB",
+            f"{base.bytes_mean / 1024:.1f} KiB",
+            ratio(ours.bytes_mean, base.bytes_mean),
+        ),
+        (
+            "written / idle cycle, median",
+            f"{ours.idle_median / 1024:.1f} KiB",
+            f"{base.idle_median / 1024:.1f} KiB",
+            "",
+        ),
+        (
+            "written a day at 60-s polls",
+            f"{ours.mib_day:.1f} MiB",
+            f"{base.mib_day:.1f} MiB",
+            ratio(ours.mib_day, base.mib_day),
+        ),
+        (
+            "CPU / cycle, median",
+            f"{ours.cpu_median_ms:.1f} ms",
+            f"{base.cpu_median_ms:.1f} ms",
+            ratio(ours.cpu_median_ms, base.cpu_median_ms),
+        ),
+        (
+            "CPU / cycle, mean",
+            f"{ours.cpu_mean_ms:.1f} ms",
+            f"{base.cpu_mean_ms:.1f} ms",
+            ratio(ours.cpu_mean_ms, base.cpu_mean_ms),
+        ),
+        (
+            "peak RSS",
+            f"{ours.peak_mb:.1f} MB",
+            f"{base.peak_mb:.1f} MB",
+            ratio(ours.peak_mb, base.peak_mb),
+        ),
+        (
+            "final RSS",
+            f"{ours.final_mb:.1f} MB",
+            f"{base.final_mb:.1f} MB",
+            ratio(ours.final_mb, base.final_mb),
+        ),
+    ]
+    if long:
+        rows.append(
+            (
+                "RSS at the 20th cycle",
+                f"{ours.rss_20th_mb:.1f} MB",
+                f"{base.rss_20th_mb:.1f} MB",
+                "",
+            )
+        )
+    for label, a, b, r in rows:
+        print(f"{label:34}{a:>14}{b:>14}{r:>9}")
+    own = (ours.bytes_median - base.bytes_median) * CYCLES_A_DAY / 2**20
+    print(f"\noctomon's own writes (octomon − baseline): {own:.1f} MiB a day at 60-s polls")
+    print(f"(the mean instead of the median: {ours.mib_day_mean:.1f} MiB a day)")
+    checks = [
+        (f"bookkeeping writes <= {TARGET_MIB_DAY:g} MiB/day", ours.mib_day <= TARGET_MIB_DAY),
+        (f"CPU per cycle (median) <= {TARGET_CPU_MS:g} ms", ours.cpu_median_ms <= TARGET_CPU_MS),
+        (f"RSS < {TARGET_RSS_MB:g} MB", ours.peak_mb < TARGET_RSS_MB),
+    ]
+    if long:
+        growth = ours.final_mb - ours.rss_20th_mb
+        checks.append(
+            (
+                f"RSS at the last cycle within {TARGET_GROWTH_MB:g} MB of the 20th "
+                f"({growth:+.1f} MB)",
+                abs(growth) <= TARGET_GROWTH_MB,
+            )
+        )
+    print()
+    for label, ok in checks:
+        print(f"  {'OK  ' if ok else 'MISS'} {label}")
+    print(f"{os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.1f}")
+    return all(ok for _, ok in checks)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=20, help="cycles measured (>= 20)")
+    parser.add_argument("--warmup", type=int, default=4, help="start-up cycles not measured")
+    parser.add_argument("--poll", type=int, default=None, help="seconds between polls")
+    parser.add_argument("--long", action="store_true", help="a run of --hours, RSS drift")
+    parser.add_argument("--hours", type=float, default=2.0, help="length of --long")
+    parser.add_argument("--outputs", action="store_true", help="MQTT + HTTP outputs on too")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args()
+    if args.cycles < 20:
+        parser.error("--cycles: at least 20 (SPEC §7)")
+    poll = args.poll or (40 if args.long else 10)
+    if args.long:
+        # The hourly API budget (at most 100) bounds how fast a long run may poll.
+        args.cycles = max(args.cycles, int(args.hours * 3600 / poll))
+        if 3600 / poll + 6 > 100:
+            parser.error("--long: --poll must leave room in the hourly API budget (>= 40)")
+    octomon = str(Path(sys.executable).with_name("octomon"))
+    tmp = Path(tempfile.mkdtemp(prefix="octomon-bench-daemon-"))
+    children: list[subprocess.Popen[bytes]] = []
+    watched: list[Watched] = []
+    try:
+        cache_dir = tmp / "cache"
+        t0 = time.perf_counter()
+        count, size = prepare_tally(cache_dir, datetime.now(timezone.utc))
+        print(
+            f"tally of {TALLY_DAYS} days prepared: {count:,} readings, {size / 1024:.0f} KiB "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+        vm, influx = start_vm(tmp)
+        children.append(vm)
+        sim, sim_env = start_sim()
+        children.append(sim)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OCTOPUS_", "INFLUXDB_", "SLACK_", "MQTT_", "HTTP_LISTEN"))
+        }
+        env.update(
+            OCTOPUS_API_KEY=sim_env["OCTOPUS_API_KEY"],
+            OCTOPUS_ACCOUNT_NUMBER=sim_env["OCTOPUS_ACCOUNT_NUMBER"],
+            OCTOPUS_API_URL=sim_env["OCTOPUS_API_URL"],
+            OCTOPUS_REST_URL=sim_env["OCTOPUS_REST_URL"],
+            OCTOPUS_MAX_CALLS_PER_HOUR="100",
+            POLL_INTERVAL_SECONDS=str(poll),
+            INFLUXDB_URL=influx,
+            INFLUXDB_TOKEN="bench-token",
+            INFLUXDB_ORG="bench",
+            INFLUXDB_BUCKET="bench",
+            CACHE_DIR=str(cache_dir),
+            LOG_LEVEL="info",
+            PYTHONUNBUFFERED="1",
+        )
+        if args.outputs:
+            mqtt, mqtt_url = start_mosquitto(tmp)
+            children.append(mqtt)
+            env.update(MQTT_URL=mqtt_url, HTTP_LISTEN=f"127.0.0.1:{free_port()}")
+        need = args.warmup + args.cycles + 1
+        print(
+            f"octomon run and the baseline poller, every {poll} s: {args.warmup} start-up "
+            f"cycles, then {args.cycles} measured (about {need * poll / 60:.0f} min) …",
+            flush=True,
+        )
+        ours = watch("octomon", [octomon, "run"], env, tmp / "octomon.log")
+        watched.append(ours)
+        base = watch(
+            "baseline",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baseline_poller.py"),
+                sim_env["OCTOPUS_API_URL"],
+                sim_env["OCTOPUS_API_KEY"],
+                sim_env["OCTOPUS_DEVICE_ID"],
+                influx,
+                str(poll),
+            ],
+            env,
+            tmp / "baseline.log",
+        )
+        watched.append(base)
+        deadline = time.monotonic() + need * poll * 3 + 120
+        shown = 0
+        while min(len(w.samples) for w in watched) < need:
+            for w in watched:
+                if w.proc.poll() is not None:
+                    sys.exit(f"{w.name} exited ({w.proc.returncode}):\n{w.tail()}")
+            if time.monotonic() > deadline:
+                sys.exit(
+                    f"too slow: {[len(w.samples) for w in watched]} cycles of {need}\n{ours.tail()}"
+                )
+            if args.long and len(ours.samples) >= shown + 60:
+                shown = len(ours.samples)
+                print(f"  cycle {shown}: RSS {ours.samples[-1].rss_kb / 1024:.1f} MB", flush=True)
+            time.sleep(0.5)
+        for w in watched:
+            stop(w)
+        files = sorted(p for p in cache_dir.rglob("*") if p.is_file())
+        sizes = ", ".join(
+            f"{p.relative_to(cache_dir)} {p.stat().st_size / 1024:.1f} KiB" for p in files
+        )
+        print(f"CACHE_DIR after the run: {sizes}")
+        ok = report(
+            figures(ours.samples, args.warmup), figures(base.samples, args.warmup), args.long
+        )
+        print("PASS" if ok else "FAIL")
+        return 0 if ok else 1
+    finally:
+        for w in watched:
+            stop(w)
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
