@@ -237,18 +237,12 @@ def message(
 
 
 def duration(td: timedelta) -> str:
-    """``45 s``, ``12 min``, ``4 h``, ``2 h 5 min``, ``3 d 2 h``."""
-    seconds = max(0, int(td.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+    """``45 s``, ``12 min``, ``4 h``, ``2 h 5 min``, ``3 d 2 h`` (:mod:`octomon.durations`)."""
+    from octomon.durations import words
+
+    return words(
+        int(td.total_seconds()) // 60 * 60 if td.total_seconds() >= 60 else td.total_seconds()
+    )
 
 
 def when(dt: datetime) -> str:

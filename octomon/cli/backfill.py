@@ -166,14 +166,9 @@ def backfill(
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    from octomon.durations import words
+
+    return words(seconds)
 
 
 def _span(span: tuple[datetime, datetime]) -> str:

@@ -12,12 +12,11 @@ from octomon.sim.graphql import (
     DEFAULT_API_KEY,
     DEFAULT_DEVICE_ID,
     DEFAULT_RETENTION,
-    GROUPINGS,
-    TELEMETRY_FIELDS,
     SimHomeMini,
-    SimResponse,
 )
+from octomon.sim.protocol import SimResponse
 from octomon.sim.server import SimServer, main
+from octomon.sim.telemetry import GROUPINGS, TELEMETRY_FIELDS
 
 __all__ = [
     "DEFAULT_ACCOUNT",

@@ -111,19 +111,7 @@ from octomon.sim.protocol import (
     prune,
     value,
 )
-from octomon.sim.telemetry import GROUPINGS, TELEMETRY_FIELDS
 from octomon.sim.tokens import Tokens
-
-__all__ = [
-    "DEFAULT_ACCOUNT",
-    "DEFAULT_API_KEY",
-    "DEFAULT_DEVICE_ID",
-    "DEFAULT_RETENTION",
-    "GROUPINGS",
-    "TELEMETRY_FIELDS",
-    "SimHomeMini",
-    "SimResponse",
-]
 
 DEFAULT_API_KEY = "sk_live_simulated0000000000000000"
 DEFAULT_ACCOUNT = "A-5151AB12"

@@ -143,20 +143,27 @@ def _gas(
 def _gas_item(
     sim: SimHomeMini, data: GasDay, slot: int, selection: list[str]
 ) -> dict[str, str | None]:
-    full = data.item(slot)
-    item = {k: full[k] for k in selection if k in full}
-    if sim.record:
-        sim.gas_served[datetime.fromtimestamp(data.day * _DAY + slot * HALF_HOUR, UTC)] = item
-    return item
+    at = datetime.fromtimestamp(data.day * _DAY + slot * HALF_HOUR, UTC)
+    return _serve(sim.gas_served if sim.record else None, at, data.item(slot), selection)
 
 
 def _ten_seconds(
     sim: SimHomeMini, data: _DayData, i: int, selection: list[str]
 ) -> dict[str, str | None]:
-    full = data.item(i)
+    at = datetime.fromtimestamp(data.day * _DAY + i * _STEP, UTC)
+    return _serve(sim.served if sim.record else None, at, data.item(i), selection)
+
+
+def _serve(
+    served: dict[datetime, dict[str, str | None]] | None,
+    at: datetime,
+    full: dict[str, str | None],
+    selection: list[str],
+) -> dict[str, str | None]:
+    """The fields asked for of one item, remembered as served (``sim.record``)."""
     item = {k: full[k] for k in selection if k in full}
-    if sim.record:
-        sim.served[datetime.fromtimestamp(data.day * _DAY + i * _STEP, UTC)] = item
+    if served is not None:
+        served[at] = item
     return item
 
 

@@ -17,7 +17,7 @@ from octomon.octopus.consumption import Meter
 from octomon.octopus.pricebook import Charge, Price, TariffBook
 from octomon.readings import FIELDS, GAS_FIELDS, GasReading, Reading
 from octomon.store import points
-from octomon.store.sync import convert, fast_lines
+from octomon.store.transcode import convert, fast_lines
 
 T0 = datetime(2026, 11, 27, 14, 0, 0, tzinfo=timezone.utc)
 STAMP = 1_795_788_000  # T0 in seconds
