@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
+from octomon.billing.costs import billed_kwh
 from octomon.billing.settled import SettledData
 from octomon.store import points
 from octomon.store.tally import SLOTS, TallyData
 from octomon.uktime import HALF_HOUR, days, half_hours
-from octomon.units import ELECTRICITY
+from octomon.units import ELECTRICITY, decimal
 
 THRESHOLD = 0.95  # below this share of the settled energy or of the readings: a warning
 
@@ -64,6 +66,7 @@ class DayReport:
     tallied: bool  # the tally began by the day's first half-hour: the day can be judged
     missing: list[tuple[datetime, datetime, int]] = field(default_factory=list)
     """Spans of half-hours where the Home Mini is missing readings: (start, end, readings)."""
+    billed_kwh: float | None = None  # the day's kWh as the bill counts it: what `costs` shows
 
     @property
     def settled(self) -> bool:
@@ -126,11 +129,13 @@ def day_report(settled: SettledData, tally: TallyData, day: date) -> DayReport:
     begun = tally_start(tally)
     starts = half_hours(day)
     total: float | None = 0.0
+    billed: Decimal | None = Decimal(0)  # each half-hour as Octopus bills it (costs' figure)
     micro, readings = 0, 0
     missing: list[tuple[datetime, datetime, int]] = []
     for start in starts:
         value = settled.settled_kwh(start)
         total = None if value is None or total is None else total + value
+        billed = None if value is None or billed is None else billed + billed_kwh(decimal(value))
         hh = tally.half_hour(start)
         got = hh.readings if hh else 0
         micro += hh.micro_kwh if hh else 0
@@ -143,7 +148,8 @@ def day_report(settled: SettledData, tally: TallyData, day: date) -> DayReport:
                 missing.append((start, end, SLOTS - got))
     tallied = begun is not None and begun <= starts[0]
     home = micro / 1_000_000
-    return DayReport(day, len(starts), total, home, readings, tallied, missing)
+    shown = float(billed) if billed is not None else None
+    return DayReport(day, len(starts), total, home, readings, tallied, missing, shown)
 
 
 def day_reports(

@@ -73,6 +73,7 @@ def _obj(r: "DayReport") -> dict[str, Any]:
         "half_hours": r.half_hours,
         "settled": r.settled,
         "settled_kwh": r6(r.settled_kwh),
+        "billed_kwh": r6(r.billed_kwh),
         "home_mini_kwh": r6(r.home_mini_kwh),
         "difference_kwh": r6(r.difference_kwh),
         "difference_pct": None if r.difference_pct is None else round(r.difference_pct, 2),
@@ -100,9 +101,9 @@ def _table(reports: "list[DayReport]") -> None:
         if r.settled_kwh is None:
             settled, diff = "—", "not yet settled"
         elif not r.tallied:
-            settled, diff = f"{r.settled_kwh:.2f}", "—"
+            settled, diff = f"{r.billed_kwh:.2f}", "—"
         else:
-            settled = f"{r.settled_kwh:.2f}"
+            settled = f"{r.billed_kwh:.2f}"  # the bill's kWh, as `costs` shows it
             pct = f" {r.difference_pct:5.1f}%" if r.difference_pct is not None else ""
             diff = f"{r.difference_kwh:.2f}{pct}"
         cover = f"{r.coverage * 100:.1f}%" if r.tallied else "—"

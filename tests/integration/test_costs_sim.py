@@ -299,3 +299,24 @@ def test_days_the_daemon_did_not_ask_for_are_fetched_even_right_after_its_fetch(
     out = json.loads(result.output)
     assert out["api_calls"] > 0
     assert all(d["source"] == "settled" for d in out["days"])
+
+
+def test_costs_and_reconcile_show_the_same_kwh_for_the_same_day(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    home, _ = sim
+    today = uk_day(home.clock())
+    first, last = today - timedelta(days=6), today - timedelta(days=3)
+    args = ["--since", first.isoformat(), "--until", last.isoformat()]
+    costs_out = json.loads(invoke(*args, "--json").output)
+    rec = CliRunner().invoke(app, ["reconcile", *args, "--json"])
+    assert rec.exit_code == 0, rec.output
+    settled = {d["day"]: d["billed_kwh"] for d in json.loads(rec.output)["days"]}
+    rows = [d for d in costs_out["days"] if d["fuel"] == "electricity"]
+    assert len(rows) == 4
+    for row in rows:  # one figure, one rounding: the bill's kWh
+        assert row["kwh"] == settled[row["day"]], row["day"]
+        assert f"{row['kwh']:.2f}" == f"{settled[row['day']]:.2f}"
+    text = CliRunner().invoke(app, ["reconcile", *args]).output
+    for row in rows:
+        assert f"{row['kwh']:.2f}" in text
