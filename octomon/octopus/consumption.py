@@ -7,6 +7,7 @@ the window asked for, so rows outside it are dropped here, in one place.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from octomon.octopus.rest import RestClient
 
 PAGE_SIZE = 25_000  # a year of half-hours: one request for any window octomon asks for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,30 @@ def fetch(client: Rest, meter: Meter, since: datetime, until: datetime) -> dict[
         },
     )
     out: dict[datetime, float] = {}
+    unusable = 0
     for row in rows:
         start, value = row.get("interval_start"), row.get("consumption")
-        if not isinstance(start, str) or isinstance(value, bool):
-            continue
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
         try:
-            at = parse_instant(start)
+            at = parse_instant(start) if isinstance(start, str) else None
         except ValueError:
+            at = None
+        number = (
+            float(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else math.nan
+        )
+        if at is None or not math.isfinite(number):
+            unusable += 1
             continue
         if since <= at < until:
-            out[at] = float(value)
+            out[at] = number
+    if unusable:  # one line: those half-hours stay unsettled and are asked for again
+        log.warning(
+            "the Octopus API sent %d consumption row(s) for meter %s without a usable "
+            "interval_start or consumption: skipped",
+            unusable,
+            meter.serial,
+        )
     return out
 
 

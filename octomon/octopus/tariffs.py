@@ -171,8 +171,9 @@ class _Row(NamedTuple):
     specific: bool  # the row names our payment method (beats a null row)
 
 
-def _rows(raw: list[dict[str, Any]], method: str) -> list[_Row]:
+def _rows(raw: list[dict[str, Any]], method: str, what: str = "a tariff") -> list[_Row]:
     out = []
+    unusable = 0
     for item in raw:
         pm = item.get("payment_method")
         if pm is not None and pm != method:
@@ -183,9 +184,15 @@ def _rows(raw: list[dict[str, Any]], method: str) -> list[_Row]:
             gbp(item.get("value_exc_vat")),
         )
         if start is None or inc is None or exc is None:
-            log.debug("skipping a rate row without a start or a value")
+            unusable += 1
             continue
         out.append(_Row(start, _instant(item.get("valid_to")), inc, exc, pm is not None))
+    if unusable:  # one line; the half-hours they would price stay unpriced, and say so
+        log.warning(
+            "the Octopus API sent %d row(s) of %s without a valid_from or a numeric price: skipped",
+            unusable,
+            what,
+        )
     # Later and more specific rows are applied last, so they win.
     return sorted(out, key=lambda r: (r.specific, r.start))
 
@@ -259,7 +266,7 @@ def _price_agreement(
 
     def get(kind: str) -> list[_Row]:
         try:
-            return _rows(client.get_all(base + kind + "/", params), method)
+            return _rows(client.get_all(base + kind + "/", params), method, f"{kind} of {code}")
         except NotFound:
             raise NotFound(
                 f"the Octopus API has no {kind} for tariff {code} (product "
