@@ -30,6 +30,7 @@ from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
 from octomon.state import State, StateStore
 from octomon.store.cache import Cache
+from tests.helpers.cli import set_clock
 from tests.helpers.clock import ManualClock
 from tests.helpers.lineproto import readings_of
 from tests.helpers.sim_faults import FaultySim
@@ -488,10 +489,14 @@ def test_dates_are_iso_8601_in_utc(raw: str, expected: datetime) -> None:
         (["--since", "2999-01-01"], "error: --since 2999-01-01T00:00:00Z is in the future (now is"),
     ],
 )
-def test_bad_dates_are_one_line_exit_2(args: list[str], message: str) -> None:
+def test_bad_dates_are_one_line_exit_2(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from octomon.cli import app
+
+    set_clock(monkeypatch, ManualClock(NOW))  # the dates above, judged at any wall-clock time
 
     result = CliRunner().invoke(app, ["backfill", *args])
     assert result.exit_code == 2
@@ -500,10 +505,12 @@ def test_bad_dates_are_one_line_exit_2(args: list[str], message: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_settings_are_all_validated_exit_2() -> None:
+def test_settings_are_all_validated_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from octomon.cli import app
+
+    set_clock(monkeypatch, ManualClock(NOW))
 
     result = CliRunner().invoke(app, ["backfill", "--since", "2026-11-26"])
     assert result.exit_code == 2
