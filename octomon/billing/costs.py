@@ -251,6 +251,10 @@ def day_cost(
 ) -> DayCost:
     fuel, direction = series
     slots = half_hours(day)
+    points = [p for p in book.points if p.series == series]
+    if points and not any(p.agreement_at(hh) for p in points for hh in (slots[0], slots[-1])):
+        # no tariff of the account in force that day (before it was yours): not a cost
+        return DayCost(day, fuel, direction, MISSING, half_hours=len(slots), missing=("tariff",))
     source, kwh = _consumption(day, series, settled, tally)
     charge = book.standing_charge(day, fuel, direction) if direction == "import" else None
     standing = pennies(charge.standing_charge) if charge is not None else None

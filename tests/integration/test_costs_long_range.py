@@ -5,14 +5,14 @@ shows each day with its year."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from typer.testing import CliRunner
 
 from octomon.cli import app
 from octomon.sim import SimHomeMini, SimServer
-from octomon.uktime import uk_day
+from octomon.uktime import uk_day, uk_midnight
 from tests.helpers.cli import point_at_sim
 
 pytestmark = [
@@ -50,6 +50,7 @@ MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 def test_a_range_across_new_year_shows_the_year(sim: tuple[SimHomeMini, SimServer]) -> None:
     today = uk_day(datetime.now(timezone.utc))
+    sim[0].rest.moved_in_at = uk_midnight(today - timedelta(days=500))  # a customer then
     since = date(today.year - 1, 12, 30)
     until = date(today.year, 1, 2)
     result = CliRunner().invoke(
