@@ -104,14 +104,21 @@ LINE = (
 )
 
 
-def set_aside(cache_dir: Path, readings: int, per_file: int) -> None:
-    """``readings`` refused readings under ``rejected/``, written directly (not by octomon)."""
+def set_aside(cache_dir: Path, readings: int, per_file: int, *, indexed: bool = True) -> None:
+    """``readings`` refused readings under ``rejected/`` as octomon's writer leaves them
+    (the readings, the reason, and the line ``rejected/.counts`` gets), without its fsyncs;
+    ``indexed=False``: files put there by hand (or an older octomon), counted by reading."""
+    from octomon.store.lines import note_count
+
     rdir = cache_dir / "rejected"
     rdir.mkdir(mode=0o700, parents=True)
     for n in range(0, readings, per_file):
         stem = f"rejected_20261127T{n // 60 % 24:02d}{n % 60:02d}00Z_{n}"
-        (rdir / f"{stem}.jsonl").write_text(LINE * min(per_file, readings - n))
+        body = (LINE * min(per_file, readings - n)).encode()
+        (rdir / f"{stem}.jsonl").write_bytes(body)
         (rdir / f"{stem}.txt").write_text("HTTP 422: field type conflict\n")
+        if indexed:
+            note_count(rdir, f"{stem}.jsonl", body)
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from octomon.errors import CacheError
 from octomon.fsutil import ensure_private_dir, fsync_dir, write_synced
 from octomon.readings import AnyReading, format_time
 from octomon.store.cap import REJECTED, REQUEUED, Evicted
-from octomon.store.lines import parse_line, split_lines
+from octomon.store.lines import note_count, parse_line, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class SetAside:
             note = (message.rstrip() + "\n").encode("utf-8", "replace")
             write_synced(path.with_suffix(".txt"), os.O_CREAT | os.O_TRUNC, note)
             fsync_dir(rdir)
+            note_count(rdir, path.name, body)  # `cache status` counts it without reading it
         except OSError as exc:
             raise self._error("set refused readings aside", exc) from None
         return RejectedFile(path, self._cap_after_set_aside(path))

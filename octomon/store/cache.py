@@ -317,7 +317,7 @@ class Cache(SetAside):
             newest=parse_time(newest) if newest else None,
             bytes=total,
             quarantined=count_dir_lines(self.directory / QUARANTINE),
-            rejected=count_dir_lines(self.directory / REJECTED, ".jsonl"),
+            rejected=count_dir_lines(self.directory / REJECTED, ".jsonl", index=True),
         )
 
     def iter_readings(

@@ -104,7 +104,7 @@ def _aside_items(folder: Path, prefix: str) -> list[_Item]:
     for e in entries:
         if e.name == REQUEUED and prefix == REJECTED:
             out.extend(_aside_items(folder / REQUEUED, f"{prefix}/{REQUEUED}"))
-        elif e.is_file(follow_symlinks=False):
+        elif e.is_file(follow_symlinks=False) and not e.name.startswith("."):  # .counts
             groups.setdefault(e.name.rsplit(".", 1)[0], []).append(e)
     for stem, group in groups.items():
         group.sort(key=lambda e: not e.name.endswith(".jsonl"))  # the readings first

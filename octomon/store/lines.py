@@ -12,6 +12,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
+from octomon.fsutil import atomic_write
 from octomon.readings import AnyReading, format_time, from_cache_obj, parse_time
 
 BLOCK = 1 << 20  # bytes read at a time
@@ -143,29 +144,82 @@ def split_lines(data: bytes) -> list[bytes]:
     return out
 
 
-def count_dir_lines(directory: Path, suffix: str = "") -> int:
+COUNTS = ".counts"  # rejected/.counts: "name size lines" per file set aside (an index)
+
+
+def count_dir_lines(directory: Path, suffix: str = "", index: bool = False) -> int:
     """Lines in the files of ``directory`` named ``*suffix``: newlines counted in the bytes,
-    nothing parsed, a few system calls a file (``cache status`` on 10,000 refused readings
-    answers within its start-up target, SPEC §7)."""
+    nothing parsed (``cache status`` on 10,000 refused readings answers within its start-up
+    target, SPEC §7). With ``index``, a file listed in ``directory/.counts`` is not read at
+    all (the listing is the truth: entries of files gone are ignored, files not listed —
+    put there by hand, or by an older octomon — are read)."""
     try:
         with os.scandir(directory) as it:
-            paths = [e.path for e in it if e.name.endswith(suffix) and e.is_file()]
+            entries = [e for e in it if e.name.endswith(suffix) and e.is_file()]
+    except OSError:
+        return 0
+    known = _read_counts(directory) if index else {}
+    count = 0
+    for entry in entries:
+        kept = known.get(entry.name)
+        if kept is not None:  # octomon writes a set-aside file whole, once, and never edits it
+            count += kept[1]
+            continue
+        count += _count_file(entry.path)
+    return count
+
+
+def _count_file(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return 0
     count = 0
-    for path in paths:
+    try:
+        last = b"\n"
+        while data := os.read(fd, BLOCK):
+            count += data.count(b"\n")
+            last = data[-1:]
+        count += last != b"\n"
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    return count
+
+
+def _read_counts(directory: Path) -> dict[str, tuple[int, int]]:
+    """``.counts`` as {name: (size, lines)}; a damaged line is ignored (that file is read)."""
+    try:
+        text = (directory / COUNTS).read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    out: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            out[parts[0]] = (int(parts[1]), int(parts[2]))
+    return out
+
+
+def note_count(directory: Path, name: str, body: bytes) -> None:
+    """Add a file just written whole to ``directory/.counts`` (best effort: without it the
+    file is simply read when counted). Past 64 KiB the index is rewritten with only the
+    files still there."""
+    lines = body.count(b"\n")
+    entry = f"{name} {len(body)} {lines}\n".encode()
+    path = directory / COUNTS
+    try:
+        if path.exists() and path.stat().st_size > 64 * 1024:
+            present = {e.name for e in os.scandir(directory)}
+            kept = "".join(
+                f"{n} {s} {c}\n" for n, (s, c) in _read_counts(directory).items() if n in present
+            )
+            atomic_write(path, kept.encode(), 0o600, durable=False)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            last = b"\n"
-            while data := os.read(fd, BLOCK):
-                count += data.count(b"\n")
-                last = data[-1:]
-            count += last != b"\n"
-        except OSError:
-            continue
+            os.write(fd, entry)
         finally:
             os.close(fd)
-    return count
+    except OSError:
+        pass
