@@ -53,11 +53,7 @@ _ERRORS: dict[str, tuple[str, str, str]] = {  # code -> (message, errorType, err
     "KT-CT-1199": ("Too many requests.", "THROTTLING", ""),
     "KT-CT-4123": ("Unauthorized.", "AUTHORIZATION", "No such account for this user."),
     "KT-GB-4039": ("Unable to query telemetry.", "SERVICE_AVAILABILITY", ""),
-    "KT-GB-4040": (
-        "Invalid telemetry query.",
-        "VALIDATION",
-        "A range needs start, end and grouping.",
-    ),
+    "KT-GB-4040": ("Invalid telemetry query.", "VALIDATION", "Needs start, end and grouping."),
     "KT-GB-4041": ("Invalid telemetry query.", "VALIDATION", "The end must be after the start."),
     "KT-GB-4042": ("Too many requests.", "THROTTLING", ""),
     "KT-GB-4050": ("Smart meter not found.", "NOT_FOUND", ""),
