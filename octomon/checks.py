@@ -4,7 +4,10 @@ client's typed error (the CLI turns it into a message)."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from octomon.clock import Clock, utcnow
@@ -87,3 +90,33 @@ def mqtt_line(settings: Settings) -> str:
 
     check_extras(settings)
     return check(settings)
+
+
+# --- what `configure` runs between its questions -----------------------------------
+
+
+def _wizard_octopus(settings: Settings) -> str:
+    """The Octopus test writes nothing the wizard has not said it writes: its calls go into
+    the ledger of an existing CACHE_DIR/state.json (a running daemon's: the budget is shared),
+    else into a throwaway directory."""
+    if (settings.cache_dir / "state.json").exists():
+        return octopus_line(settings)
+    with tempfile.TemporaryDirectory(prefix="octomon-configure-") as tmp:
+        return octopus_line(settings._replace(cache_dir=Path(tmp)))
+
+
+def _wizard_influx(settings: Settings) -> str:
+    return influx_line(settings, False)
+
+
+def _wizard_slack(settings: Settings) -> str:
+    return slack_line(settings)
+
+
+@dataclass(frozen=True)
+class ConnectionTests:
+    """What the wizard runs after each group of answers: a one-line summary, or a raise."""
+
+    octopus: Callable[[Settings], str] = _wizard_octopus
+    influx: Callable[[Settings], str] = _wizard_influx
+    slack: Callable[[Settings], str] = _wizard_slack

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from octomon import config, envfile, redact
+from octomon.checks import ConnectionTests as ConnectionTests  # used by the tests
 from octomon.cli import ui
 from octomon.config import FIELDS, Settings
 from octomon.envfile import EnvFile
@@ -60,42 +61,6 @@ def register_secret(name: str, value: str) -> None:
         redact.register_url(value)
     elif kind:
         redact.register(value)
-
-
-# --- connection tests ---------------------------------------------------------------
-
-
-def _octopus(settings: Settings) -> str:
-    """The Octopus test writes nothing the wizard has not said it writes: its calls go into
-    the ledger of an existing CACHE_DIR/state.json (a running daemon's: the budget is shared),
-    else into a throwaway directory."""
-    from octomon.checks import octopus_line
-
-    if (settings.cache_dir / "state.json").exists():
-        return octopus_line(settings)
-    with tempfile.TemporaryDirectory(prefix="octomon-configure-") as tmp:
-        return octopus_line(settings._replace(cache_dir=Path(tmp)))
-
-
-def _influx(settings: Settings) -> str:
-    from octomon.checks import influx_line
-
-    return influx_line(settings, False)
-
-
-def _slack(settings: Settings) -> str:
-    from octomon.checks import slack_line
-
-    return slack_line(settings)
-
-
-@dataclass(frozen=True)
-class ConnectionTests:
-    """What the wizard runs after each group of answers: a one-line summary, or a raise."""
-
-    octopus: Callable[[Settings], str] = _octopus
-    influx: Callable[[Settings], str] = _influx
-    slack: Callable[[Settings], str] = _slack
 
 
 # --- the wizard ---------------------------------------------------------------------
