@@ -233,3 +233,39 @@ def compare_db(
             t = wrong[0]
             problems.append(f"{name}: {len(wrong)} wrong, e.g. {t}: {got[t]} != {stamps[t]}")
     assert not problems, "; ".join(problems)
+
+
+class QuietAlerts:
+    """An alerter that sends nothing (in-process monitors whose alerts are not the point)."""
+
+    def emit(self, alerts: object) -> None:
+        pass
+
+    def close(self, timeout: float = 3.0) -> None:
+        pass
+
+
+def sim_settings(sim: Any, server: Any, cache_dir: Path, **settings: Any) -> Any:
+    """Settings for an in-process monitor against the simulator (local mode unless given)."""
+    from octomon.config import Settings
+
+    base: dict[str, Any] = {
+        "octopus_api_key": sim.api_key,
+        "octopus_account_number": sim.account_number,
+        "octopus_api_url": server.url,
+        "octopus_rest_url": server.rest_url,
+        "cache_dir": cache_dir,
+        "poll_interval_seconds": 60,
+    }
+    return Settings(**{**base, **settings})
+
+
+def started_monitor(settings: Any, clock: Callable[[], datetime]) -> Any:
+    """The daemon's monitor from ``settings``, started at ``clock()``, alerts silenced."""
+    import threading
+
+    from octomon.wiring import build_monitor
+
+    monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=QuietAlerts())
+    monitor.start(clock())
+    return monitor

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -20,13 +19,11 @@ from typing import Any
 
 import pytest
 
-from octomon.config import Settings
 from octomon.daemon.monitor import Monitor
 from octomon.readings import Reading
 from octomon.sim import SimHomeMini, SimServer
-from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
-from tests.helpers.daemon import cached_readings
+from tests.helpers.daemon import cached_readings, sim_settings, started_monitor
 from tests.helpers.services import free_port
 
 pytest.importorskip("prometheus_client", reason="the octomon[prometheus] extra is not installed")
@@ -34,31 +31,15 @@ pytest.importorskip("prometheus_client", reason="the octomon[prometheus] extra i
 T0 = datetime(2026, 11, 27, 17, 0, 0, tzinfo=timezone.utc)
 
 
-class _Quiet:
-    def emit(self, alerts: object) -> None:
-        pass
-
-    def close(self, timeout: float = 3.0) -> None:
-        pass
-
-
 @pytest.fixture
 def served(
     tmp_path: Path, sim: SimHomeMini, server: SimServer, clock: ManualClock
 ) -> Iterator[tuple[Monitor, str]]:
     port = free_port()
-    settings = Settings(
-        octopus_api_key=sim.api_key,
-        octopus_account_number=sim.account_number,
-        octopus_api_url=server.url,
-        octopus_rest_url=server.rest_url,
-        cache_dir=tmp_path / "cache",
-        poll_interval_seconds=60,
-        octopus_gas="off",
-        http_listen=f"127.0.0.1:{port}",
+    settings = sim_settings(
+        sim, server, tmp_path / "cache", octopus_gas="off", http_listen=f"127.0.0.1:{port}"
     )
-    monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=_Quiet())
-    monitor.start(clock())
+    monitor = started_monitor(settings, clock)
     try:
         yield monitor, f"http://127.0.0.1:{port}"
     finally:

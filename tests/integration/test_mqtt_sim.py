@@ -5,7 +5,6 @@ configs are what Home Assistant accepts, and they come back when Home Assistant 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -13,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from octomon.config import Settings
 from octomon.daemon.monitor import Monitor
 from octomon.sim import SimHomeMini, SimServer
-from octomon.wiring import build_monitor
 from tests.helpers.clock import ManualClock
-from tests.helpers.daemon import cached_readings
+from tests.helpers.daemon import cached_readings, sim_settings, started_monitor
 from tests.helpers.mosquitto import Mosquitto, Watcher, mosquitto, retained
 
 pytest.importorskip("paho.mqtt", reason="the octomon[mqtt] extra is not installed")
@@ -80,27 +77,8 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 def rig(
     tmp_path: Path, sim: SimHomeMini, server: SimServer, clock: ManualClock, mqtt_url: str
 ) -> Monitor:
-    settings = Settings(
-        octopus_api_key=sim.api_key,
-        octopus_account_number=sim.account_number,
-        octopus_api_url=server.url,
-        octopus_rest_url=server.rest_url,
-        cache_dir=tmp_path / "cache",
-        poll_interval_seconds=60,
-        octopus_gas="off",
-        mqtt_url=mqtt_url,
-    )
-    monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=_Quiet())
-    monitor.start(clock())
-    return monitor
-
-
-class _Quiet:
-    def emit(self, alerts: object) -> None:
-        pass
-
-    def close(self, timeout: float = 3.0) -> None:
-        pass
+    settings = sim_settings(sim, server, tmp_path / "cache", octopus_gas="off", mqtt_url=mqtt_url)
+    return started_monitor(settings, clock)
 
 
 def newest_stored(cache_dir: Path):  # type: ignore[no-untyped-def]
@@ -192,17 +170,10 @@ def test_gas_prices_and_todays_figures_come_from_the_tally_and_the_tariffs(
     from octomon.uktime import uk_day, uk_midnight
     from tests.helpers.daemon import cached_gas
 
-    settings = Settings(
-        octopus_api_key=sim.api_key,
-        octopus_account_number=sim.account_number,
-        octopus_api_url=server.url,
-        octopus_rest_url=server.rest_url,
-        cache_dir=tmp_path / "cache",
-        poll_interval_seconds=300,
-        mqtt_url=broker.url,
+    settings = sim_settings(
+        sim, server, tmp_path / "cache", poll_interval_seconds=300, mqtt_url=broker.url
     )
-    monitor = build_monitor(settings, stop=threading.Event(), clock=clock, alerter=_Quiet())
-    monitor.start(clock())
+    monitor = started_monitor(settings, clock)
     watcher = Watcher(broker)
     try:
         for _ in range(24):  # two hours: poll cycles, and the jobs (tariffs, gas) when due
