@@ -110,7 +110,7 @@ class TariffsJob:
         account, then unit rates (day and night for E-2R) and standing charges per meter
         point, one page each (page_size 1500: more than 30 days of half-hours)."""
         cached = self.tariffs.cached()
-        points = cached.book.points if cached is not None else []
+        points = cached.points if cached is not None else []
         if not points:
             return 5  # the account, an electricity and a gas meter point
         return 1 + sum(

@@ -20,6 +20,7 @@ from octomon.config import night_window
 from octomon.errors import InfluxUnavailable
 from octomon.octopus.budget import Budget
 from octomon.octopus.pricebook import half_hour_floor
+from octomon.octopus.published import Pricing
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
@@ -106,8 +107,7 @@ def make_rig(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[MakeRig]:
             client,
             sim.account_number,
             cache_dir,
-            night=night_window(night),
-            payment_method=payment,
+            pricing=Pricing(payment, night_window(night)),
             state=store,
             sink=sink,
         )
