@@ -133,6 +133,12 @@ class TariffsJob:
                 self._named.add(why)
                 log.warning("tariffs: %s; the other meter points are fetched and stored", why)
         self.max_calls = self._estimate()
+        if result.repriced:
+            log.info(
+                "tariffs: %d stored price point(s) written again, priced for %s (no API call)",
+                result.repriced,
+                self.tariffs.pricing.signature(),
+            )
         if result.points:
             log.info(
                 "tariffs: %d price point(s) %s (%d API call(s))",
