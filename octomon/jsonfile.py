@@ -60,6 +60,10 @@ class Damaged(ValueError):
     """A file's content is not what its reader expects."""
 
 
+class Outdated(Exception):
+    """A file an older octomon wrote in a layout this one no longer reads (``Kind.older``)."""
+
+
 @dataclass(frozen=True)
 class Kind(Generic[T]):
     """How one file is read and written."""
@@ -72,6 +76,9 @@ class Kind(Generic[T]):
     held: Callable[[bytes], str]  # what a damaged file held, for the warning
     then: str  # what happens next, for the warning ("prices are fetched again")
     unversioned: bool = False  # a file without "version" (older octomon) reads as ``version``
+    # Set: a file of an earlier version (or without one) is no damage but read as empty,
+    # said once at INFO with this, and replaced at the next write (not set aside).
+    older: str | None = None
     durable: bool = True  # fsync'ed (False: a view, such as status.json)
     sort_keys: bool = False
     # The set-aside copy's bytes: registered secrets (and token-bearing keys) masked;
@@ -122,6 +129,7 @@ class JsonFile(Generic[T]):
         self.lock_path = self.directory / lock
         self.set_aside: Path | None = None  # the copy of the damaged file this object made
         self._unreadable = Latch(log)
+        self._outdated: bytes | None = None  # the older file last said so
 
     # --- reading ---------------------------------------------------------------------
 
@@ -143,6 +151,14 @@ class JsonFile(Generic[T]):
             return self.kind.empty(), None
         try:
             value = self.decode(raw)
+        except Outdated as exc:
+            self._unreadable.ok()
+            if self._outdated != raw:
+                self._outdated = raw
+                log.info(
+                    "%s was written by an older octomon (%s): %s", self.path, exc, self.kind.older
+                )
+            return self.kind.empty(), None
         except DAMAGE as exc:
             reason = _reason(exc)
         else:
@@ -164,6 +180,8 @@ class JsonFile(Generic[T]):
         if not isinstance(obj, dict):
             raise Damaged("not a JSON object")
         version = obj.get("version", None if not self.kind.unversioned else self.kind.version)
+        if self.kind.older and _earlier(version, self.kind.version):
+            raise Outdated("no version" if version is None else f"version {version}")
         if version != self.kind.version or isinstance(version, bool):
             raise Damaged(f"version {version!r}, not {self.kind.version}")
         return self.kind.decode(obj)
@@ -243,6 +261,12 @@ class JsonFile(Generic[T]):
             exc.strerror or exc,
             self.kind.then,
         )
+
+
+def _earlier(version: Any, current: int) -> bool:
+    return version is None or (
+        isinstance(version, int) and not isinstance(version, bool) and 0 < version < current
+    )
 
 
 def _reason(exc: BaseException) -> str:

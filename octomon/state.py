@@ -41,7 +41,14 @@ VERSION = 1
 
 # Written only when set (most files never hold them).
 _OPTIONAL_INSTANTS = ("gas_cursor", "gas_newest", "gas_absent_at", "first_window_start")
-_OPTIONAL_TEXTS = ("gas_device_id", "gas_mprn", "gas_serial", "gas_units", "gas_absent")
+_OPTIONAL_TEXTS = (
+    "gas_device_id",
+    "gas_mprn",
+    "gas_serial",
+    "gas_units",
+    "gas_absent",
+    "tariff_priced_as",
+)
 _TIMES = (
     "cursor",
     "refresh_expires_at",
@@ -133,6 +140,9 @@ class State:
     hold_calls: int = 0
     hold_since: datetime | None = None
     tariff_cursors: dict[str, TariffCursor] = field(default_factory=dict)  # "fuel/direction"
+    # The settings the energy_tariff points behind the cursors were priced with
+    # (octomon.octopus.published.Pricing.signature): another one re-prices them.
+    tariff_priced_as: str | None = None
     settled: SettledCursors = field(default_factory=SettledCursors)
     # The tally's part not yet in tally.json (store.tally): per fuel, runs of 10-s slots
     # [first slot's Unix time, µkWh, µkWh, ...], written with the cursor that follows them.

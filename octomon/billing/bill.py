@@ -43,7 +43,7 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
     then price every UK day. An Octopus failure is not fatal: what was kept still answers,
     and the failure is reported in ``errors``."""
     from octomon.billing.settled import SettledStore, fill, known_meters
-    from octomon.billing.tariffs import TariffCache, Tariffs
+    from octomon.billing.tariffs import TariffCache, Tariffs, pricing
     from octomon.errors import OctopusError
     from octomon.readings import calorific
     from octomon.store.tally import Tally
@@ -63,7 +63,7 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
             unpriced = dict(tariffs.unpriced)
         except OctopusError as exc:
             errors.append(f"prices: {exc.message}")
-            cached = TariffCache(cache_dir).load()
+            cached = TariffCache(cache_dir, pricing(settings)).load()
             book = cached.book if cached is not None else TariffBook()
             unpriced = dict(cached.unpriced) if cached is not None else {}
         try:

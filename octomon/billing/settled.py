@@ -332,7 +332,7 @@ def known_meters(
     from octomon.billing.tariffs import TariffCache
 
     cached = TariffCache(cache_dir).load()
-    if cached is not None and cached.book.points:
-        return meters_of(cached.book.points)
+    if cached is not None and cached.points:
+        return meters_of(cached.points)
     kept = [m.meter for m in SettledStore(cache_dir).load().meters.values()]
     return kept or discover(rest(), account_number)

@@ -15,7 +15,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octomon.billing.tariffs import PUBLISH, Cached, TariffCache, Tariffs, tomorrow_known
+from octomon.billing.tariffs import (
+    PUBLISH,
+    Cached,
+    TariffCache,
+    Tariffs,
+    pricing,
+    tomorrow_known,
+)
 from octomon.octopus.pricebook import (
     Price,
     Series,
@@ -182,7 +189,7 @@ def summarise(book: TariffBook, now: datetime, fetched_at: datetime, calls: int)
 def is_current(cached: Cached, now: datetime) -> bool:
     """``tariffs.json`` answers without a call: fetched today (UK), and after 16:05 UK if
     it is past that now and tomorrow's prices were not in it yet."""
-    if uk_day(cached.fetched_at) != uk_day(now) or not cached.book.points:
+    if uk_day(cached.fetched_at) != uk_day(now) or not cached.points:
         return False
     publish = datetime.combine(uk_day(now), PUBLISH, UK)
     if now < publish or cached.fetched_at >= publish:
@@ -197,7 +204,7 @@ def report(settings: Settings, now: datetime, since: date | None = None) -> Tari
     InfluxDB is configured); the daemon's tariff cursor is left alone.
     """
     cache_dir = Path(settings.cache_dir)
-    cached = TariffCache(cache_dir).load()
+    cached = TariffCache(cache_dir, pricing(settings)).load()
     if since is None and cached is not None and is_current(cached, now):
         answer = summarise(cached.book, now, cached.fetched_at, 0)
         answer.unpriced = list(cached.unpriced.values())

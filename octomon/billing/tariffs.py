@@ -21,14 +21,24 @@ import logging
 from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from octomon.billing.prices import CACHE_FILE as CACHE_FILE
 from octomon.billing.prices import Cached as Cached
 from octomon.billing.prices import TariffCache as TariffCache
+from octomon.billing.prices import pricing as pricing
 from octomon.errors import ApiError, NotFound
 from octomon.latch import Latch
-from octomon.octopus.pricebook import MeterPoint, Price, Series, TariffBook, half_hours, midnights
+from octomon.octopus.pricebook import (
+    Book,
+    MeterPoint,
+    Price,
+    Series,
+    TariffBook,
+    half_hours,
+    midnights,
+)
+from octomon.octopus.published import Pricing, Published
 from octomon.octopus.tariffs import fetch, meter_points
 from octomon.state import TariffCursor as Cursor
 from octomon.store import points
@@ -55,7 +65,7 @@ def horizon(now: datetime) -> datetime:
     return datetime.combine(uk_day(now) + timedelta(days=1), time(23, 0), UK).astimezone(UTC)
 
 
-def tomorrow_known(book: TariffBook, now: datetime, unpriced: Collection[Series] = ()) -> bool:
+def tomorrow_known(book: Book[Any, Any], now: datetime, unpriced: Collection[Series] = ()) -> bool:
     """Every meter point still in force at the horizon is priced up to it (those whose
     rates cannot be had aside: asking hourly would not change that)."""
     end = horizon(now)
@@ -83,6 +93,29 @@ def lines(book: TariffBook) -> list[str]:
     return out
 
 
+def repriced(
+    book: Published, cursors: dict[Series, Cursor], was: Pricing | None, pricing: Pricing
+) -> TariffBook:
+    """The half-hours and days of ``book`` stored already (behind their cursor) whose price
+    under ``pricing`` is not the one they were stored with (``was``; None, not known: all of
+    them). A half-hour without a price under ``pricing`` keeps its point."""
+    new = book.priced(pricing)
+    old = book.priced(was) if was is not None else TariffBook()
+    out = TariffBook(list(book.points))
+    for series, cursor in cursors.items():
+        out.prices[series] = {
+            t: p
+            for t, p in new.prices.get(series, {}).items()
+            if t < cursor.prices and old.price_at(t, *series) != p
+        }
+        out.charges[series] = {
+            d: c
+            for d, c in new.charges.get(series, {}).items()
+            if d <= cursor.charges and old.standing_charge(d, *series) != c
+        }
+    return out
+
+
 def write(sink: LineSink, lines: list[str]) -> None:
     """In batches of :data:`octomon.store.points.BATCH` points."""
     points.write(sink, lines)
@@ -106,6 +139,7 @@ class TariffRun(NamedTuple):
     stored: bool  # written to InfluxDB (False in local mode or for the command)
     complete: bool  # tomorrow's prices are all known
     unpriced: tuple[str, ...] = ()  # why a meter point's rates could not be had, one each
+    repriced: int = 0  # energy_tariff points stored before, written again for new settings
 
 
 class Tariffs:
@@ -121,15 +155,12 @@ class Tariffs:
         sink: LineSink | None,
     ) -> Tariffs:
         """The account's tariffs: its number, CACHE_DIR, ECONOMY7_NIGHT, the payment method."""
-        from octomon.config import night_window
-
         assert settings.octopus_account_number
         return cls(
             client,
             settings.octopus_account_number,
             Path(settings.cache_dir),
-            night=night_window(settings.economy7_night),
-            payment_method=settings.octopus_payment_method,
+            pricing=pricing(settings),
             state=state,
             sink=sink,
         )
@@ -140,19 +171,18 @@ class Tariffs:
         account_number: str,
         cache_dir: Path,
         *,
-        night: tuple[int, int],
-        payment_method: str,
+        pricing: Pricing,
         state: StateStore | None,
         sink: LineSink | None,
     ) -> None:
         self.client = client
         self.account_number = account_number
-        self.cache = TariffCache(cache_dir)
-        self.night = night
-        self.payment_method = payment_method
+        self.pricing = pricing
+        self.cache = TariffCache(cache_dir, pricing)
         self.state = state
         self.sink = sink
         self._memory: dict[Series, Cursor] = {}  # the cursor when there is no state.json
+        self._memory_priced_as: str | None = None  # and the settings it was priced with
         self._book: TariffBook | None = None  # the latest prices, for the status each cycle
         self._keeping = Latch(log)  # tariffs.json cannot be written (a full disk)
         # (fuel, direction) -> why its rates cannot be had (a 404 or 400 from the products
@@ -172,15 +202,15 @@ class Tariffs:
             self._book = cached.book if cached is not None else TariffBook()
         return self._book.price_at(now)
 
-    def _known(self, today: date) -> tuple[Cached | None, TariffBook, list[MeterPoint], date]:
+    def _known(self, today: date) -> tuple[Cached | None, Published, list[MeterPoint], date]:
         """What ``tariffs.json`` holds, and the meter points: read from the account once a
         UK day (one request), else those kept."""
         cached = self.cache.load()
-        book = cached.book if cached is not None else TariffBook()
+        book = cached.published if cached is not None else Published()
         for series, why in (cached.unpriced if cached is not None else {}).items():
             self.unpriced.setdefault(series, why)
-        if cached is not None and cached.account_day == today and cached.book.points:
-            return cached, book, list(cached.book.points), cached.account_day
+        if cached is not None and cached.account_day == today and cached.points:
+            return cached, book, list(cached.points), cached.account_day
         return cached, book, meter_points(self.client.account(self.account_number)), today
 
     def refresh(
@@ -189,18 +219,25 @@ class Tariffs:
         """Fetch the prices not yet had up to the end of tomorrow (UK).
 
         ``store`` (the daemon): from the tariff cursor (or ``FIRST_DAYS`` back), written
-        to InfluxDB, then the cursor moves. Else (``octomon tariff``): from today, or
-        what ``tariffs.json`` lacks, kept there only. ``since`` (``tariff --since``): from
-        that instant, stored, the cursor left where it is. Errors propagate (nothing of a
-        failed write is lost: the cursor has not moved).
+        to InfluxDB, then the cursor moves; the points stored under other settings
+        (OCTOPUS_PAYMENT_METHOD, ECONOMY7_NIGHT) that ``tariffs.json`` still holds are
+        re-priced and written again first, without a call. Else (``octomon tariff``): from
+        today, or what ``tariffs.json`` lacks, kept there only. ``since`` (``tariff
+        --since``): from that instant, stored, the cursor left where it is. Errors
+        propagate (nothing of a failed write is lost: the cursor has not moved).
         """
         calls = self.client.calls
         today = uk_day(now)
         _, book, points, account_day = self._known(today)
         cursors = self.cursors()
+        redo = TariffBook()
+        if store and since is None and self.sink is not None:
+            was = self._priced_as()
+            if was is not None and was != self.pricing.signature():
+                redo = repriced(book, cursors, Pricing.parse(was), self.pricing)
         end = horizon(now)
         first = uk_midnight(today - timedelta(days=FIRST_DAYS))
-        fresh = TariffBook(list(points))
+        fresh = Published(list(points))
         moved: dict[Series, Cursor] = {}
         for series in dict.fromkeys(p.series for p in points):
             if since is not None:
@@ -232,11 +269,11 @@ class Tariffs:
             )
         book.merge(fresh)
         book = book.since(uk_midnight(today - timedelta(days=KEEP_DAYS)))
-        self._book = book
+        self._book = book.priced(self.pricing)
         kept = self._keep(Cached(book, now, account_day, dict(self.unpriced)))
         stored = False
         if store or since is not None:
-            body = lines(fresh)
+            body = lines(redo) + lines(fresh.priced(self.pricing))
             if self.sink is not None and body:
                 write(self.sink, body)  # raises: the cursor stays
                 stored = True
@@ -249,6 +286,7 @@ class Tariffs:
             stored,
             complete,
             tuple(self.unpriced.values()),
+            redo.count(),
         )
 
     def cover(self, first: date, last: date, now: datetime) -> tuple[TariffBook, int]:
@@ -261,19 +299,19 @@ class Tariffs:
         cached, book, points, account_day = self._known(today)
         start = uk_midnight(first)
         end = min(uk_midnight(last + timedelta(days=1)), horizon(now))
-        fresh = TariffBook(list(points))
+        fresh = Published(list(points))
         for series in dict.fromkeys(p.series for p in points):
             in_force = [p for p in points if p.series == series]
+            had, had_days = book.prices.get(series, {}), book.charges.get(series, {})
             lacking = [
                 t
                 for t in half_hours(start, end)
-                if book.price_at(t, *series) is None and any(p.agreement_at(t) for p in in_force)
+                if t not in had and any(p.agreement_at(t) for p in in_force)
             ]
             no_charge = [
                 d
                 for d, at in midnights(start, end)
-                if book.standing_charge(d, *series) is None
-                and any(p.agreement_at(at) for p in in_force)
+                if d not in had_days and any(p.agreement_at(at) for p in in_force)
             ]
             if not lacking and not no_charge:
                 continue
@@ -297,7 +335,7 @@ class Tariffs:
             book = book.since(uk_midnight(keep))
             fetched_at = cached.fetched_at if cached is not None else now
             self.cache.save(Cached(book, fetched_at, account_day, dict(self.unpriced)))
-        return book, self.client.calls - calls
+        return book.priced(self.pricing), self.client.calls - calls
 
     def _fetch(
         self,
@@ -307,8 +345,8 @@ class Tariffs:
         end: datetime,
         *,
         charges_from: dict[Series, date],
-    ) -> TariffBook | None:
-        """One meter point's prices, or None when its rates cannot be had: a 404 or 400 from
+    ) -> Published | None:
+        """One meter point's rates, or None when its rates cannot be had: a 404 or 400 from
         the products API or a layout octomon does not price. That is kept in ``unpriced``
         (said once, by the caller) and the other meter points go on; any other error (the
         API away, the budget) propagates."""
@@ -318,8 +356,6 @@ class Tariffs:
                 points,
                 start,
                 end,
-                night=self.night,
-                payment_method=self.payment_method,
                 series={series},
                 charges_from=charges_from,
             )
@@ -342,12 +378,22 @@ class Tariffs:
         self._keeping.ok()
         return True
 
+    def _priced_as(self) -> str | None:
+        """The settings the stored points were priced with (None: not known yet)."""
+        if self.state is None:
+            return self._memory_priced_as
+        return self.state.load().tariff_priced_as
+
     def _advance(self, moved: dict[Series, Cursor]) -> None:
+        """Move the cursors; the points behind them are now priced with the settings of now."""
+        signature = self.pricing.signature()
         if self.state is None:
             self._memory.update(moved)
+            self._memory_priced_as = signature
             return
 
         def update(state: State) -> None:
             state.tariff_cursors.update({"/".join(s): c for s, c in moved.items()})
+            state.tariff_priced_as = signature
 
         self.state.update(update)

@@ -110,7 +110,7 @@ class TariffsJob:
         account, then unit rates (day and night for E-2R) and standing charges per meter
         point, one page each (page_size 1500: more than 30 days of half-hours)."""
         cached = self.tariffs.cached()
-        points = cached.book.points if cached is not None else []
+        points = cached.points if cached is not None else []
         if not points:
             return 5  # the account, an electricity and a gas meter point
         return 1 + sum(
@@ -133,6 +133,12 @@ class TariffsJob:
                 self._named.add(why)
                 log.warning("tariffs: %s; the other meter points are fetched and stored", why)
         self.max_calls = self._estimate()
+        if result.repriced:
+            log.info(
+                "tariffs: %d stored price point(s) written again, priced for %s (no API call)",
+                result.repriced,
+                self.tariffs.pricing.signature(),
+            )
         if result.points:
             log.info(
                 "tariffs: %d price point(s) %s (%d API call(s))",

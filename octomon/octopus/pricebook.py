@@ -2,19 +2,19 @@
 
 :class:`TariffBook` answers ``price_at(half_hour_start, fuel, direction)`` and
 ``standing_charge(uk_day, fuel, direction)`` -- for the ``energy_tariff`` points, ``octomon
-tariff``, and the costs of settled consumption -- and is kept in ``CACHE_DIR/tariffs.json``
-with its prices as decimal strings, so a price read back is exactly the one fetched. It
-also holds the meter points and agreements it was priced for. Times are UTC; UK days
-follow Europe/London (23- and 25-hour days at the clock changes).
+tariff``, and the costs of settled consumption. It is what the published rates
+(:mod:`octomon.octopus.published`, kept in ``CACHE_DIR/tariffs.json``) say for one payment
+method and night window. It also holds the meter points and agreements it was priced for.
+Times are UTC; UK days follow Europe/London (23- and 25-hour days at the clock changes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from octomon.readings import format_time, parse_instant
 from octomon.uktime import HALF_HOUR as HALF_HOUR  # UK days live in octomon.uktime;
@@ -22,7 +22,7 @@ from octomon.uktime import UK as UK  # re-exported for the tariffs' modules
 from octomon.uktime import UTC as UTC
 from octomon.uktime import uk_day as uk_day
 from octomon.uktime import uk_midnight as uk_midnight
-from octomon.units import ELECTRICITY, IMPORT, decimal
+from octomon.units import ELECTRICITY, IMPORT
 from octomon.units import Series as Series  # (fuel, direction), named in octomon.units
 
 
@@ -109,16 +109,54 @@ class MeterPoint:
         return max(found, key=lambda a: a.valid_from) if found else None
 
 
-# --- the book of prices ----------------------------------------------------------------------
+# --- the books: per half-hour and per UK day, per (fuel, direction) ----------------------------
+
+P = TypeVar("P")  # what a half-hour holds
+C = TypeVar("C")  # what a UK day holds
+B = TypeVar("B", bound="Book[Any, Any]")
 
 
 @dataclass
-class TariffBook:
-    """Prices per half-hour and standing charges per UK day, per (fuel, direction)."""
+class Book(Generic[P, C]):
+    """What is known per half-hour and per UK day, per (fuel, direction), and the meter
+    points it is for: priced (:class:`TariffBook`) or as published
+    (:class:`~octomon.octopus.published.Published`)."""
 
     points: list[MeterPoint] = field(default_factory=list)
-    prices: dict[Series, dict[datetime, Price]] = field(default_factory=dict)
-    charges: dict[Series, dict[date, Charge]] = field(default_factory=dict)
+    prices: dict[Series, dict[datetime, P]] = field(default_factory=dict)
+    charges: dict[Series, dict[date, C]] = field(default_factory=dict)
+
+    def covered_until(self, series: Series) -> datetime | None:
+        """The end of the last known half-hour of ``series``."""
+        known = self.prices.get(series)
+        return max(known) + HALF_HOUR if known else None
+
+    def merge(self, other: Book[P, C]) -> None:
+        """Add ``other``'s half-hours and days (newer answers win); its meter points if any."""
+        if other.points:
+            self.points = list(other.points)
+        for series, prices in other.prices.items():
+            self.prices.setdefault(series, {}).update(prices)
+        for series, charges in other.charges.items():
+            self.charges.setdefault(series, {}).update(charges)
+
+    def count(self) -> int:
+        return sum(map(len, self.prices.values())) + sum(map(len, self.charges.values()))
+
+    def since(self: B, start: datetime) -> B:
+        """A copy without the half-hours before ``start`` (and the days before its UK day)."""
+        first = uk_day(start)
+        return type(self)(
+            list(self.points),
+            {s: {t: p for t, p in v.items() if t >= start} for s, v in self.prices.items()},
+            {s: {d: c for d, c in v.items() if d >= first} for s, v in self.charges.items()},
+        )
+
+
+@dataclass
+class TariffBook(Book[Price, Charge]):
+    """Prices per half-hour and standing charges per UK day, per (fuel, direction): the
+    published rates resolved for one payment method and night window."""
 
     def price_at(
         self, half_hour_start: datetime, fuel: str = ELECTRICITY, direction: str = "import"
@@ -131,95 +169,42 @@ class TariffBook:
     ) -> Charge | None:
         return self.charges.get((fuel, direction), {}).get(day)
 
-    def covered_until(self, series: Series) -> datetime | None:
-        """The end of the last priced half-hour of ``series``."""
-        known = self.prices.get(series)
-        return max(known) + HALF_HOUR if known else None
 
-    def merge(self, other: TariffBook) -> None:
-        """Add ``other``'s prices (newer answers win); its meter points if it has any."""
-        if other.points:
-            self.points = list(other.points)
-        for series, prices in other.prices.items():
-            self.prices.setdefault(series, {}).update(prices)
-        for series, charges in other.charges.items():
-            self.charges.setdefault(series, {}).update(charges)
+# --- meter points in CACHE_DIR/tariffs.json ----------------------------------------------------
 
-    def count(self) -> int:
-        return sum(map(len, self.prices.values())) + sum(map(len, self.charges.values()))
 
-    def since(self, start: datetime) -> TariffBook:
-        """A copy without the prices before ``start`` (and the days before its UK day)."""
-        first = uk_day(start)
-        return TariffBook(
-            list(self.points),
-            {s: {t: p for t, p in v.items() if t >= start} for s, v in self.prices.items()},
-            {s: {d: c for d, c in v.items() if d >= first} for s, v in self.charges.items()},
-        )
-
-    # --- CACHE_DIR/tariffs.json: decimal strings, so a price read back is exact ---------------
-
-    def to_obj(self) -> dict[str, Any]:
-        return {
-            "points": [
-                {
-                    "fuel": p.fuel,
-                    "direction": p.direction,
-                    "id": p.identifier,
-                    "serials": list(p.serials),
-                    "agreements": [
-                        [
-                            a.tariff_code,
-                            format_time(a.valid_from),
-                            format_time(a.valid_to) if a.valid_to else None,
-                        ]
-                        for a in p.agreements
-                    ],
-                }
-                for p in self.points
+def points_to_obj(points: list[MeterPoint]) -> list[dict[str, Any]]:
+    return [
+        {
+            "fuel": p.fuel,
+            "direction": p.direction,
+            "id": p.identifier,
+            "serials": list(p.serials),
+            "agreements": [
+                [a.tariff_code, format_time(a.valid_from), _time_or_none(a.valid_to)]
+                for a in p.agreements
             ],
-            "prices": {
-                "/".join(s): [[format_time(t), *map(str, p)] for t, p in sorted(v.items())]
-                for s, v in self.prices.items()
-            },
-            "charges": {
-                "/".join(s): [[d.isoformat(), *map(str, c)] for d, c in sorted(v.items())]
-                for s, v in self.charges.items()
-            },
         }
+        for p in points
+    ]
 
-    @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> TariffBook:
-        """The inverse of :meth:`to_obj`; ``ValueError``/``KeyError``/``TypeError`` if damaged."""
-        points = [
-            MeterPoint(
-                p["fuel"],
-                p["direction"],
-                p["id"],
-                tuple(p["serials"]),
-                tuple(
-                    Agreement(code, parse_instant(a), parse_instant(b) if b else None)
-                    for code, a, b in p["agreements"]
-                ),
-            )
-            for p in obj["points"]
-        ]
 
-        def key(text: str) -> Series:
-            fuel, direction = text.split("/")
-            return (fuel, direction)
-
-        prices = {
-            key(s): {parse_instant(t): Price(c, decimal(i), decimal(e)) for t, c, i, e in rows}
-            for s, rows in obj["prices"].items()
-        }
-        charges = {
-            key(s): {
-                date.fromisoformat(d): Charge(c, decimal(i), decimal(e)) for d, c, i, e in rows
-            }
-            for s, rows in obj["charges"].items()
-        }
-        return cls(points, prices, charges)
+def points_from_obj(obj: list[Any]) -> list[MeterPoint]:
+    """The inverse of :func:`points_to_obj`; ``ValueError``/``KeyError``/``TypeError`` if
+    damaged."""
+    return [
+        MeterPoint(
+            p["fuel"],
+            p["direction"],
+            p["id"],
+            tuple(p["serials"]),
+            tuple(
+                Agreement(code, parse_instant(a), parse_instant(b) if b else None)
+                for code, a, b in p["agreements"]
+            ),
+        )
+        for p in obj
+    ]
 
 
 def _time_or_none(t: datetime | None) -> str | None:

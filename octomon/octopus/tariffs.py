@@ -3,16 +3,18 @@
 * **Discovery** (:func:`meter_points`): the property with ``moved_out_at`` null, its
   electricity meter points (import or export, from ``is_export``) and gas meter points,
   each with its agreements.
-* **Pricing** (:func:`fetch`): for each agreement overlapping the asked span, the rates of
-  its tariff (``standard-unit-rates``, or ``day-``/``night-unit-rates`` for ``E-2R-`` with
-  the ``ECONOMY7_NIGHT`` window) and its standing charges, every page. Each half-hour is
-  priced by the agreement in force *then* (a switch mid-range prices each side right);
-  each UK day's standing charge by the agreement in force at its local midnight. Rows whose
-  ``payment_method`` is set keep only OCTOPUS_PAYMENT_METHOD's; null rows apply to all (a
-  row of the chosen method wins over a null one for the same time). Prices are pence; they
-  become GBP exactly (``Decimal`` ÷ 100). Negative prices are kept.
+* **Rates** (:func:`fetch`): for each agreement overlapping the asked span, the rows of
+  its tariff (``standard-unit-rates``, or ``day-``/``night-unit-rates`` for ``E-2R-``) and
+  its standing charges, every page, kept as published: every payment method's rows, day
+  and night apart. Each half-hour gets the rows of the agreement in force *then* (a switch
+  mid-range prices each side right); each UK day's standing charge those of the agreement
+  in force at its local midnight. Of one payment method (or of the null rows) the later
+  row wins. Prices are pence; they become GBP exactly (``Decimal`` ÷ 100). Negative prices
+  are kept.
 
-The result is a :class:`~octomon.octopus.pricebook.TariffBook`:
+The result is a :class:`~octomon.octopus.published.Published`; its ``priced(pricing)`` --
+OCTOPUS_PAYMENT_METHOD's rows (a row naming it wins over a null one), the night rows in the
+ECONOMY7_NIGHT window -- is the :class:`~octomon.octopus.pricebook.TariffBook` with
 ``price_at(half_hour_start, fuel, direction)`` and ``standing_charge(uk_day, fuel,
 direction)`` for everything that needs a price (``energy_tariff``, ``octomon tariff``, costs).
 """
@@ -35,8 +37,17 @@ from octomon.octopus.pricebook import (
     Series,
     TariffBook,
     half_hours,
-    in_window,
     midnights,
+)
+from octomon.octopus.published import (
+    DAY,
+    METHODS,
+    NIGHT,
+    STANDARD,
+    STANDING,
+    Published,
+    Rate,
+    Rates,
 )
 from octomon.readings import format_time, parse_instant
 from octomon.uktime import UTC
@@ -48,9 +59,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "METHODS",
     "Charge",
     "MeterPoint",
     "Price",
+    "Published",
     "TariffBook",
     "fetch",
     "is_dual_register",
@@ -60,7 +73,6 @@ __all__ = [
 ]
 
 PAGE_SIZE = 1500
-METHODS = {"direct_debit": "DIRECT_DEBIT", "non_direct_debit": "NON_DIRECT_DEBIT"}
 _TARIFF = re.compile(r"^(?P<fuel>[A-Z])-(?P<registers>[0-9A-Z]+)-(?P<product>[A-Z0-9-]+)-[A-Z]$")
 
 
@@ -168,38 +180,35 @@ class _Row(NamedTuple):
     end: datetime | None
     inc: Decimal
     exc: Decimal
-    specific: bool  # the row names our payment method (beats a null row)
+    method: str | None  # the row's payment_method; None: every method
 
 
-def _rows(raw: list[dict[str, Any]], method: str, what: str = "a tariff") -> list[_Row]:
+def _rows(raw: list[dict[str, Any]], what: str = "a tariff") -> list[_Row]:
     out = []
     unusable = 0
     for item in raw:
         pm = item.get("payment_method")
-        if pm is not None and pm != method:
-            continue
         start, inc, exc = (
             _instant(item.get("valid_from")),
             gbp(item.get("value_inc_vat")),
             gbp(item.get("value_exc_vat")),
         )
-        if start is None or inc is None or exc is None:
+        if start is None or inc is None or exc is None or not isinstance(pm, (str, type(None))):
             unusable += 1
             continue
-        out.append(_Row(start, _instant(item.get("valid_to")), inc, exc, pm is not None))
+        out.append(_Row(start, _instant(item.get("valid_to")), inc, exc, pm))
     if unusable:  # one line; the half-hours they would price stay unpriced, and say so
         log.warning(
             "the Octopus API sent %d row(s) of %s without a valid_from or a numeric price: skipped",
             unusable,
             what,
         )
-    # Later and more specific rows are applied last, so they win.
-    return sorted(out, key=lambda r: (r.specific, r.start))
+    return sorted(out, key=lambda r: r.start)  # applied in order: a later row wins
 
 
-def _apply(rows: list[_Row], times: list[datetime]) -> dict[datetime, _Row]:
-    """The row in force at each of ``times`` (sorted), by its validity."""
-    found: dict[datetime, _Row] = {}
+def _apply(rows: list[_Row], times: list[datetime]) -> dict[datetime, dict[str | None, _Row]]:
+    """Per payment method, the row in force at each of ``times`` (sorted), by its validity."""
+    found: dict[datetime, dict[str | None, _Row]] = {}
     if not times:
         return found
     import bisect
@@ -208,8 +217,16 @@ def _apply(rows: list[_Row], times: list[datetime]) -> dict[datetime, _Row]:
         lo = bisect.bisect_left(times, row.start)
         hi = len(times) if row.end is None else bisect.bisect_left(times, row.end)
         for t in times[lo:hi]:
-            found[t] = row
+            found.setdefault(t, {})[row.method] = row
     return found
+
+
+def _rates(code: str, register: str, by_method: dict[str | None, _Row]) -> Rates:
+    """The rows of one register in force at one time, in a stable order."""
+    return tuple(
+        Rate(code, register, method, row.inc, row.exc)
+        for method, row in sorted(by_method.items(), key=lambda m: m[0] or "")
+    )
 
 
 def fetch(
@@ -218,17 +235,15 @@ def fetch(
     start: datetime,
     end: datetime,
     *,
-    night: tuple[int, int],
-    payment_method: str = "direct_debit",
     series: set[Series] | None = None,
     charges_from: Mapping[Series, date] | None = None,
-) -> TariffBook:
-    """Prices of every half-hour and UK midnight in ``[start, end)`` the published rates
-    cover, for the meter points (only ``series`` if given); standing charges only for the
-    UK days from ``charges_from[series]`` on (those before are had already). Raises the
-    client's errors; a 404 becomes ``NotFound`` naming the tariff and product codes."""
-    method = METHODS.get(payment_method, payment_method.upper())
-    book = TariffBook(points=list(points))
+) -> Published:
+    """The published rows in force at every half-hour and UK midnight in ``[start, end)``
+    the rates cover, for the meter points (only ``series`` if given); standing charges
+    only for the UK days from ``charges_from[series]`` on (those before are had already).
+    Raises the client's errors; a 404 becomes ``NotFound`` naming the tariff and product
+    codes."""
+    book = Published(points=list(points))
     for point in points:
         if series is not None and point.series not in series:
             continue
@@ -238,19 +253,17 @@ def fetch(
             if lo >= hi:
                 continue
             first = (charges_from or {}).get(point.series, date.min)
-            _price_agreement(client, book, point, agreement, lo, hi, night, method, first)
+            _fetch_agreement(client, book, point, agreement, lo, hi, first)
     return book
 
 
-def _price_agreement(
+def _fetch_agreement(
     client: RestClient,
-    book: TariffBook,
+    book: Published,
     point: MeterPoint,
     agreement: Agreement,
     lo: datetime,
     hi: datetime,
-    night: tuple[int, int],
-    method: str,
     charges_from: date,
 ) -> None:
     code = agreement.tariff_code
@@ -266,7 +279,7 @@ def _price_agreement(
 
     def get(kind: str) -> list[_Row]:
         try:
-            return _rows(client.get_all(base + kind + "/", params), method, f"{kind} of {code}")
+            return _rows(client.get_all(base + kind + "/", params), f"{kind} of {code}")
         except NotFound:
             raise NotFound(
                 f"the Octopus API has no {kind} for tariff {code} (product "
@@ -275,19 +288,16 @@ def _price_agreement(
             ) from None
 
     times = [t for t in half_hours(lo, hi) if point.agreement_at(t) == agreement]
-    prices = book.prices.setdefault(point.series, {})
-    if is_dual_register(code):
-        day, night_rows = (
-            _apply(get("day-unit-rates"), times),
-            _apply(get("night-unit-rates"), times),
-        )
-        for t in times:
-            row = (night_rows if in_window(t, night) else day).get(t)
-            if row is not None:
-                prices[t] = Price(code, row.inc, row.exc)
-    else:
-        for t, row in _apply(get("standard-unit-rates"), times).items():
-            prices[t] = Price(code, row.inc, row.exc)
+    registers = (
+        [(DAY, "day-unit-rates"), (NIGHT, "night-unit-rates")]
+        if is_dual_register(code)
+        else [(STANDARD, "standard-unit-rates")]
+    )
+    found: dict[datetime, Rates] = {}
+    for register, kind in registers:
+        for t, by_method in _apply(get(kind), times).items():
+            found[t] = found.get(t, ()) + _rates(code, register, by_method)
+    book.prices.setdefault(point.series, {}).update(sorted(found.items()))
     days = [
         (d, at)
         for d, at in midnights(lo, hi)
@@ -295,8 +305,7 @@ def _price_agreement(
     ]
     if days:
         charges = book.charges.setdefault(point.series, {})
-        found = _apply(get("standing-charges"), [at for _, at in days])
+        standing = _apply(get("standing-charges"), [at for _, at in days])
         for d, at in days:
-            row = found.get(at)
-            if row is not None:
-                charges[d] = Charge(code, row.inc, row.exc)
+            if at in standing:
+                charges[d] = _rates(code, STANDING, standing[at])

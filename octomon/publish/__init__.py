@@ -51,4 +51,6 @@ def build_outputs(settings: Settings, clock: Clock) -> Feed | None:
         from octomon.publish.mqtt import MqttOutput
 
         outputs.append(MqttOutput.from_settings(settings))
-    return Feed(outputs, settings.cache_dir, settings.gas_calorific_value)
+    from octomon.billing.prices import pricing
+
+    return Feed(outputs, settings.cache_dir, settings.gas_calorific_value, pricing(settings))

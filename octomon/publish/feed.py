@@ -30,6 +30,7 @@ from octomon.uktime import uk_day, uk_midnight
 
 if TYPE_CHECKING:
     from octomon.octopus.pricebook import TariffBook
+    from octomon.octopus.published import Pricing
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,15 @@ class Feed:
     """The publisher interface the daemon calls; the outputs implement :class:`Output`."""
 
     def __init__(
-        self, outputs: Sequence[Output], cache_dir: Path, calorific_value: float = 39.5
+        self,
+        outputs: Sequence[Output],
+        cache_dir: Path,
+        calorific_value: float = 39.5,
+        pricing: Pricing | None = None,
     ) -> None:
         self.outputs = list(outputs)
         self.cache_dir = Path(cache_dir)
+        self.pricing = pricing  # the settings the kept rates are priced with (None: no prices)
         self.cv = calorific(calorific_value)
         self.view = View()
         self._latches = {o.name: Latch(log) for o in self.outputs}
@@ -215,12 +221,14 @@ class Feed:
         from octomon.store.tally import half_hour_of
 
         path = self.cache_dir / CACHE_FILE
+        if self.pricing is None:
+            return None, None
         try:
             mtime = path.stat().st_mtime
         except OSError:
             return None, None
         if mtime != self._book[0]:
-            cached = TariffCache(self.cache_dir).load()
+            cached = TariffCache(self.cache_dir, self.pricing).load()
             self._book = (mtime, cached.book if cached is not None else None)
         book = self._book[1]
         if book is None:

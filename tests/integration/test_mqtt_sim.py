@@ -164,7 +164,7 @@ def test_gas_prices_and_todays_figures_come_from_the_tally_and_the_tariffs(
 ) -> None:
     from octomon.billing.costs import IMPORT, day_cost
     from octomon.billing.settled import SettledData
-    from octomon.billing.tariffs import TariffCache
+    from octomon.billing.tariffs import TariffCache, pricing
     from octomon.readings import calorific, volume_m3
     from octomon.store.tally import GAS, Tally, half_hour_of
     from octomon.uktime import uk_day, uk_midnight
@@ -203,7 +203,7 @@ def test_gas_prices_and_todays_figures_come_from_the_tally_and_the_tariffs(
         midnight = uk_midnight(uk_day(clock.now))
         today_e = sum(h.micro_kwh for h in tally.half_hours(since=midnight)) / 1e6
         today_g = sum(h.micro_kwh for h in tally.half_hours(GAS, since=midnight)) / 1e6
-        cached = TariffCache(tmp_path / "cache").load()
+        cached = TariffCache(tmp_path / "cache", pricing(settings)).load()
         assert cached is not None
         price = cached.book.price_at(half_hour_of(clock.now))
         assert price is not None

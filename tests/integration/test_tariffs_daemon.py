@@ -23,6 +23,7 @@ from octomon.daemon.schedule import Scheduler, installation_offset, slot
 from octomon.daemon.status import Status
 from octomon.octopus.budget import Budget
 from octomon.octopus.pricebook import half_hour_floor
+from octomon.octopus.published import Pricing
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
@@ -79,8 +80,7 @@ def run_jobs_alone(
         rest,
         sim.account_number,
         tmp_path / "cache",
-        night=night_window("00:30-07:30"),
-        payment_method="direct_debit",
+        pricing=Pricing("direct_debit", night_window("00:30-07:30")),
         state=store,
         sink=None,
     )

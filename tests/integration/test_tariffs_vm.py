@@ -20,6 +20,7 @@ from octomon.config import night_window
 from octomon.errors import InfluxUnavailable
 from octomon.octopus.budget import Budget
 from octomon.octopus.pricebook import half_hour_floor
+from octomon.octopus.published import Pricing
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
@@ -106,8 +107,7 @@ def make_rig(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[MakeRig]:
             client,
             sim.account_number,
             cache_dir,
-            night=night_window(night),
-            payment_method=payment,
+            pricing=Pricing(payment, night_window(night)),
             state=store,
             sink=sink,
         )
@@ -292,3 +292,59 @@ def test_a_full_disk_for_tariffs_json_does_not_stop_the_storing(
     expected = int((end - first).total_seconds() // 1800)
     assert len(rig.read("unit_rate", "gas", wait_for=2 * expected)) == expected
     assert rig.tariffs.cursors()[("gas", "import")].prices == end
+
+
+def test_a_corrected_payment_method_re_prices_the_stored_points_without_a_call(
+    make_rig: MakeRig,
+) -> None:
+    """The daemon stored a week under direct debit; OCTOPUS_PAYMENT_METHOD is corrected to
+    non_direct_debit: its next run writes every kept half-hour and day again with the other
+    method's price (same series and timestamps: InfluxDB keeps the newer), from tariffs.json,
+    no rate fetched; while InfluxDB is away that waits, and happens once it is back."""
+    from octomon.daemon.jobs import TariffsJob
+    from octomon.octopus.published import Pricing
+
+    rig = make_rig(uk(date(2026, 2, 10), 12), uk(date(2026, 1, 25), 12))
+    TariffsJob(rig.tariffs).run(rig.clock())
+    stored = rig.read("unit_rate", "electricity", wait_for=48 * 8)
+    gas_days = rig.read("standing_charge", "gas", wait_for=8)
+    assert {v for _, v in stored.values()} == {FIXED_DD[0]}
+    state = StateStore(rig.tariffs.cache.path.parent)
+    assert state.load().tariff_priced_as == "direct_debit 00:30-07:30"
+    ledger, requests = len(state.load().calls), len(rig.sim.rest.calls)
+
+    def corrected(sink: InfluxSink) -> Tariffs:
+        return Tariffs(
+            rig.tariffs.client,
+            rig.sim.account_number,
+            rig.tariffs.cache.path.parent,
+            pricing=Pricing("non_direct_debit", night_window("00:30-07:30")),
+            state=state,
+            sink=sink,
+        )
+
+    rig.clock.advance(minutes=5)
+    away = InfluxSink("http://127.0.0.1:9", "vm-token", "home", "octopus_energy")
+    with pytest.raises(InfluxUnavailable):
+        TariffsJob(corrected(away)).run(rig.clock())
+    assert state.load().tariff_priced_as == "direct_debit 00:30-07:30"  # not done yet
+
+    rig.clock.advance(minutes=5)
+    run = corrected(InfluxSink(rig.vm.url, "vm-token", "home", "octopus_energy")).refresh(
+        rig.clock()
+    )
+    assert run.calls == 0 and run.points == 0
+    assert run.repriced == 2 * len(stored) + 2 * len(gas_days)  # both fuels, each day's charge
+    assert len(state.load().calls) == ledger  # the budget ledger: no request for it
+    assert len(rig.sim.rest.calls) == requests
+    assert state.load().tariff_priced_as == "non_direct_debit 00:30-07:30"
+    # VictoriaMetrics keeps both samples of a timestamp (InfluxDB keeps the newer one):
+    # every stored half-hour and day was written once more, with the other method's price.
+    unit = rig.vm.export("unit_rate", wait_for=len(stored), measurement="energy_tariff")
+    for ts in stored:
+        assert sorted(unit[ts]) == sorted([FIXED_DD[0], FIXED_NON_DD[0], GAS_DD[0], GAS_NON_DD[0]])
+    standing = rig.vm.export("standing_charge", measurement="energy_tariff")
+    for ts in gas_days:
+        assert GAS_STANDING_NON_DD[0] in standing[ts]
+    again = corrected(InfluxSink(rig.vm.url, "vm-token", "home", "octopus_energy"))
+    assert again.refresh(rig.clock()).repriced == 0  # said and done: once

@@ -19,6 +19,7 @@ from octomon.billing.tariffs import Tariffs
 from octomon.config import night_window
 from octomon.daemon.jobs import TariffsJob
 from octomon.octopus.budget import Budget
+from octomon.octopus.published import Pricing
 from octomon.octopus.rest import RestClient
 from octomon.sim import SimHomeMini, SimServer
 from octomon.sim import account as ids
@@ -103,8 +104,7 @@ def test_the_daemon_keeps_storing_import_and_gas_prices_and_warns_once(
             client,
             sim.account_number,
             tmp_path,
-            night=night_window("00:30-07:30"),
-            payment_method="direct_debit",
+            pricing=Pricing("direct_debit", night_window("00:30-07:30")),
             state=store,
             sink=InfluxSink(victoria.url, "vm-token", "home", "octopus_energy"),
         )

@@ -84,8 +84,8 @@ def truncate(name: str) -> None:
 
 
 def price_na(obj: dict[str, Any]) -> None:
-    rows = next(iter(obj["book"]["prices"].values()))
-    rows[len(rows) // 2][2] = "n/a"  # unit rate inc. VAT: decimal.InvalidOperation
+    rates = next(iter(obj["book"]["rates"].values()))
+    rates[len(rates) // 2][3] = "n/a"  # a unit rate inc. VAT: decimal.InvalidOperation
 
 
 def no_prices(obj: dict[str, Any]) -> None:
@@ -149,3 +149,42 @@ def test_a_damaged_file_is_set_aside_and_every_command_answers(
             assert (cache / other).exists(), f"{other} disappeared"
         if other.startswith("cache_"):
             assert (cache / other).read_bytes().startswith(content)
+
+
+def old_tariffs_file(obj: dict[str, Any], version: int | None) -> None:
+    """tariffs.json as octomon wrote it before it kept the rows as published: one price per
+    half-hour (the payment method and the night window already applied)."""
+    book = obj["book"]
+    book["prices"] = {
+        key: [[t, "E-1R-OLD-21-01-01-C", "0.3", "0.28571"] for t, *_ in rows]
+        for key, rows in book["prices"].items()
+    }
+    book["charges"] = {
+        key: [[d, "E-1R-OLD-21-01-01-C", "0.5", "0.47619"] for d, *_ in rows]
+        for key, rows in book["charges"].items()
+    }
+    del book["rates"]
+    if version is None:
+        del obj["version"]
+    else:
+        obj["version"] = version
+
+
+@pytest.mark.parametrize("version", [1, None])
+def test_a_tariffs_file_of_an_older_octomon_is_fetched_again_not_set_aside(
+    home: SimHomeMini, version: int | None
+) -> None:
+    today = uk_day(datetime.now(UTC))
+    store_home_mini(home, today - timedelta(days=3), today - timedelta(days=1))
+    run_all(today)
+    cache = cache_dir()
+    edit("tariffs.json", lambda obj: old_tariffs_file(obj, version))
+
+    out = run_all(today)
+
+    assert not list(cache.glob("tariffs.json.corrupt-*"))
+    assert "was damaged" not in out and "Traceback" not in out
+    assert "written by an older octomon" in out
+    again = json.loads((cache / "tariffs.json").read_text())
+    assert again["version"] == 2 and again["book"]["rates"]
+    assert "OLD" not in json.dumps(again)  # the old prices are gone: fetched again

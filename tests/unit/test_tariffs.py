@@ -14,6 +14,7 @@ from octomon.billing.tariffs import lines, write
 from octomon.daemon.jobs import next_anchor
 from octomon.errors import ApiError
 from octomon.octopus.pricebook import Price, TariffBook, cheapest_window, in_window
+from octomon.octopus.published import Pricing, Published, Rate
 from octomon.octopus.tariffs import gbp, is_dual_register, meter_points, product_code
 
 UK = ZoneInfo("Europe/London")
@@ -181,12 +182,66 @@ def test_points_are_written_in_batches() -> None:
     assert all(body.count("\n") == count for body, count in sent)
 
 
-def test_the_book_round_trips_through_json_exactly() -> None:
+def e7_rates(code: str = "E-2R-VAR-22-11-01-A") -> tuple[Rate, ...]:
+    return (
+        Rate(code, "day", "DIRECT_DEBIT", Decimal("0.29505"), Decimal("0.281")),
+        Rate(code, "day", "NON_DIRECT_DEBIT", Decimal("0.3"), Decimal("0.28571")),
+        Rate(code, "night", "DIRECT_DEBIT", Decimal("0.132174"), Decimal("0.12588")),
+        Rate(code, "night", "NON_DIRECT_DEBIT", Decimal("0.1428"), Decimal("0.136")),
+    )
+
+
+def test_the_published_rows_round_trip_through_json_exactly() -> None:
     import json
 
-    book = book_of({datetime(2026, 1, 31, 13, 30, tzinfo=UTC): "-0.02079"})
-    again = TariffBook.from_obj(json.loads(json.dumps(book.to_obj())))
-    assert again.prices == book.prices
+    t = datetime(2026, 1, 31, 13, 30, tzinfo=UTC)
+    agile = Rate("E-1R-AGILE-24-10-01-C", "standard", None, Decimal("-0.02079"), Decimal("-0.0198"))
+    standing = Rate(
+        "E-2R-VAR-22-11-01-A", "standing", "DIRECT_DEBIT", Decimal("0.4"), Decimal("0.38")
+    )
+    book = Published(
+        prices={("electricity", "import"): {t: e7_rates(), t + timedelta(minutes=30): (agile,)}},
+        charges={("electricity", "import"): {date(2026, 1, 31): (standing,)}},
+    )
+    obj = json.loads(json.dumps(book.to_obj()))
+    assert len(obj["rates"]["electricity/import"]) == 6  # each distinct row once
+    again = Published.from_obj(obj)
+    assert again.prices == book.prices and again.charges == book.charges
+
+
+def test_the_kept_rows_are_priced_for_the_payment_method_and_the_night_window() -> None:
+    night, day = datetime(2026, 1, 31, 1, 0, tzinfo=UTC), datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    series = ("electricity", "import")
+    book = Published(prices={series: {night: e7_rates(), day: e7_rates()}})
+    dd = book.priced(Pricing("direct_debit", (30, 450)))
+    assert dd.prices[series][night].unit_rate == Decimal("0.132174")
+    assert dd.prices[series][day].unit_rate == Decimal("0.29505")
+    other = book.priced(Pricing("non_direct_debit", (600, 780)))  # 10:00-13:00: noon is night
+    assert other.prices[series][night].unit_rate == Decimal("0.3")
+    assert other.prices[series][day].unit_rate == Decimal("0.1428")
+
+
+def test_a_row_naming_the_payment_method_wins_over_a_null_one() -> None:
+    t = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    code = "E-1R-VAR-22-11-01-A"
+    rates = (
+        Rate(code, "standard", None, Decimal("0.2"), Decimal("0.19")),
+        Rate(code, "standard", "DIRECT_DEBIT", Decimal("0.25"), Decimal("0.24")),
+    )
+    book = Published(prices={("electricity", "import"): {t: rates}})
+    assert book.priced(Pricing("direct_debit", (30, 450))).price_at(t) == Price(
+        code, Decimal("0.25"), Decimal("0.24")
+    )
+    assert book.priced(Pricing("non_direct_debit", (30, 450))).price_at(t) == Price(
+        code, Decimal("0.2"), Decimal("0.19")
+    )
+
+
+def test_the_pricing_signature_reads_back() -> None:
+    pricing = Pricing("non_direct_debit", (1410, 390))
+    assert pricing.signature() == "non_direct_debit 23:30-06:30"
+    assert Pricing.parse(pricing.signature()) == pricing
+    assert Pricing.parse("direct_debit nonsense") is None
 
 
 # --- the schedule: 16:05 UK daily, hourly at hh:05 while tomorrow is missing, until 23:00 ---
@@ -228,7 +283,7 @@ def test_rates_missing_from_the_api_name_the_tariff_and_the_product() -> None:
     point = MeterPoint("electricity", "import", "1900", ("S1",), (Agreement(code, t0, None),))
     client = RestClient(api_key="sk_live_" + "x" * 24, base_url=base, budget=Budget(None, 75))
     with pytest.raises(NotFound) as err:
-        fetch(client, [point], t0, t0 + timedelta(days=1), night=(30, 450))
+        fetch(client, [point], t0, t0 + timedelta(days=1))
     assert str(err.value) == (
         f"the Octopus API has no standard-unit-rates for tariff {code} (product "
         "FLAT2R-24-01-01) on electricity meter point 1900"

@@ -10,7 +10,7 @@ import pytest
 
 from octomon import redact
 from octomon.errors import BadNumber
-from octomon.octopus.pricebook import Price, TariffBook
+from octomon.octopus.published import Published, Rate
 from octomon.units import decimal, decimal_or_none
 
 T0 = datetime(2026, 11, 27, 14, 0, tzinfo=timezone.utc)
@@ -60,11 +60,10 @@ def test_the_message_holds_no_secret_and_stays_short() -> None:
 def test_a_kept_price_of_n_a_is_a_value_error_not_an_invalid_operation() -> None:
     """tariffs.json with a price changed to "n/a": its reader sees a ValueError (a damaged
     file), never decimal.InvalidOperation ("unexpected … please report it")."""
-    book = TariffBook(
-        [], {("electricity", "import"): {T0: Price("E-1R-X", Decimal("0.2"), Decimal("0.19"))}}
-    )
+    rate = Rate("E-1R-X", "standard", None, Decimal("0.2"), Decimal("0.19"))
+    book = Published([], {("electricity", "import"): {T0: (rate,)}})
     obj = book.to_obj()
-    assert TariffBook.from_obj(obj).prices == book.prices
-    obj["prices"]["electricity/import"][0][2] = "n/a"
+    assert Published.from_obj(obj).prices == book.prices
+    obj["rates"]["electricity/import"][0][3] = "n/a"
     with pytest.raises(ValueError, match="not a number: 'n/a'"):
-        TariffBook.from_obj(obj)
+        Published.from_obj(obj)
