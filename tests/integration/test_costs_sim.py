@@ -320,3 +320,22 @@ def test_costs_and_reconcile_show_the_same_kwh_for_the_same_day(
     text = CliRunner().invoke(app, ["reconcile", *args]).output
     for row in rows:
         assert f"{row['kwh']:.2f}" in text
+
+
+def test_days_after_a_range_just_asked_for_are_fetched_too(
+    sim: tuple[SimHomeMini, SimServer],
+) -> None:
+    """Asking for one day, then (within the hour) for a range running on past it: the days
+    after the one asked for were never asked, so they are fetched, not shown missing."""
+    home, _ = sim
+    today = uk_day(home.clock())
+    day = today - timedelta(days=6)
+    assert invoke("--since", day.isoformat(), "--until", day.isoformat()).exit_code == 0
+    last = today - timedelta(days=2)
+    result = invoke("--since", day.isoformat(), "--until", last.isoformat(), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["api_calls"] > 0
+    assert {(d["day"], d["source"]) for d in out["days"]} == {
+        ((day + timedelta(days=n)).isoformat(), "settled") for n in range(5)
+    }
