@@ -271,14 +271,9 @@ def test_a_meter_exchange_counts_each_half_hour_once_the_smart_meters(run: Run) 
             assert not near(row["kwh"], want + sum(olds, Decimal(0)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="octomon knows the units of the smart gas meter only (GasMeter from the GraphQL "
-    "account): the replaced meter's settled m³ are kept with their unit unknown, and `costs` "
-    "warns that its gas is not in the costs, though every half-hour of gas is (the smart "
-    "meter's); the GraphQL account does say the old meter's consumptionUnits",
-)
 @pytest.mark.parametrize("run", ["serial-exchange"], indirect=True)
 def test_a_meter_exchange_warns_of_nothing(run: Run) -> None:
+    """The replaced meter's m³ are known to be m³ (the GraphQL account says so): no warning
+    that its gas is left out."""
     _, output = run.costs["month"]
     assert ids.GAS_SERIAL_OLD not in output, output[: output.index("{")]
