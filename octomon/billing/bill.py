@@ -103,8 +103,9 @@ def bill(settings: Settings, first: date, last: date, now: datetime) -> Bill:
 
 def command_units(wiring: Wiring, errors: list[str]) -> Units:
     """A meter's unit for ``costs``: electricity kWh; gas as the daemon's discovery kept it
-    in ``state.json``, else asked once of the GraphQL account (its ``consumptionUnits``;
-    two requests: a token and the account). A failure leaves it unknown and is reported."""
+    in ``state.json``, else asked once of the GraphQL account (the ``consumptionUnits`` of the
+    smart meter or of another meter of its point, a replaced one; two requests: a token and
+    the account). A failure leaves it unknown and is reported."""
     from octomon.billing.settled import units_from_state
     from octomon.errors import OctopusError
 
@@ -122,7 +123,7 @@ def command_units(wiring: Wiring, errors: list[str]) -> Units:
                 errors.append(f"gas meter's units: {exc.message}")
                 asked.append(None)
         found = asked[0]
-        return found.units if found is not None and found.serial == meter.serial else None
+        return found.units_of(meter.serial) if found is not None else None
 
     return unit
 

@@ -52,6 +52,7 @@ class MeterData:
     checked_at: datetime | None = None  # the last time the API was asked
     unit: str | None = KWH  # kWh or m³ (gas: consumptionUnits); else not known or not ours
     checked_from: datetime | None = None  # ... from here to checked_at (None: unknown)
+    checked_to: datetime | None = None  # ... or to here, when it asked less (None: checked_at)
 
     @property
     def usable(self) -> bool:
@@ -150,6 +151,7 @@ class SettledStore:
         checked_at: datetime,
         unit: str | None = KWH,
         checked_from: datetime | None = None,
+        checked_to: datetime | None = None,
     ) -> SettledData:
         """Merge fetched half-hours (as the API gave them, in ``unit``; None: the unit is not
         known yet) in, under the lock; OSError if not written."""
@@ -159,6 +161,7 @@ class SettledStore:
             entry.meter = meter
             entry.checked_at = checked_at
             entry.checked_from = checked_from
+            entry.checked_to = checked_to
             entry.unit = unit if unit is not None else entry.unit
             entry.values.update(values)
             if entry.values:
@@ -178,6 +181,7 @@ def _encode(data: SettledData) -> dict[str, Any]:
             "serial": m.meter.serial,
             "checked_at": format_time(m.checked_at) if m.checked_at else None,
             "checked_from": format_time(m.checked_from) if m.checked_from else None,
+            **({"checked_to": format_time(m.checked_to)} if m.checked_to else {}),
             "unit": m.unit,
             "half_hours": {format_time(k): v for k, v in sorted(m.values.items())},
         }
@@ -201,6 +205,8 @@ def _decode(obj: dict[str, Any]) -> SettledData:
         at = jsonfile.instant(checked) if checked is not None else None
         since = m.get("checked_from")
         since_at = jsonfile.instant(since) if since is not None else None
+        to = m.get("checked_to")
+        to_at = jsonfile.instant(to) if to is not None else None
         values = halves(m["half_hours"], "half_hours")
         if "unit" in m:
             unit = jsonfile.text(m["unit"], "unit") if m["unit"] is not None else None
@@ -208,7 +214,7 @@ def _decode(obj: dict[str, Any]) -> SettledData:
             unit, values = M3, halves(m.get("volumes", {}), "volumes")
         else:
             unit = KWH
-        meters[str(key)] = MeterData(meter, values, at, unit, since_at)
+        meters[str(key)] = MeterData(meter, values, at, unit, since_at, to_at)
     return SettledData(meters)
 
 
@@ -251,13 +257,14 @@ def keep(
     now: datetime,
     units: Units = electricity_in_kwh,
     since: datetime | None = None,
+    until: datetime | None = None,
 ) -> SettledData:
     """Into ``settled.json`` as the API gave them, with the meter's unit (``kWh``, ``m³``, a
     unit octomon does not know as it was said, or None while not known), and that
-    ``[since, now)`` was asked at ``now``."""
+    ``[since, until)`` (``until`` None: ``now``) was asked at ``now``."""
     said = units(meter)
     unit = unit_of(said) or said
-    return settled.add(meter, values, now, unit, since)
+    return settled.add(meter, values, now, unit, since, until)
 
 
 def absent(data: SettledData, meter: Meter, now: datetime) -> bool:
@@ -301,25 +308,28 @@ def fill(
         if absent(data, meter, now):
             continue
         recent = (
-            entry.checked_from
-            if entry is not None and entry.checked_at and entry.checked_at > now - RECHECK
+            (entry.checked_from, entry.checked_to or entry.checked_at)
+            if entry is not None
+            and entry.checked_at
+            and entry.checked_from
+            and entry.checked_at > now - RECHECK
             else None
         )
         lacking = [
             d
             for d in days(since, min(until, today - timedelta(days=1)))
             if (entry is None or not all(hh in entry.values for hh in half_hours(d)))
-            and (recent is None or uk_midnight(d) < recent)
+            and (recent is None or not recent[0] <= uk_midnight(d) < recent[1])
         ]
         if not lacking:
             continue
-        lo, hi = uk_midnight(lacking[0]), uk_midnight(lacking[-1] + timedelta(days=1))
+        lo, hi = uk_midnight(lacking[0]), min(uk_midnight(lacking[-1] + timedelta(days=1)), now)
         asked += 1
         try:
-            values = fetch(rest(), meter, lo, min(hi, now))
+            values = fetch(rest(), meter, lo, hi)
         except NotFound:
             values = {}  # remembered as absent for a day
-        data = keep(settled, meter, values, now, units, lo)
+        data = keep(settled, meter, values, now, units, lo, hi)
         data.calorific_value = calorific_value
     return data, asked
 

@@ -8,7 +8,7 @@ BottlecapDave#1672). Other tools picked the first meter and showed nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # What the account answered about gas (the client's ``gas_status``).
@@ -45,19 +45,36 @@ class GasMeter:
     mprn: str | None
     serial: str | None
     units: str | None = None  # consumptionUnits as the API said it: settled data's unit
+    # (serial, consumptionUnits) of the point's other meters (a replaced one): the unit of
+    # their settled data, for the half-hours only they report (not part of the identity)
+    others: tuple[tuple[str, str | None], ...] = field(default=(), compare=False)
+
+    def units_of(self, serial: str) -> str | None:
+        """The consumptionUnits of this meter or another of its point, by serial."""
+        if serial == self.serial:
+            return self.units
+        return dict(self.others).get(serial)
 
 
 def smart_gas_meter(account: dict[str, Any]) -> GasMeter | None:
     """The first gas meter with a ``smartGasMeter.deviceId``, over every active agreement."""
-    for point, meter in meters(account, "gasAgreements"):
+    listed = list(meters(account, "gasAgreements"))
+    for point, meter in listed:
         smart = meter.get("smartGasMeter")
         device = text_value(smart.get("deviceId")) if isinstance(smart, dict) else None
         if device:
+            serial = text_value(meter.get("serialNumber"))
+            others = tuple(
+                (other, text_value(m.get("consumptionUnits")))
+                for p, m in listed
+                if p is point and (other := text_value(m.get("serialNumber"))) and other != serial
+            )
             return GasMeter(
                 device,
                 text_value(point.get("mprn")),
-                text_value(meter.get("serialNumber")),
+                serial,
                 text_value(meter.get("consumptionUnits")),
+                others,
             )
     return None
 

@@ -24,6 +24,10 @@ Knobs, plain attributes of :class:`SimSettled` (``sim.settled``):
 * ``extra_rows``: on (the default), a request whose ``period_from`` starts an even
   half-hour gets the half-hour before it and the one at ``period_to`` too, when available.
 * ``served``: ``{(serial, interval start UTC): kWh}`` of every row answered (tests compare).
+* ``old_gas_until``: a gas meter exchange. The replaced meter (``GAS_SERIAL_OLD``, no smart
+  device) answers for the half-hours before this instant too, in m³, each a tenth more than
+  the smart meter's figure (so a test sees which serial counted); the smart meter answers as
+  always. Default None: the old serial has no consumption (a 404).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from octomon.readings import volume_m3
-from octomon.sim.account import ELECTRICITY_SERIAL, GAS_SERIAL, MPAN, MPRN
+from octomon.sim.account import ELECTRICITY_SERIAL, GAS_SERIAL, GAS_SERIAL_OLD, MPAN, MPRN
 from octomon.sim.gas import gas_model
 from octomon.sim.household import _DAY, _STEP, _model
 from octomon.uktime import UK, day_bounds, local_iso, uk_day, uk_midnight
@@ -67,6 +71,7 @@ class SimSettled:
         self.extra_rows = True
         self.page_size_cap: int | None = None
         self.served: dict[tuple[str, datetime], float] = {}
+        self.old_gas_until: datetime | None = None
         self.requests = 0
         self._holes_of: date | None = None
         self._holes: frozenset[int] = frozenset()
@@ -111,6 +116,10 @@ class SimSettled:
         """What the gas meter's consumption endpoint says: in its ``consumptionUnits``."""
         return self.gas_kwh(start) if self.sim.gas_units == "kWh" else self.gas_m3(start)
 
+    def old_gas_m3(self, start: datetime) -> Decimal:
+        """The replaced gas meter's m³ for the half-hour at ``start`` (``old_gas_until``)."""
+        return (self.gas_m3(start) * Decimal("1.1")).quantize(Decimal("0.001"))
+
     def available_until(self, now: datetime) -> datetime:
         """The end of the newest settled half-hour at ``now``: the end of yesterday (UK),
         once ``delay`` has passed since UK midnight; else the end of the day before."""
@@ -149,15 +158,20 @@ class SimSettled:
 
         self.requests += 1
         meter = (m["kind"], m["point"], m["serial"])
-        gas = ("gas", MPRN, GAS_SERIAL)
-        if meter not in (("electricity", MPAN, ELECTRICITY_SERIAL), gas) or (
-            meter == gas and self.sim.no_gas
-        ):
+        known = [("electricity", MPAN, ELECTRICITY_SERIAL)]
+        if not self.sim.no_gas:
+            known.append(("gas", MPRN, GAS_SERIAL))
+            if self.old_gas_until is not None:
+                known.append(("gas", MPRN, GAS_SERIAL_OLD))
+        if meter not in known:
             return json_answer(404, {"detail": "Not found."})
         try:
             rows, page, size = self._rows(query, now)
         except ValueError as err:
             return json_answer(400, json.loads(str(err)))
+        if m["serial"] == GAS_SERIAL_OLD and self.old_gas_until is not None:
+            end = self.old_gas_until - timedelta(seconds=HALF_HOUR)
+            rows = [t for t in rows if t <= end]
         first = (page - 1) * size
         if page > 1 and first >= len(rows):
             return json_answer(404, {"detail": "Invalid page."})
@@ -178,7 +192,10 @@ class SimSettled:
         return json_answer(200, body)
 
     def _row(self, kind: str, serial: str, start: datetime) -> dict[str, Any]:
-        value = self.gas_value(start) if kind == "gas" else self.kwh(start)
+        if serial == GAS_SERIAL_OLD:
+            value = self.old_gas_m3(start)
+        else:
+            value = self.gas_value(start) if kind == "gas" else self.kwh(start)
         if self.sim.record:
             self.served[(serial, start)] = float(value)
         return {

@@ -14,7 +14,7 @@ from octomon.octopus.gas import GasMeter
 from octomon.octopus.graphql import OctopusClient
 from octomon.readings import GasReading
 from octomon.sim import DEFAULT_ACCOUNT, DEFAULT_API_KEY, DEFAULT_DEVICE_ID, SimHomeMini, SimServer
-from octomon.sim.account import GAS_DEVICE_ID, GAS_SERIAL, MPRN
+from octomon.sim.account import GAS_DEVICE_ID, GAS_SERIAL, GAS_SERIAL_OLD, MPRN
 from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,10 @@ def test_one_account_query_finds_both_fuels_and_picks_the_smart_gas_meter(
 ) -> None:
     client = client_for(server, clock)
     assert client.device() == DEFAULT_DEVICE_ID
-    assert client.gas() == GasMeter(GAS_DEVICE_ID, MPRN, GAS_SERIAL, "m³")
+    found = client.gas()
+    assert found == GasMeter(GAS_DEVICE_ID, MPRN, GAS_SERIAL, "m³")
+    assert found is not None and found.others == ((GAS_SERIAL_OLD, "m³"),)  # the replaced one
+    assert found.units_of(GAS_SERIAL_OLD) == "m³" and found.units_of("E6S0") is None
     assert client.gas_status == gas.FOUND
     assert ops(sim) == ["token", "account"]
 

@@ -144,3 +144,18 @@ def test_the_smart_gas_meter_answers_in_cubic_metres_and_the_old_one_not_at_all(
         ) < Decimal("0.006")
     old = f"/v1/gas-meter-points/{ids.MPRN}/meters/{ids.GAS_SERIAL_OLD}/consumption/"
     assert get(sim, path=old)[0] == 404
+
+
+def test_a_meter_exchange_the_old_gas_meter_answers_until_it_was_replaced() -> None:
+    sim = SimHomeMini(clock=ManualClock(NOW))
+    sim.settled.extra_rows = False
+    sim.settled.old_gas_until = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    old = f"/v1/gas-meter-points/{ids.MPRN}/meters/{ids.GAS_SERIAL_OLD}/consumption/"
+    status, body = get(sim, path=old, period_from="2026-11-29T00:00:00Z", order_by="period")
+    assert status == 200 and body["count"] == 18  # 00:00 to 09:00 UTC
+    assert body["results"][-1]["interval_end"] == "2026-11-29T09:00:00Z"
+    for row in body["results"]:
+        start = datetime.fromisoformat(row["interval_start"].replace("Z", "+00:00"))
+        assert Decimal(str(row["consumption"])) == sim.settled.old_gas_m3(start)
+    smart = f"/v1/gas-meter-points/{ids.MPRN}/meters/{ids.GAS_SERIAL}/consumption/"
+    assert get(sim, path=smart, period_from="2026-11-29T00:00:00Z")[1]["count"] == 96
