@@ -141,3 +141,13 @@ def test_a_report_knows_what_is_complete() -> None:
     assert report.any_known and not report.complete()
     assert report.total() == report.days[0].total
     assert datetime(2026, 11, 30, tzinfo=UTC) == half_hours(DAY)[0]
+
+
+def test_money_is_rounded_to_the_penny_half_up_and_kwh_half_to_even() -> None:
+    from octomon.billing.costs import billed_kwh, pennies
+
+    assert pennies(Decimal("0.125")) == Decimal("0.13")  # money: a half penny up (the docs say)
+    assert pennies(Decimal("0.135")) == Decimal("0.14")
+    assert pennies(Decimal("-0.125")) == Decimal("-0.13")  # export earnings alike, by magnitude
+    assert billed_kwh(Decimal("0.125")) == Decimal("0.12")  # kWh: half to even (Octopus's rule)
+    assert billed_kwh(Decimal("0.135")) == Decimal("0.14")
