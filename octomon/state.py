@@ -46,6 +46,7 @@ _OPTIONAL_TEXTS = (
     "gas_mprn",
     "gas_serial",
     "gas_units",
+    "gas_others",
     "gas_absent",
     "tariff_priced_as",
 )
@@ -126,6 +127,8 @@ class State:
     gas_mprn: str | None = None
     gas_serial: str | None = None
     gas_units: str | None = None  # its consumptionUnits (settled gas is in these units)
+    # The point's other meters (a replaced one) and their units: "SERIAL=unit SERIAL=unit".
+    gas_others: str | None = None
     # "No gas" as the account said it (octomon.octopus.gas: none, unsupported), and when.
     gas_absent: str | None = None
     gas_absent_at: datetime | None = None

@@ -309,7 +309,8 @@ def _known_gas_meter(state: State) -> GasMeter | None:
 
     if not state.gas_device_id or not state.gas_units:  # units unknown: found again, once
         return None
-    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial, state.gas_units)
+    others = GasMeter.others_from(state.gas_others)
+    return GasMeter(state.gas_device_id, state.gas_mprn, state.gas_serial, state.gas_units, others)
 
 
 def _known_no_gas(state: State) -> tuple[str, datetime] | None:

@@ -25,7 +25,7 @@ from octomon import jsonfile
 from octomon.errors import NotFound
 from octomon.jsonfile import JsonFile, Kind
 from octomon.octopus.consumption import Meter, Rest, discover, fetch, meters_of
-from octomon.octopus.gas import KWH, M3, unit_of
+from octomon.octopus.gas import KWH, M3, GasMeter, unit_of
 from octomon.readings import energy_kwh, format_time, volume_m3
 from octomon.uktime import days, half_hours, uk_day, uk_midnight
 from octomon.units import ELECTRICITY, GAS
@@ -239,13 +239,16 @@ def electricity_in_kwh(meter: Meter) -> str | None:
 
 def units_from_state(store: StateStore) -> Units:
     """The units the daemon's gas discovery kept in ``state.json`` (its smart gas meter's
-    ``consumptionUnits``); electricity is kWh."""
+    ``consumptionUnits``, and those of its point's other meters, a replaced one);
+    electricity is kWh."""
 
     def unit(meter: Meter) -> str | None:
         if meter.fuel == ELECTRICITY:
             return KWH
         state = store.load()
-        return state.gas_units if state.gas_serial == meter.serial else None
+        if state.gas_serial == meter.serial:
+            return state.gas_units
+        return dict(GasMeter.others_from(state.gas_others)).get(meter.serial)
 
     return unit
 

@@ -198,6 +198,7 @@ class GasJob:
                     meter.serial,
                     meter.units,
                 )
+                state.gas_others = meter.others_text()
             state.gas_today = today
             if meter is not None:
                 state.gas_absent = state.gas_absent_at = None

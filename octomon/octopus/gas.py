@@ -49,6 +49,17 @@ class GasMeter:
     # their settled data, for the half-hours only they report (not part of the identity)
     others: tuple[tuple[str, str | None], ...] = field(default=(), compare=False)
 
+    def others_text(self) -> str | None:
+        """``others`` as ``state.json`` keeps them: ``SERIAL=unit SERIAL=unit`` (None: none)."""
+        said = [f"{serial}={units}" for serial, units in self.others if units and " " not in units]
+        return " ".join(said) or None
+
+    @staticmethod
+    def others_from(text: str | None) -> tuple[tuple[str, str | None], ...]:
+        """The inverse of :meth:`others_text`; a malformed pair is left out."""
+        pairs = (item.partition("=") for item in (text or "").split())
+        return tuple((serial, units) for serial, sep, units in pairs if serial and sep and units)
+
     def units_of(self, serial: str) -> str | None:
         """The consumptionUnits of this meter or another of its point, by serial."""
         if serial == self.serial:
