@@ -80,11 +80,23 @@ def holds(row: dict[str, Any], at: datetime) -> bool:
     return (start is None or start <= at) and (end is None or at < end)
 
 
-def in_force(rows: list[dict[str, Any]], at: datetime) -> tuple[Decimal, Decimal]:
-    """(inc VAT, exc VAT) pence of the one DIRECT_DEBIT or all-payment row holding ``at``."""
-    found = [r for r in rows if r["payment_method"] in (None, "DIRECT_DEBIT") and holds(r, at)]
+def in_force(
+    rows: list[dict[str, Any]], at: datetime, method: str = "DIRECT_DEBIT"
+) -> tuple[Decimal, Decimal]:
+    """(inc VAT, exc VAT) pence of the row holding ``at``: the one of ``method`` (the API's
+    name, ``DIRECT_DEBIT``), else the one for every payment method (null)."""
+    found = [r for r in rows if holds(r, at)]
+    mine = [r for r in found if r["payment_method"] == method]
+    found = mine or [r for r in found if r["payment_method"] is None]
     assert len(found) == 1, (at, found)
     return Decimal(str(found[0]["value_inc_vat"])), Decimal(str(found[0]["value_exc_vat"]))
+
+
+def is_night(at: datetime, night: tuple[int, int]) -> bool:
+    """``at`` (UTC) is in the ECONOMY7_NIGHT window of minutes after UTC midnight."""
+    minute = at.hour * 60 + at.minute
+    start, end = night
+    return start <= minute < end if start < end else minute >= start or minute < end
 
 
 @dataclass
@@ -183,6 +195,7 @@ class HandAccount:
     other_units: str = "m³"
     calorific_value: Decimal = Decimal("39.5")
     night: tuple[int, int] = (30, 450)  # ECONOMY7_NIGHT as minutes after UTC midnight
+    payment_method: str = "DIRECT_DEBIT"  # OCTOPUS_PAYMENT_METHOD as the API names it
     points: list[Point] = field(default_factory=list)
     unpriceable: dict[Series, str] = field(default_factory=dict)  # series -> tariff code
     priced_half_hours: list[HalfHour] = field(default_factory=list)
@@ -266,9 +279,7 @@ class HandAccount:
         )
 
     def _is_night(self, at: datetime) -> bool:
-        minute = at.hour * 60 + at.minute
-        start, end = self.night
-        return start <= minute < end if start < end else minute >= start or minute < end
+        return is_night(at, self.night)
 
     # --- pricing a range ------------------------------------------------------------------
 
@@ -296,7 +307,7 @@ class HandAccount:
                 kind = kinds[0] if len(kinds) == 1 else kinds[1 if self._is_night(hh) else 0]
                 rows = self._rate_rows(code, kind, rates_lo, rates_hi)
                 assert rows is not None
-                inc, exc = in_force(rows, hh)
+                inc, exc = in_force(rows, hh, self.payment_method)
                 self.priced_half_hours.append(
                     HalfHour(point.series, hh, code, kwh, kwh * inc / 100, kwh * exc / 100)
                 )
@@ -349,7 +360,7 @@ class HandAccount:
             return None
         rows = self._rates[(code, "standing-charges")]
         assert rows is not None
-        inc, exc = in_force(rows, lo)
+        inc, exc = in_force(rows, lo, self.payment_method)
         return code, inc / 100, exc / 100
 
     # --- the bill of some days ------------------------------------------------------------
