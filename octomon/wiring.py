@@ -203,6 +203,7 @@ class Wiring:
         from octomon.alerts.policy import AlertPolicy
         from octomon.daemon.schedule import installation_offset
         from octomon.publish import build_outputs
+        from octomon.readings import calorific
         from octomon.store.sync import sync
 
         assert self.stop is not None, "the daemon's wiring has a stop event"
@@ -226,6 +227,7 @@ class Wiring:
             offset=installation_offset(s.octopus_account_number),
             clock=self.clock,
             feed=build_outputs(s, self.clock),  # SPEC §13: MQTT, /metrics; None when both off
+            calorific_value=calorific(s.gas_calorific_value),
         )
 
     def _jobs(self, parts: Parts) -> list[tuple[Job, Filler | None]]:

@@ -1,7 +1,6 @@
 """`octomon costs`: what the bill will say, per UK day and fuel (SPEC §12)."""
 
 import json
-import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -163,6 +162,7 @@ def _cells(d: "DayCost", year: bool = False) -> list[str]:
 
 HEADERS = ["UK day", "fuel", "kWh from", "kWh", "energy", "standing", "total"]
 RIGHT = {3, 4, 5, 6}
+WIDE_TABLE = 90  # columns a boxed table of the costs needs
 
 
 def _footer(b: "Bill") -> list[str]:
@@ -272,17 +272,26 @@ def _render(b: "Bill") -> None:
     first, rows = _rows(b)
     headers = [first, *HEADERS[1:]]
     footer = "\n".join(_footer(b))
-    if sys.stdout.isatty():
-        from rich.console import Console
+    if ui.is_terminal():
         from rich.table import Table
 
+        console = ui.console
         table = Table(title="What the bill will say (inc. VAT)", title_justify="left")
+        if console.width < WIDE_TABLE:  # no box: the columns keep their width at 60
+            table.box, table.pad_edge, table.padding = None, False, (0, 1)
+            table.collapse_padding = True
         for i, h in enumerate(headers):
-            table.add_column(h, justify="right" if i in RIGHT else "left")
+            # A day, a fuel and an amount are never cut; "kWh from" wraps at its words.
+            table.add_column(
+                h,
+                justify="right" if i in RIGHT else "left",
+                no_wrap=i != 2,
+                overflow="ellipsis",
+                min_width=7 if i == 2 else None,  # "settled"
+            )
         for row in rows:
             style = "dim" if row[2].startswith("missing") else None
             table.add_row(*row, style=style)
-        console = Console(highlight=False)
         console.print(table)
         console.print(footer, markup=False)
         return

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from types import TracebackType
 
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.file_proxy import FileProxy
 from rich.live import Live
 from rich.measure import Measurement
@@ -92,7 +92,7 @@ class _Spark:
         if spark is None:
             return Text("no readings yet", style="dim")
         blocks, low, high = spark
-        cell = Text(blocks, style="cyan")
+        cell = Text(blocks, style="cyan", no_wrap=True, overflow="ellipsis")
         cell.append(f"  {low:.2f}–{high:.2f} kW", style="dim")
         return cell
 
@@ -108,16 +108,59 @@ def _time(dt: datetime) -> str:
     return dt.strftime("%H:%M:%S UTC")
 
 
-def render(status: Status, now: datetime) -> RenderableType:
-    """The panel for one moment: every value the monitor reports, at a glance."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+NOT_YET = "—"  # a row whose figure is not known (yet): the rows never come and go
 
-    if status.last_demand_kw is not None:
-        grid.add_row("demand", Text(f"{status.last_demand_kw:.3f} kW", style="bold"))
+
+def _dim(text: str) -> Text:
+    return Text(text, style="dim")
+
+
+def render(status: Status | None, now: datetime, *, stopped: bool = False) -> RenderableType:
+    """The panel for one moment: every value the monitor reports, at a glance.
+
+    The rows are the same from the first frame to the last (``—`` where a figure is not
+    known yet: the price before the tariffs are fetched, gas before its first half-hour, or
+    on an account without gas), and each is one line (cut with "…" on a narrow terminal,
+    never wrapped), so nothing jumps when a figure arrives. ``status`` None: starting.
+    ``stopped``: the final frame, left on screen after Ctrl-C or SIGTERM.
+    """
+    grid = Table.grid(padding=(0, 2))
+    rows = _rows(status, now)
+    grid.add_column(style="bold", no_wrap=True, min_width=max(len(label) for label, _ in rows))
+    grid.add_column()  # each value is one line of its own (_line)
+    for label, value in rows:
+        grid.add_row(label, _line(value) if isinstance(value, Text) else value)
+    if status is None:
+        subtitle = "stopped" if stopped else "starting…"
     else:
-        grid.add_row("demand", Text("no reading yet", style="dim"))
+        uptime = format_age(now - status.started_at)
+        end = "stopped" if stopped else "Ctrl-C to stop"
+        subtitle = f"poll every {status.poll_interval} s · up {uptime} · {end}"
+    return Panel(
+        grid,
+        title="[bold]octomon[/bold]",
+        title_align="left",
+        subtitle=subtitle,
+        subtitle_align="right",
+        expand=False,
+    )
+
+
+def _line(text: Text) -> Text:
+    """One line, cut with "…" when the terminal is too narrow: never wrapped."""
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
+
+
+def _rows(status: Status | None, now: datetime) -> list[tuple[str, RenderableType]]:
+    if status is None:
+        labels = [label for label, _ in _rows(Status(now, 0, 0), now)]
+        return [(label, _dim(NOT_YET)) for label in labels]
+    rows: list[tuple[str, RenderableType]] = []
+    if status.last_demand_kw is not None:
+        rows.append(("demand", Text(f"{status.last_demand_kw:.3f} kW", style="bold")))
+    else:
+        rows.append(("demand", _dim("no reading yet")))
 
     if status.last_reading_at is not None:
         age = now - status.last_reading_at
@@ -125,57 +168,42 @@ def render(status: Status, now: datetime) -> RenderableType:
         if age >= STALE_AFTER:
             line.stylize("yellow")
             line.append("  stale: power-cycle the Home Mini if it lasts", style="yellow")
-        grid.add_row("last reading", line)
+        rows.append(("last reading", line))
     else:
-        grid.add_row("last reading", Text("none yet", style="dim"))
+        rows.append(("last reading", _dim("none yet")))
 
     price = status.price_summary()
-    if price is not None:
-        grid.add_row("price", price)
+    rows.append(("price", Text(price) if price is not None else _dim(NOT_YET)))
+    today = status.electricity_today()
+    rows.append(("today", Text(today) if today is not None else _dim(NOT_YET)))
+    gas = status.gas_panel(now)
+    rows.append(("gas today", Text(gas) if gas is not None else _dim(NOT_YET)))
 
-    gas = status.gas_summary(now)
-    if gas is not None:
-        grid.add_row("gas", gas)
-
-    grid.add_row("stored", f"{status.stored_this_session:,} readings this session")
-
+    rows.append(("stored", Text(f"{status.stored_this_session:,} readings this session")))
     mode = Text(MODE_LABELS.get(status.mode, status.mode), style=_MODE_STYLES.get(status.mode, ""))
-    grid.add_row("mode", mode)
-
-    backlog = Text(f"{status.cache_backlog:,} readings")
-    if status.cache_backlog and status.mode != "local":
-        backlog.append("  (waiting for InfluxDB)", style="yellow")
-    grid.add_row("cache backlog", backlog)
+    rows.append(("mode", mode))
+    rows.append(("cache backlog", _backlog(status)))
 
     calls = Text(f"{status.calls_last_hour} / {status.call_budget}")
     if status.call_budget and status.calls_last_hour >= status.call_budget:
         calls.stylize("yellow")
         calls.append("  (budget used: waiting for a free slot)", style="yellow")
-    grid.add_row("API calls (1 h)", calls)
-
-    grid.add_row("last 30 min", _Spark(status.demand_history, now))
-
-    grid.add_row(
-        "last alert", Text(status.last_alert or "none", style="" if status.last_alert else "dim")
-    )
-    if status.last_error:
-        grid.add_row("last error", Text(status.last_error, style="red"))
-    else:
-        grid.add_row("last error", Text("none", style="dim"))
-
-    uptime = format_age(now - status.started_at)
-    return Panel(
-        grid,
-        title="[bold]octomon[/bold]",
-        title_align="left",
-        subtitle=f"poll every {status.poll_interval} s · up {uptime} · Ctrl-C to stop",
-        subtitle_align="right",
-        expand=False,
-    )
+    rows.append(("API calls (1 h)", calls))
+    rows.append(("last 30 min", _Spark(status.demand_history, now)))
+    rows.append(("last alert", Text(status.last_alert) if status.last_alert else _dim("none")))
+    error = status.last_error
+    rows.append(("last error", Text(error, style="red") if error else _dim("none")))
+    return rows
 
 
-def _waiting() -> RenderableType:
-    return Panel(Group(Text("starting…", style="dim")), title="[bold]octomon[/bold]", expand=False)
+def _backlog(status: Status) -> Text:
+    """Local mode keeps every reading in the cache by design: said so, not like a fault."""
+    text = Text(f"{status.cache_backlog:,} readings")
+    if status.mode == "local":
+        text.append(" kept locally (no InfluxDB set)", style="cyan")
+    elif status.cache_backlog:
+        text.append("  (waiting for InfluxDB)", style="yellow")
+    return text
 
 
 class LivePanel:
@@ -190,6 +218,7 @@ class LivePanel:
         self.console = console or Console(highlight=False)
         self.clock = clock
         self._status: Status | None = None
+        self._stopped = False
         self._live = Live(
             console=self.console,
             get_renderable=self._renderable,
@@ -201,9 +230,7 @@ class LivePanel:
         self._logs: contextlib.AbstractContextManager[None] | None = None
 
     def _renderable(self) -> RenderableType:
-        if self._status is None:
-            return _waiting()
-        return render(self._status, self.clock())
+        return render(self._status, self.clock(), stopped=self._stopped)
 
     def update(self, status: Status) -> None:
         self._status = status
@@ -221,6 +248,7 @@ class LivePanel:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stopped = True  # the frame left on screen says so
         try:
             self._live.stop()
         finally:

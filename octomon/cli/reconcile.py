@@ -88,39 +88,73 @@ def _obj(r: "DayReport") -> dict[str, Any]:
     }
 
 
-def _table(reports: "list[DayReport]") -> None:
-    from octomon.uktime import UK
+HEADERS = ["UK day", "settled", "Home Mini", "difference", "coverage", "missing"]
+WIDE = 100  # columns the one-line-a-day table needs (with the missing spans)
+NOTE = "kWh; difference = settled − Home Mini; coverage = readings stored ÷ 180 a half-hour"
 
+
+def _table(reports: "list[DayReport]") -> None:
+    rows = [_row(r) for r in reports]
+    if ui.is_terminal() and ui.console.width < WIDE:
+        _narrow(rows)
+        return
+    if ui.is_terminal():  # a table for the width: "missing" wraps at its words, nothing else
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, padding=(0, 1))
+        for i, h in enumerate(HEADERS):
+            table.add_column(h, justify="left" if i in (0, 5) else "right", no_wrap=i != 5)
+        for row in rows:
+            table.add_row(*row)
+        ui.console.print(table)
+        ui.console.print(NOTE, markup=False)
+        return
     typer.echo(
         f"{'UK day':<10}  {'settled':>9}  {'Home Mini':>9}  {'difference':>16}  "
         f"{'coverage':>8}  missing"
     )
-    for r in reports:
-        day = f"{r.day:%a} {r.day.day:>2} {r.day:%b}"
-        home = f"{r.home_mini_kwh:.2f}" if r.tallied else "—"
-        if r.settled_kwh is None:
-            settled, diff = "—", "not yet settled"
-        elif not r.tallied:
-            settled, diff = f"{r.billed_kwh:.2f}", "—"
-        else:
-            settled = f"{r.billed_kwh:.2f}"  # the bill's kWh, as `costs` shows it
-            pct = f" {r.difference_pct:5.1f}%" if r.difference_pct is not None else ""
-            diff = f"{r.difference_kwh:.2f}{pct}"
-        cover = f"{r.coverage * 100:.1f}%" if r.tallied else "—"
-        if not r.tallied:
-            missing = "before octomon's tally began"
-        elif not r.missing:
-            missing = "none"
-        else:
-            lost = sum(n for _, _, n in r.missing)
-            spans = ", ".join(
-                f"{a.astimezone(UK):%H:%M}–{b.astimezone(UK):%H:%M}"
-                for a, b, _ in r.missing[:SPANS_SHOWN]
-            )
-            more = len(r.missing) - SPANS_SHOWN
-            missing = f"{lost:,} readings in {spans}" + (f" and {more} more" if more > 0 else "")
-        mark = "  ← Home Mini short" if r.short else ""
-        typer.echo(f"{day:<10}  {settled:>9}  {home:>9}  {diff:>16}  {cover:>8}  {missing}{mark}")
-    typer.echo(
-        "kWh; difference = settled − Home Mini; coverage = readings stored ÷ 180 a half-hour"
-    )
+    for day, settled, home, diff, cover, missing in rows:
+        typer.echo(f"{day:<10}  {settled:>9}  {home:>9}  {diff:>16}  {cover:>8}  {missing}")
+    typer.echo(NOTE)
+
+
+def _narrow(rows: "list[tuple[str, str, str, str, str, str]]") -> None:
+    """On a narrower terminal: the figures on one line, what is missing on the next."""
+    from rich.text import Text
+
+    out = ui.console
+    out.print(f"{'UK day':<10} {'settled':>7} {'Home Mini':>9} {'difference':>13} {'coverage':>8}")
+    for day, settled, home, diff, cover, missing in rows:
+        out.print(f"{day:<10} {settled:>7} {home:>9} {diff:>13} {cover:>8}", markup=False)
+        out.print(Text(f"{'':11}missing: {missing}", style="dim"))
+    out.print(NOTE, markup=False)
+
+
+def _row(r: "DayReport") -> tuple[str, str, str, str, str, str]:
+    from octomon.uktime import UK
+
+    day = f"{r.day:%a} {r.day.day:>2} {r.day:%b}"
+    home = f"{r.home_mini_kwh:.2f}" if r.tallied else "—"
+    if r.settled_kwh is None:
+        settled, diff = "—", "not yet settled"
+    elif not r.tallied:
+        settled, diff = f"{r.billed_kwh:.2f}", "—"
+    else:
+        settled = f"{r.billed_kwh:.2f}"  # the bill's kWh, as `costs` shows it
+        pct = f" {r.difference_pct:5.1f}%" if r.difference_pct is not None else ""
+        diff = f"{r.difference_kwh:.2f}{pct}"
+    cover = f"{r.coverage * 100:.1f}%" if r.tallied else "—"
+    if not r.tallied:
+        missing = "before octomon's tally began"
+    elif not r.missing:
+        missing = "none"
+    else:
+        lost = sum(n for _, _, n in r.missing)
+        spans = ", ".join(
+            f"{a.astimezone(UK):%H:%M}–{b.astimezone(UK):%H:%M}"
+            for a, b, _ in r.missing[:SPANS_SHOWN]
+        )
+        more = len(r.missing) - SPANS_SHOWN
+        missing = f"{lost:,} readings in {spans}" + (f" and {more} more" if more > 0 else "")
+    mark = "  ← Home Mini short" if r.short else ""
+    return day, settled, home, diff, cover, missing + mark

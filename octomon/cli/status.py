@@ -136,10 +136,16 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
     price = current.price_summary()
     if price is not None:
         table.add_row("price", f"{price} ({current.tariff_code})")
+    today = current.electricity_today()
+    if today is not None:
+        table.add_row("today", today)
     gas = current.gas_summary(now)
     if gas is not None:
         table.add_row("gas", gas)
-    table.add_row("cache backlog", f"{current.cache_backlog:,} readings")
+    backlog = f"{current.cache_backlog:,} readings"
+    if current.mode == "local":  # every reading is kept in the cache by design
+        backlog += " kept locally (no InfluxDB set)"
+    table.add_row("cache backlog", backlog)
     table.add_row(
         "API calls", f"{current.calls_last_hour} in the last hour (budget {current.call_budget})"
     )
@@ -155,4 +161,4 @@ def _render(current: "Status", now: datetime, healthy: bool, path: str) -> None:
         "last alert", Text(current.last_alert or "none", style="" if current.last_alert else "dim")
     )
     ui.print_unpadded(table)
-    ui.console.print(Text(path, style="dim"))
+    ui.console.print(Text(path, style="dim"), soft_wrap=True)  # a path is never cut

@@ -87,7 +87,10 @@ def _uk(t: datetime, fmt: str = "%H:%M") -> str:
 def _render(r: "TariffReport") -> None:
     from rich.console import Console
 
-    console = Console(highlight=False, soft_wrap=True)
+    # On a terminal, lines wrap at words (a long one is laid out for the width below);
+    # piped, a line is a line.
+    terminal = ui.is_terminal()
+    console = ui.console if terminal else Console(highlight=False, soft_wrap=True)
     out = console.print
     if r.stored:
         out(f"stored {r.stored} energy_tariff points in InfluxDB")
@@ -97,11 +100,13 @@ def _render(r: "TariffReport") -> None:
     if not r.tariffs:
         out("  none found on the current property")
     for t in r.tariffs:
-        out(
-            f"  {_series(t.fuel, t.direction)}  {t.tariff_code}  product {t.product_code}  "
-            f"since {_uk(t.since, '%d %b %Y')}",
-            markup=False,
-        )
+        line = f"  {_series(t.fuel, t.direction)}  {t.tariff_code}"
+        more = f"product {t.product_code}  since {_uk(t.since, '%d %b %Y')}"
+        if not terminal or len(line) + 2 + len(more) <= console.width:
+            out(f"{line}  {more}", markup=False)
+        else:  # narrow: the product and the date under the code, never a code cut in two
+            out(line, markup=False)
+            out(f"    {more}", markup=False)
     if r.standing:
         out("[bold]Standing charges today[/bold] (inc. VAT)")
         for s in r.standing:

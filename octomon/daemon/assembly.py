@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ def assemble_monitor(
     offset: timedelta | None = None,
     clock: Clock = utcnow,
     feed: Feed | None = None,
+    calorific_value: Decimal = Decimal("39.5"),
 ) -> Monitor:
     """A whole monitor from its parts: the writer, the tally, the electricity stream, the
     status board and the scheduler with ``jobs`` (each at start, at the installation's
@@ -65,6 +67,7 @@ def assemble_monitor(
     from octomon.daemon.schedule import Scheduler
     from octomon.daemon.status import Announcer, Board
     from octomon.daemon.stream import Stream, telemetry_of
+    from octomon.daemon.today import TodayFromTally
     from octomon.daemon.writer import Writer
     from octomon.store.tally import Tally, TallyRecorder
 
@@ -80,6 +83,8 @@ def assemble_monitor(
     )
     # SPEC §10: counted once stored; carried in state.json until appended (store.tally)
     tally: Counter = TallyRecorder(Tally(cache_dir), carry=store)
+    today = TodayFromTally(cache_dir, calorific_value)  # the panel's "today", from the tally
+    tally = today.recorder(tally)
     if feed is not None:  # SPEC §13: the outputs see every durable store, gas included
         tally = feed.recorder(tally)
 
@@ -101,6 +106,7 @@ def assemble_monitor(
             scheduler.add(job, clock() - offset)  # at start, then every interval at the offset
             if fill is not None:
                 fillers.append(fill)
+    fillers.append(today.fill)  # after the gas job's: the tally's figures win when it has any
     if feed is not None:
         fillers.append(feed.fill)  # last: it publishes what the others filled in
     return Monitor(

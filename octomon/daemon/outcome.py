@@ -93,7 +93,8 @@ class CycleResult:
             parts.append(f"window {format_time(self.window[0])}..{format_time(self.window[1])}")
         parts += [
             f"mode {self.mode}",
-            f"backlog {self.backlog}",
+            # local mode keeps every reading by design: not a backlog waiting for anything
+            f"kept locally {self.backlog}" if self.mode == "local" else f"backlog {self.backlog}",
             f"API calls {self.calls_last_hour}/{self.call_budget} in the last hour",
         ]
         if self.retry_in:

@@ -59,6 +59,10 @@ class Status:
     last_error: str | None = None
     last_alert: str | None = None
     pid: int = 0
+    # Today (UK day) from the tally (octomon.daemon.today): kWh as `costs` rounds it, and the
+    # day so far with its standing charge, inc. VAT, when the tariffs are known.
+    electricity_today_kwh: float | None = None
+    electricity_today_gbp: float | None = None
     # Gas (SPEC §11): today's totals (UK day) and the newest half-hour stored; None: no gas.
     gas_today_kwh: float | None = None
     gas_today_m3: float | None = None
@@ -109,14 +113,14 @@ class Status:
         return cls(**known)
 
     def gas_summary(self, now: datetime) -> str | None:
-        """``today 12.345 kWh (1.123 m³), £0.72; last half-hour 14:00 UTC (45 min ago)``."""
+        """``today 12.35 kWh (1.123 m³), £0.72; last half-hour 14:00 UTC (45 min ago)``."""
         if self.gas_last_reading_at is None and self.gas_today_kwh is None:
             return None
         from octomon.alerts.policy import duration
 
         today = "today: none yet"
         if self.gas_today_kwh is not None:
-            today = f"today {self.gas_today_kwh:.3f} kWh ({self.gas_today_m3 or 0:.3f} m³)"
+            today = f"today {self.gas_today_kwh:.2f} kWh ({self.gas_today_m3 or 0:.3f} m³)"
             if self.gas_today_gbp is not None:
                 today += f", £{self.gas_today_gbp:.2f}"
         last = self.gas_last_reading_at
@@ -126,14 +130,39 @@ class Status:
         return f"{today}; last half-hour {last.strftime('%H:%M')} UTC ({age} ago)"
 
     def price_summary(self) -> str | None:
-        """``0.56 kW · 24.5 p/kWh · 13.7 p/h``: the rate now and what the demand costs an hour."""
+        """``24.5 p/kWh · 13.7 p/h at this demand``: the rate now and what the demand (shown
+        on its own row) costs an hour."""
         if self.unit_rate is None:
             return None
         rate = f"{self.unit_rate * 100:.1f} p/kWh"
         if self.last_demand_kw is None:
             return rate
         hourly = self.last_demand_kw * self.unit_rate * 100
-        return f"{self.last_demand_kw:.2f} kW · {rate} · {hourly:.1f} p/h"
+        return f"{rate} · {hourly:.1f} p/h at this demand"
+
+    def electricity_today(self) -> str | None:
+        """``5.43 kWh · £1.87 with standing charge``: today (UK day) from the tally."""
+        if self.electricity_today_kwh is None:
+            return None
+        text = f"{self.electricity_today_kwh:.2f} kWh"
+        if self.electricity_today_gbp is not None:
+            text += f" · £{self.electricity_today_gbp:.2f} with standing charge"
+        return text
+
+    def gas_panel(self, now: datetime) -> str | None:
+        """The panel's gas row, short enough for 80 columns: ``12.30 kWh · £0.72 · newest
+        14:00 UTC (45 min ago)``; :meth:`gas_summary` is the long form."""
+        if self.gas_last_reading_at is None and self.gas_today_kwh is None:
+            return None
+        from octomon.alerts.policy import duration
+
+        parts = ["none yet" if self.gas_today_kwh is None else f"{self.gas_today_kwh:.2f} kWh"]
+        if self.gas_today_gbp is not None:
+            parts.append(f"£{self.gas_today_gbp:.2f}")
+        last = self.gas_last_reading_at
+        if last is not None:
+            parts.append(f"newest {last.strftime('%H:%M')} UTC ({duration(now - last)} ago)")
+        return " · ".join(parts)
 
     def write(self, cache_dir: Path) -> bool:
         """Atomic rewrite (0600) when the content changed; raises OSError for the caller to

@@ -108,7 +108,7 @@ def test_a_fresh_start_has_no_numbers_yet() -> None:
 
 def test_narrow_terminal_keeps_the_sparkline_on_one_line() -> None:
     text = _text(_status(last_error=None), width=60)
-    assert len(text.splitlines()) == 11  # two borders + nine rows, nothing wrapped
+    assert len(text.splitlines()) == 14  # two borders + twelve rows, nothing wrapped
     assert "kW" in _row(text, "last 30 min")
 
 
@@ -176,5 +176,71 @@ def test_live_panel_renders_updates_and_routes_logs_above_it() -> None:
 def test_the_price_now_and_what_the_demand_costs_an_hour() -> None:
     text = _text(_status(last_demand_kw=0.56, unit_rate=0.245, tariff_code="E-1R-AGILE-24-10-01-C"))
     row = " ".join(_row(text, "price").split("│")[1].split())
-    assert row == "price 0.56 kW · 24.5 p/kWh · 13.7 p/h"
-    assert "price" not in _text(_status())  # no tariffs known: no row
+    assert row == "price 24.5 p/kWh · 13.7 p/h at this demand"  # the kW is the demand row's
+    assert " ".join(_row(_text(_status()), "price").split()) == "│ price — │"  # not known yet
+
+
+def test_today_of_both_fuels() -> None:
+    status = _status(
+        electricity_today_kwh=5.43,
+        electricity_today_gbp=1.87,
+        gas_today_kwh=12.3,
+        gas_today_gbp=0.7,
+        gas_last_reading_at=NOW - timedelta(minutes=45),
+    )
+    text = _text(status)
+    assert "5.43 kWh · £1.87 with standing charge" in _row(text, "today")
+    assert "12.30 kWh · £0.70 · newest 13:45 UTC (45 min ago)" in _row(text, "gas today")
+
+
+def _frame(status: Status | None, width: int, stopped: bool = False) -> list[str]:
+    console = Console(record=True, width=width)
+    console.print(render(status, NOW, stopped=stopped))
+    return console.export_text().splitlines()
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_the_layout_is_fixed_from_the_first_frame(width: int) -> None:
+    """Starting, then no price or gas yet, then everything known: the same rows, one line
+    each, so nothing jumps when the tariffs and the gas arrive."""
+    starting = _frame(None, width)
+    early = _frame(Status(started_at=NOW, poll_interval=60, call_budget=75), width)
+    full = _status(
+        unit_rate=0.245,
+        electricity_today_kwh=5.43,
+        electricity_today_gbp=1.87,
+        gas_today_kwh=12.3,
+        gas_today_gbp=0.7,
+        gas_last_reading_at=NOW - timedelta(minutes=45),
+        last_error="InfluxDB unavailable: connection refused after a very long explanation",
+        calls_last_hour=75,
+    )
+    later = _frame(full, width, stopped=True)
+    assert len(starting) == len(early) == len(later) == 14
+    labels = [line[2:18].strip() for line in starting[1:-1]]
+    assert labels == [line[2:18].strip() for line in later[1:-1]]
+    assert "—" in _row("\n".join(early), "price") and "—" in _row("\n".join(early), "gas")
+    assert all(len(line) <= width for line in later)
+
+
+def test_the_final_frame_says_stopped() -> None:
+    assert "Ctrl-C to stop" in _frame(_status(), 100)[-1]
+    last = _frame(_status(), 100, stopped=True)[-1]
+    assert "stopped" in last and "Ctrl-C" not in last
+    assert "stopped" in _frame(None, 100, stopped=True)[-1]
+
+
+def test_live_panel_leaves_a_stopped_frame() -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100, color_system=None)
+    with LivePanel(console=console, clock=lambda: NOW) as panel:
+        panel.update(_status())
+    bottoms = [line for line in stream.getvalue().splitlines() if "╰" in line]
+    assert "Ctrl-C to stop" in bottoms[0]
+    assert "stopped" in bottoms[-1] and "Ctrl-C" not in bottoms[-1]  # the frame left on screen
+
+
+def test_local_mode_keeps_readings_locally_without_a_warning() -> None:
+    row = _row(_text(_status(mode="local", cache_backlog=120)), "cache backlog")
+    assert "120 readings kept locally" in row and "waiting" not in row
+    assert "waiting for InfluxDB" in _row(_text(_status(mode="cache")), "cache backlog")

@@ -15,7 +15,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-PRICE = re.compile(r"price +\d+\.\d\d kW · -?\d+\.\d p/kWh · -?\d+\.\d p/h")
+PRICE = re.compile(r"price +-?\d+\.\d p/kWh · -?\d+\.\d p/h at this demand")
+TODAY = re.compile(r"today +\d+\.\d\d kWh · £\d+\.\d\d with standing charge")
 
 
 def test_run_demo_shows_the_price_now_and_what_the_demand_costs() -> None:
@@ -48,8 +49,18 @@ def test_run_demo_shows_the_price_now_and_what_the_demand_costs() -> None:
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(20)
+            while select.select([master], [], [], 0.5)[0]:  # the frame left on screen
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
         finally:
             os.close(master)
     plain = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", seen).decode(errors="replace")
     assert PRICE.search(plain), plain[-2000:]
+    assert TODAY.search(plain), plain[-2000:]  # today's electricity, from the tally, in £
+    assert "· stopped ─╯" in plain, plain[-2000:]
     assert code == 0

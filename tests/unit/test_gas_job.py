@@ -242,14 +242,18 @@ def test_today_is_shown_in_kwh_m3_and_pounds_with_the_last_half_hours_age(
     assert status.gas_last_reading_at == newest.read_at
     age = int((clock.now - newest.read_at).total_seconds() // 60)
     expected = (
-        f"today {status.gas_today_kwh:.3f} kWh ({status.gas_today_m3:.3f} m³), "
+        f"today {status.gas_today_kwh:.2f} kWh ({status.gas_today_m3:.3f} m³), "
         f"£{status.gas_today_gbp:.2f}; last half-hour {newest.read_at:%H:%M} UTC "
         f"(1 h {age - 60} min ago)"
     )
     assert status.gas_summary(clock.now) == expected
     console = Console(record=True, width=140)
     console.print(render(status, clock.now))
-    assert f"│ gas              {expected} │" in console.export_text()
+    panel = (
+        f"{status.gas_today_kwh:.2f} kWh · £{status.gas_today_gbp:.2f} · newest "
+        f"{newest.read_at:%H:%M} UTC (1 h {age - 60} min ago)"
+    )
+    assert f"│ gas today        {panel} " in console.export_text()
     # Saved with the state: a restart shows the same day.
     again = rig.new_job()
     again.load(rig.store.load())

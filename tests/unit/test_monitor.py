@@ -684,6 +684,14 @@ def test_summary_line_names_stored_mode_backlog_and_calls(make) -> None:  # type
     assert "API calls 2/75 in the last hour" in line
 
 
+def test_local_mode_keeps_readings_locally_not_as_a_backlog(make) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    result = make().cycle(0)
+    line = dataclasses.replace(result, mode="local", backlog=355).summary()
+    assert "mode local; kept locally 355;" in line and "backlog" not in line
+
+
 # --- the loop, on fake time ---------------------------------------------------------------------
 
 

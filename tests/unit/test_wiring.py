@@ -120,7 +120,7 @@ def test_the_monitor_is_whole_when_built(
         assert monitor.device_id == sim.device_id
         assert monitor.scheduler is not None
         assert monitor.scheduler.jobs == ["tariffs", "settled", "gas"]
-        assert len(monitor.board.fillers) == 2  # the price now, gas today
+        assert len(monitor.board.fillers) == 3  # the price now, gas, today from the tally
         gas = next(e.job for e in monitor.scheduler._entries if e.job.name == "gas")
         assert isinstance(gas, GasJob)
         # The gas stream stores through the monitor's writer and counts into its tally.
