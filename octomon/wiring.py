@@ -201,6 +201,7 @@ class Wiring:
     ) -> Monitor:
         """The monitor wired to the real parts, with its jobs (tariffs, settled data, gas)."""
         from octomon.alerts.policy import AlertPolicy
+        from octomon.billing.prices import pricing
         from octomon.daemon.schedule import installation_offset
         from octomon.publish import build_outputs
         from octomon.readings import calorific
@@ -228,6 +229,7 @@ class Wiring:
             clock=self.clock,
             feed=build_outputs(s, self.clock),  # SPEC §13: MQTT, /metrics; None when both off
             calorific_value=calorific(s.gas_calorific_value),
+            pricing=pricing(s),
         )
 
     def _jobs(self, parts: Parts) -> list[tuple[Job, Filler | None]]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from octomon.daemon.stream import Counter
     from octomon.daemon.writer import CacheLike, Sink, SyncFn, Writer
     from octomon.octopus.budget import Budget
+    from octomon.octopus.published import Pricing
     from octomon.publish.feed import Feed
     from octomon.state import StateStore
 
@@ -59,6 +60,7 @@ def assemble_monitor(
     clock: Clock = utcnow,
     feed: Feed | None = None,
     calorific_value: Decimal = Decimal("39.5"),
+    pricing: Pricing | None = None,
 ) -> Monitor:
     """A whole monitor from its parts: the writer, the tally, the electricity stream, the
     status board and the scheduler with ``jobs`` (each at start, at the installation's
@@ -83,7 +85,7 @@ def assemble_monitor(
     )
     # SPEC §10: counted once stored; carried in state.json until appended (store.tally)
     tally: Counter = TallyRecorder(Tally(cache_dir), carry=store)
-    today = TodayFromTally(cache_dir, calorific_value)  # the panel's "today", from the tally
+    today = TodayFromTally(cache_dir, calorific_value, pricing)  # "today", from the tally
     tally = today.recorder(tally)
     if feed is not None:  # SPEC §13: the outputs see every durable store, gas included
         tally = feed.recorder(tally)

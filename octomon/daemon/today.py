@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from octomon.daemon.status import Status
     from octomon.daemon.stream import Counter
     from octomon.octopus.pricebook import TariffBook
+    from octomon.octopus.published import Pricing
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,14 @@ RELOAD = timedelta(minutes=10)
 class TodayFromTally:
     """A status filler (:class:`~octomon.daemon.status.Board`) and a store hook."""
 
-    def __init__(self, cache_dir: Path, calorific_value: Decimal) -> None:
+    def __init__(
+        self, cache_dir: Path, calorific_value: Decimal, pricing: Pricing | None = None
+    ) -> None:
+        """``pricing``: OCTOPUS_PAYMENT_METHOD and ECONOMY7_NIGHT, to price the kept rates
+        (None: today's kWh without pounds)."""
         self.cache_dir = Path(cache_dir)
         self.cv = calorific_value
+        self.pricing = pricing
         self._day: date | None = None
         self._loaded_at: datetime | None = None
         self._fuels: Fuels = {}
@@ -120,9 +126,11 @@ class TodayFromTally:
             mtime = (self.cache_dir / CACHE_FILE).stat().st_mtime
         except OSError:
             return None
+        if self.pricing is None:
+            return None
         if mtime != self._book[0]:
             try:
-                cached = TariffCache(self.cache_dir).load()
+                cached = TariffCache(self.cache_dir, self.pricing).load()
             except OSError:
                 return self._book[1]
             self._book = (mtime, cached.book if cached is not None else None)

@@ -50,7 +50,7 @@ def test_a_mid_day_start_shows_the_mornings_electricity_and_gas(
 ) -> None:
     from octomon.billing.costs import GAS as GAS_SERIES
     from octomon.billing.costs import IMPORT, day_cost
-    from octomon.billing.prices import TariffCache
+    from octomon.billing.prices import TariffCache, pricing
     from octomon.billing.settled import SettledData
     from octomon.uktime import uk_day
 
@@ -87,7 +87,7 @@ def test_a_mid_day_start_shows_the_mornings_electricity_and_gas(
             assert monitor.cycle(clock.now).ok
             clock.advance(minutes=5)
         tally = Tally(cache_dir).load()
-        cached = TariffCache(cache_dir).load()
+        cached = TariffCache(cache_dir, pricing(settings)).load()
         assert cached is not None
         day = uk_day(clock.now)
         want_e = day_cost(day, IMPORT, cached.book, SettledData(), tally)
