@@ -132,8 +132,11 @@ def test_an_api_failure_is_one_line_and_exit_1(sim: tuple[SimHomeMini, dict[str,
     ]
 
 
-def test_since_needs_influxdb(sim: tuple[SimHomeMini, dict[str, str]]) -> None:
+def test_since_needs_influxdb(
+    sim: tuple[SimHomeMini, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, env = sim
+    set_clock(monkeypatch, ManualClock(datetime(2026, 12, 7, 12, tzinfo=timezone.utc)))
     result = invoke("tariff", "--since", "2026-11-01", env=env)
     assert result.exit_code == 2
     assert "INFLUXDB_URL is required" in result.output
