@@ -77,12 +77,20 @@ def main() -> int:
             "end": iso(now),
             "grouping": "TEN_SECONDS",
         }
-        answer = session.post(
-            url,
-            json={"query": TELEMETRY, "variables": variables},
-            headers={"Authorization": token},
-            timeout=10,
-        )
+        try:
+            answer = session.post(
+                url,
+                json={"query": TELEMETRY, "variables": variables},
+                headers={"Authorization": token},
+                timeout=10,
+            )
+        except requests.ConnectionError:  # the server closed the idle connection: once more
+            answer = session.post(
+                url,
+                json={"query": TELEMETRY, "variables": variables},
+                headers={"Authorization": token},
+                timeout=10,
+            )
         items = answer.json().get("data", {}).get("smartMeterTelemetry") or []
         new = [item for item in items if str(item["readAt"]) not in seen]
         lines = [x for item in new if (x := line(device, item)) is not None]

@@ -1,6 +1,7 @@
 """Durable, atomic file writes: temp file + fsync + rename + fsync of the directory.
 
-Used for ``state.json``, ``status.json`` and ``.env``. The temp file is created with
+Used for ``state.json``, the other files in ``CACHE_DIR`` and ``.env``;
+:func:`overwrite` for ``status.json``. The temp file is created with
 ``O_EXCL`` and mode 0600 from the first byte, whatever the umask.
 """
 
@@ -72,6 +73,24 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def overwrite(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` over ``path`` in place (created ``mode`` if missing): one inode, no
+    rename, no fsync — for a view rewritten every minute (status.json), so no directory
+    block or new inode is written each time. A reader may meet a torn file for an instant
+    (or, after a power cut, an old or garbled one) and must read again. Raises ``OSError``.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            offset += os.pwrite(fd, view[offset:], offset)
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 def ensure_private_dir(path: Path) -> None:

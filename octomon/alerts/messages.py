@@ -186,6 +186,15 @@ CATALOGUE: dict[str, Message] = {
         "cache",
         "cache_cap",
     ),
+    "cache_evicted_more": Message(
+        _E,
+        "Cache over its cap: {readings:,} more readings lost",
+        "In the last {every} the cache stayed over CACHE_MAX_MB and {files} more day file(s) "
+        "were deleted. Bring InfluxDB back (or run `octomon sync-cache`), or raise "
+        "CACHE_MAX_MB.",
+        "cache",
+        "cache_cap",
+    ),
     "refused": Message(
         _E,
         "InfluxDB refused {count:,} readings",

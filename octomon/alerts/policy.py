@@ -67,6 +67,8 @@ class AlertPolicy:
         self._refused_last: datetime | None = None
         self._refused_more = 0
         self._refused_message = ""
+        self._evicted_last: datetime | None = None
+        self._evicted_more = (0, 0)  # files, readings dropped since the last alert
         self._lost_spans: set[tuple[datetime, datetime]] = set()
 
     def _flush(self, now: datetime, *, force: bool = False) -> list[Alert]:
@@ -332,10 +334,16 @@ class AlertPolicy:
         return self._flush(now) + self._episodes.recover(now, "cache_write")
 
     def cache_evicted(self, now: datetime, files: int, readings: int) -> list[Alert]:
-        """Over CACHE_MAX_MB the oldest day files were dropped: readings were lost."""
+        """Over CACHE_MAX_MB the oldest day files were dropped: readings were lost. The first
+        at once, later ones summed into one message per 4 h (a cache at its cap drops a day
+        file at every append)."""
         out = self._flush(now)
-        fields = {"files": str(files), "readings lost": f"{readings:,}"}
-        out.append(message("cache_evicted", now, fields, files=files, readings=readings))
+        if self._evicted_last is not None and now - self._evicted_last < self.repeat_every:
+            more_files, more_readings = self._evicted_more
+            self._evicted_more = (more_files + files, more_readings + readings)
+            return out
+        self._evicted_last = now
+        out.append(self._evicted_alert(now, files, readings, follow_up=False))
         return out
 
     # --- time passing -------------------------------------------------------------------
@@ -353,7 +361,26 @@ class AlertPolicy:
             )
             self._refused_last = now
             self._refused_more = 0
+        files, readings = self._evicted_more
+        if (
+            files
+            and self._evicted_last is not None
+            and now - self._evicted_last >= self.repeat_every
+        ):
+            out.append(self._evicted_alert(now, files, readings, follow_up=True))
+            self._evicted_last = now
+            self._evicted_more = (0, 0)
         return out
+
+    def _evicted_alert(self, now: datetime, files: int, readings: int, *, follow_up: bool) -> Alert:
+        fields = {"files": str(files), "readings lost": f"{readings:,}"}
+        if not follow_up:
+            return message("cache_evicted", now, fields, files=files, readings=readings)
+        every = duration(self.repeat_every)
+        alert = message(
+            "cache_evicted_more", now, fields, files=files, readings=readings, every=every
+        )
+        return replace(alert, repeat=True)
 
     def _refused_alert(self, now: datetime, count: int, said: str, *, follow_up: bool) -> Alert:
         fields = {"server said": clip(said)}

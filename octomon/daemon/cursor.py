@@ -61,6 +61,9 @@ class Cursor:
         self.at = at  # the settled point
         self.newest = newest  # the newest readAt actually stored
         self.dirty = False  # changed since the owner last saved it
+        # Moved otherwise than forward along what was stored (the clock went back, a
+        # KT-GB-4051 jump, a damaged state.json): the owner saves it at once, not later.
+        self.jumped = False
         self._anchor: datetime | None = None  # first start: where the first window begins
         self.last_run: datetime | None = None  # the previous window asked for (or saved)
         self.behind = False  # the clock moved back and has not passed the cursor again
@@ -107,7 +110,7 @@ class Cursor:
         # (else the newest stored reading is after ``now``: the cursor stays)
         self._anchor = None
         self.seen.clear()
-        self.dirty = True
+        self.dirty = self.jumped = True
         return True
 
     def retention_jump(self, start: datetime, now: datetime) -> datetime | None:
@@ -115,6 +118,7 @@ class Cursor:
         jump = next((now - b for b in RETENTION_JUMPS if now - b > start + self.overlap), None)
         if jump is not None:
             self.at, self._anchor, self.dirty = jump + self.overlap, None, True
+            self.jumped = True
         return jump
 
     def fresh(self, readings: Iterable[_R]) -> list[_R]:
@@ -213,7 +217,7 @@ def resume_damaged(
     cursor.at = newest if from_cache and newest is not None else now - cursor.first_lookback
     if from_cache:
         cursor.newest = newest
-    cursor.dirty = True
+    cursor.dirty = cursor.jumped = True
     # Logged once already (octomon.jsonfile); the alert says where fetching resumes.
     return cursor.at, from_cache
 

@@ -254,12 +254,27 @@ class Monitor:
     def _save_state(self, now: datetime, *, force: bool = False, release: bool = False) -> None:
         """Persist cursor, device, token and the call ledger: one write, at most per cycle.
 
+        The routine changes — the cursor moving forward, the calls the hold on disk covers
+        (octomon.octopus.budget) — wait until the hold is spent, every few cycles: a kill
+        before then loses nothing, as the next life fetches again from the saved cursor
+        (storing twice is harmless, counting twice impossible: the tally's part rides in
+        this same write) and turns the hold into ledger entries (SPEC §4.9: an SD card is
+        not worn by rewriting state.json every minute). Anything else is saved at once.
+
         A failure (disk full) is logged and alerted once and retried next cycle; polling
         goes on, the ledger stays in memory and is still enforced (SPEC §4.9).
         """
         token = self.client.refresh_token
-        unsaved = self._state_dirty or self.stream.dirty or token != self._saved_refresh
-        if not (unsaved or self.budget.unsaved or force):
+        urgent = (
+            force
+            or self._state_dirty
+            or self.stream.jumped
+            or token != self._saved_refresh
+            or self.budget.backoff_unsaved
+            or self._state_saving.failing  # retried every cycle until it is written
+        )
+        routine = self.stream.dirty or self.budget.unsaved
+        if not urgent and (not routine or self.budget.covered):
             return
         device, expires = self.device_id, self.client.refresh_expires_at
         cursor = self.stream.saver()

@@ -1,7 +1,7 @@
 """The daemon's status snapshot: ``CACHE_DIR/status.json`` (SPEC §6) and the live panel's input.
 
 The monitor fills a :class:`Status` every cycle through its :class:`Board`, which writes it
-atomically; the panel renders it, and ``octomon status`` reads it back.
+in place; the panel renders it, and ``octomon status`` reads it back.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from octomon.fsutil import atomic_write
+from octomon.fsutil import overwrite
 from octomon.latch import Latch
 from octomon.readings import Reading, format_time, parse_time
 from octomon.redact import scrub
@@ -165,14 +166,14 @@ class Status:
         return " · ".join(parts)
 
     def write(self, cache_dir: Path) -> bool:
-        """Atomic rewrite (0600) when the content changed; raises OSError for the caller to
-        log and retry. False: the file already said this.
+        """Rewrite (0600) when the content changed; raises OSError for the caller to log
+        and retry. False: the file already said this.
 
-        Not fsync'ed: status.json is advisory and rewritten every cycle. The rename keeps it
-        whole while the system runs; after a power cut it may be old or empty, which
-        :meth:`read` treats as no status (``status --check`` says unhealthy until the next
-        cycle rewrites it, a minute later). Syncing it would cost two flushes per cycle
-        on an SD card for nothing a restart needs (SPEC §4.9).
+        Written in place, not fsync'ed: status.json is a view rewritten every cycle, and a
+        new file renamed over it would write a new inode and a directory block each minute
+        on an SD card for nothing a restart needs (SPEC §4.9). :meth:`read` reads again a
+        file it meets half-written; after a power cut it may be old or garbled, which reads
+        as no status (``status --check`` says unhealthy until the next cycle, a minute later).
         """
         path = cache_dir / STATUS_FILE
         body = (json.dumps(self.to_dict(), indent=2) + "\n").encode()
@@ -181,17 +182,25 @@ class Status:
                 return False
         except OSError:
             pass
-        atomic_write(path, body, durable=False)
+        overwrite(path, body)
         return True
 
     @classmethod
-    def read(cls, cache_dir: Path) -> Status | None:
-        """The last written status, or None when there is none (or it is unreadable)."""
-        try:
-            data = json.loads((cache_dir / STATUS_FILE).read_text())
-            return cls.from_dict(data)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
+    def read(cls, cache_dir: Path, attempts: int = 5) -> Status | None:
+        """The last written status, or None when there is none (or it is unreadable).
+
+        A file that does not parse is read again a few times, 20 ms apart: the daemon may
+        be rewriting it at that instant (it is written in place)."""
+        for attempt in range(attempts):
+            try:
+                data = json.loads((cache_dir / STATUS_FILE).read_bytes())
+                return cls.from_dict(data)
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError, TypeError, KeyError):
+                if attempt + 1 < attempts:
+                    time.sleep(0.02)
+        return None
 
 
 class Board:

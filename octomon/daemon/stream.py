@@ -160,8 +160,13 @@ class Stream(Generic[R, S]):
         """The cursor changed since it was last saved."""
         return self.cursor.dirty
 
+    @property
+    def jumped(self) -> bool:
+        """The cursor moved otherwise than forward along what was stored: save it at once."""
+        return self.cursor.jumped
+
     def saved(self) -> None:
-        self.cursor.dirty = False
+        self.cursor.dirty = self.cursor.jumped = False
 
     # --- one window ----------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ Two ways to keep it on disk:
 * **Write-through** (``backfill``, ``test-octopus``: short-lived): every reservation is a
   read-modify-write of ``state.json`` under its lock.
 * **Deferred** (``run``): the ledger is kept in memory and written with the monitor's state
-  once per cycle (:meth:`Budget.save`), so an SD card is not worn out by bookkeeping. It
-  stays safe across processes and crashes because:
+  (:meth:`Budget.save`) when the hold below is spent — every ``HOLD`` calls, a few poll
+  cycles — or something else in the state changed, so an SD card is not worn out by
+  bookkeeping. It stays safe across processes and crashes because:
 
   1. before each reservation the budget looks at ``state.json``'s identity (one ``stat``,
      no read) and re-reads and merges it when another process wrote it;
@@ -24,7 +25,8 @@ Two ways to keep it on disk:
      and one that would go beyond the hold, save first (write-ahead). Other processes count
      a hold as ``HOLD`` calls made at its time, so ``backfill`` never spends what ``run``
      is about to use, and a process that takes over from a killed one turns the dead
-     one's hold into ledger entries: a crash loop cannot spend more than the budget. The
+     one's hold into ledger entries (dated when it takes over, never earlier than the
+     calls were made): a crash loop cannot spend more than the budget. The
      price: ``backfill`` sees ``HOLD`` fewer free calls while ``run`` is up, and a kill
      can over-count by up to ``HOLD`` calls for an hour (never under-count). A clean stop
      releases the hold.
@@ -52,7 +54,7 @@ from octomon.state import LEDGER_SPAN, State, StateStore
 
 BACKOFF_FIRST = 300.0  # 5 minutes
 BACKOFF_MAX = 1800.0  # 30 minutes
-HOLD = 3  # calls `run` may make between two saves (a normal cycle makes 1, at most 3)
+HOLD = 3  # calls `run` may make between two saves (a normal cycle makes 1)
 CLOCK_SLACK = timedelta(minutes=1)  # later than now + this: dated in the future
 
 Identity = tuple[int, int, int]
@@ -183,6 +185,18 @@ class Budget:
     def unsaved(self) -> bool:
         return bool(self._pending) or self._backoff_dirty
 
+    @property
+    def backoff_unsaved(self) -> bool:
+        """A backoff began or ended here since the last save (other processes must see it)."""
+        return self._backoff_dirty
+
+    @property
+    def covered(self) -> bool:
+        """Deferred: the hold on disk still covers this process's next call, so the calls
+        made since the last save can wait for a later one (a kill turns the hold into
+        ledger entries). False once the hold is spent: the owner saves then."""
+        return self.deferred and self._hold_left > 0
+
     def save(
         self,
         now: datetime,
@@ -210,10 +224,17 @@ class Budget:
                 if backoff_dirty:
                     state.backoff_until, state.backoff_seconds, state.rate_limited_since = backoff
                 if self.deferred:
-                    if state.hold_owner not in (None, self.owner) and state.hold_since:
+                    since = state.hold_since
+                    if (
+                        state.hold_owner not in (None, self.owner)
+                        and since is not None
+                        and since > now - LEDGER_SPAN
+                    ):
                         # A hold of another `run` (killed, or it would have released it):
-                        # the calls it may have made become ledger entries.
-                        state.calls = sorted(state.calls + [state.hold_since] * state.hold_calls)
+                        # the calls it may have made become ledger entries, dated now (they
+                        # were made between its time and now: never later, so the hour
+                        # cannot free their slots early).
+                        state.calls = sorted(state.calls + [now] * state.hold_calls)
                     if release:
                         state.hold_owner, state.hold_calls, state.hold_since = None, 0, None
                     else:

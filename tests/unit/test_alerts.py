@@ -270,13 +270,23 @@ def test_cache_ok_without_a_failure_says_nothing() -> None:
     assert AlertPolicy().cache_ok(at(0)) == []
 
 
-def test_every_eviction_is_an_error_naming_the_loss() -> None:
+def test_eviction_is_an_error_naming_the_loss_then_summed_every_4_hours() -> None:
     policy = AlertPolicy()
     (alert,) = policy.cache_evicted(at(0), 2, 17280)
     assert alert.level is Level.ERROR and alert.key == "cache_cap"
     assert alert.title == "Cache over its cap: 17,280 readings lost"
     assert alert.fields["files"] == "2"
-    assert len(policy.cache_evicted(at(1), 1, 8640)) == 1
+    # A cache at its cap drops a file at every append: not one message each.
+    for minute in range(1, 200):
+        assert policy.cache_evicted(at(minute), 1, 100) == []
+    assert policy.due_repeats(at(200)) == []
+    (more,) = policy.due_repeats(at(240))
+    assert more.level is Level.ERROR and more.key == "cache_cap" and more.repeat
+    assert more.title == "Cache over its cap: 19,900 more readings lost"
+    assert more.fields["files"] == "199" and "In the last 4 h" in more.text
+    assert policy.due_repeats(at(9 * 60)) == []  # nothing more was lost
+    (again,) = policy.cache_evicted(at(9 * 60), 1, 50)  # a new episode: at once
+    assert again.title == "Cache over its cap: 50 readings lost"
 
 
 def test_write_refused_first_at_once_then_summed_every_4_hours() -> None:

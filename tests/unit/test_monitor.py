@@ -35,7 +35,7 @@ from octomon.errors import (
     RangeTooOld,
     RateLimited,
 )
-from octomon.octopus.budget import Interrupted, StopAwareBudget
+from octomon.octopus.budget import HOLD, Interrupted, StopAwareBudget
 from octomon.readings import Reading
 from octomon.state import StateStore
 from octomon.store.cache import AppendResult, CacheStatus
@@ -346,6 +346,7 @@ def test_an_empty_old_window_settles_the_cursor_but_a_recent_one_does_not(make) 
     assert result.window is not None and cursor is not None
     assert result.window[0] == cursor - timedelta(minutes=5)
     assert kit.monitor.cursor == result.window[1]
+    kit.monitor.close(kit.clock())
     assert kit.store.load().cursor == result.window[1]
 
 
@@ -582,7 +583,31 @@ def test_readings_fetched_while_stopping_go_to_the_cache_not_influx(make) -> Non
     assert result.stored == 6
     assert len(kit.sink.requests) == requests
     assert len(kit.cache.lines) == 6
+    kit.monitor.close(kit.clock())  # the stop's save
     assert kit.store.load().cursor == result.cursor
+
+
+def test_state_json_waits_for_the_hold_but_a_jump_is_saved_at_once(make) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §4.9: the cursor and the calls the hold covers are written every HOLD calls,
+    not every cycle; what the hold cannot stand for (a KT-GB-4051 jump) is written at once."""
+    kit = make()
+    kit.cycle(0)  # discovery: the device is saved at once
+    saved = kit.store.path.stat().st_ino
+    writes = 0
+    for _ in range(3 * HOLD):
+        kit.cycle(60)
+        inode = kit.store.path.stat().st_ino
+        writes += inode != saved
+        saved = inode
+    assert writes == 3  # every HOLD cycles, each making one call
+    on_disk = kit.store.load()
+    assert on_disk.cursor == kit.monitor.cursor  # the last of them was a save
+    assert len(on_disk.calls) == 2 + 3 * HOLD
+    kit.cycle(60)  # one more call, covered by the hold: the file waits
+    assert kit.store.load().cursor < kit.monitor.cursor
+    kit.monitor.stream.cursor.retention_jump(kit.monitor.cursor - timedelta(days=3), kit.clock())
+    kit.cycle(60)
+    assert kit.store.load().cursor == kit.monitor.cursor
 
 
 def test_close_saves_state_gives_the_stop_alert_and_closes(make) -> None:  # type: ignore[no-untyped-def]
