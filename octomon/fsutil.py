@@ -93,6 +93,25 @@ def overwrite(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.close(fd)
 
 
+_NOATIME = getattr(os, "O_NOATIME", 0)  # Linux
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, read without updating its access time where the system allows it
+    (``O_NOATIME``: the file's owner, on Linux): the daemon reads ``state.json`` and
+    ``status.json`` every cycle, and under ``relatime`` the first read after each write
+    would otherwise write the file's inode again (SPEC §4.9: an SD card is not worn by
+    bookkeeping). Raises ``OSError`` like :meth:`Path.read_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOATIME)
+    except PermissionError:  # not the owner: O_NOATIME is refused, a plain read is not
+        if not _NOATIME:
+            raise
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) with mode 0700 for the leaf."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

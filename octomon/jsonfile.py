@@ -143,7 +143,7 @@ class JsonFile(Generic[T]):
     def read(self, *, locked: bool) -> tuple[T, bytes | None]:
         """The value and the bytes it was read from (None: no file)."""
         try:
-            raw = self.path.read_bytes()
+            raw = fsutil.read_bytes(self.path)
         except FileNotFoundError:
             return self.kind.empty(), None
         except OSError as exc:
@@ -214,7 +214,7 @@ class JsonFile(Generic[T]):
         """Write ``value`` (the caller holds the lock, or is the file's only writer);
         False when the file already held these bytes."""
         try:
-            raw: bytes | None = self.path.read_bytes()
+            raw: bytes | None = fsutil.read_bytes(self.path)
         except OSError:
             raw = None
         return self._write(value, raw)
@@ -229,7 +229,7 @@ class JsonFile(Generic[T]):
     def _set_aside(self, raw: bytes, reason: str) -> None:
         """Replace the damaged file by a copy without secrets (0600), and say so once."""
         try:
-            if self.path.read_bytes() != raw:
+            if fsutil.read_bytes(self.path) != raw:
                 return  # another process replaced it meanwhile
         except FileNotFoundError:
             return  # another process already moved it

@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from octomon import jsonfile
+from octomon import fsutil, jsonfile
 from octomon.jsonfile import DAMAGE, JsonFile, Kind
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ class StateStore:
         """``tally_pending`` alone, for the tally's readers: quietly empty when missing or
         unreadable (a damaged state.json is set aside by ``run``, which alerts on it)."""
         try:
-            obj = json.loads(self.path.read_bytes())
+            obj = json.loads(fsutil.read_bytes(self.path))
             return runs_of(obj["tally_pending"]) if "tally_pending" in obj else {}
         except (OSError, *DAMAGE):
             return {}

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from octomon.fsutil import overwrite
+from octomon.fsutil import overwrite, read_bytes
 from octomon.latch import Latch
 from octomon.readings import Reading, format_time, parse_time
 from octomon.redact import scrub
@@ -178,7 +178,7 @@ class Status:
         path = cache_dir / STATUS_FILE
         body = (json.dumps(self.to_dict(), indent=2) + "\n").encode()
         try:
-            if path.read_bytes() == body:
+            if read_bytes(path) == body:
                 return False
         except OSError:
             pass
@@ -193,7 +193,7 @@ class Status:
         be rewriting it at that instant (it is written in place)."""
         for attempt in range(attempts):
             try:
-                data = json.loads((cache_dir / STATUS_FILE).read_bytes())
+                data = json.loads(read_bytes(cache_dir / STATUS_FILE))
                 return cls.from_dict(data)
             except FileNotFoundError:
                 return None
