@@ -1,8 +1,8 @@
 """Durable, atomic file writes: temp file + fsync + rename + fsync of the directory.
 
 Used for ``state.json``, the other files in ``CACHE_DIR`` and ``.env``;
-:func:`overwrite` for ``status.json``. The temp file is created with
-``O_EXCL`` and mode 0600 from the first byte, whatever the umask.
+:func:`overwrite` for ``status.json``, :func:`append_line` for the journals. The temp file
+is created with ``O_EXCL`` and mode 0600 from the first byte, whatever the umask.
 """
 
 from __future__ import annotations
@@ -44,6 +44,27 @@ def write_synced(path: Path, flags: int, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_line(path: Path, data: bytes) -> os.stat_result:
+    """Append ``data`` (one or more whole lines) to ``path`` (created 0600), fsync'ed; the
+    directory too when the file was created. After a torn tail (a crash mid-append) the new
+    text starts a line of its own. The file's ``stat`` afterwards. Raises ``OSError``."""
+    path = Path(path)
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        write_all(fd, data)
+        os.fsync(fd)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)
+    return st
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:

@@ -4,8 +4,10 @@ rate-limit backoff (SPEC §4.1, §4.3).
 
 Several processes share the file (``run``, ``backfill``, ``test-octopus``), so every
 change is a read-modify-write under a cross-process ``fcntl`` lock on
-``CACHE_DIR/state.lock``: the ledger is merged, never overwritten by a stale copy. The
-file is replaced atomically and is ``0600`` (it holds the refresh token).
+``CACHE_DIR/state.lock``: the ledger is merged, never overwritten by a stale copy. Each
+new value is appended to ``state.journal`` and folded into ``state.json`` about hourly
+(:mod:`octomon.journaled`: an SD card is not worn by replacing the file every few minutes);
+both are ``0600`` (they hold the refresh token).
 
 Every field is typed, and parsed leniently: a bad value is reset to its default (and
 logged), the rest is kept. A file that cannot be parsed at all (or of an unknown version) is
@@ -26,8 +28,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from octomon import fsutil, jsonfile
-from octomon.jsonfile import DAMAGE, JsonFile, Kind
+from octomon import jsonfile
+from octomon.journaled import JournaledFile
+from octomon.jsonfile import DAMAGE, Kind
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +350,9 @@ class StateStore:
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = Path(cache_dir)
-        self.file = JsonFile(self.cache_dir, KIND, LOCK_FILE)
+        self.file = JournaledFile(self.cache_dir, KIND, LOCK_FILE)
         self.path = self.file.path
+        self.journal = self.file.journal
         self.lock_path = self.file.lock_path
         # Applied to every state this process writes, after the mutation: a part of another
         # file that must reach the disk with the cursor (the tally's pending readings).
@@ -370,14 +374,21 @@ class StateStore:
     def tally_pending(self) -> dict[str, list[list[int]]]:
         """``tally_pending`` alone, for the tally's readers: quietly empty when missing or
         unreadable (a damaged state.json is set aside by ``run``, which alerts on it)."""
+        raw = self.file.read_raw()
+        if raw is None:
+            return {}
         try:
-            obj = json.loads(fsutil.read_bytes(self.path))
+            obj = json.loads(raw)
             return runs_of(obj["tally_pending"]) if "tally_pending" in obj else {}
-        except (OSError, *DAMAGE):
+        except DAMAGE:
             return {}
 
+    def identity(self) -> tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]:
+        """Changes whenever any process writes the state (one ``stat`` per file, no read)."""
+        return self.file.identity()
+
     def update(self, mutate: Callable[[State], None]) -> State:
-        """Under the lock: re-read, apply ``mutate``, write atomically; the new state.
+        """Under the lock: re-read, apply ``mutate``, write (appended); the new state.
 
         If ``mutate`` raises, nothing is written and the exception propagates. A failed
         write (disk full) raises ``OSError``. Unchanged bytes are not written again.

@@ -5,7 +5,8 @@ reads a clock of its own, so gap filling, staleness, backoff and alert throttlin
 by driving it with an injected clock; :mod:`octomon.daemon.loop` owns real time. The window,
 the jump past what the API no longer serves, the store and the cursor are the electricity
 :class:`~octomon.daemon.stream.Stream`'s; the cursor is saved at the end of the cycle in the
-one ``state.json`` write of the cycle, with the call ledger (SPEC §4.9).
+one ``state.json`` write of the cycle, with the call ledger, when due
+(:mod:`octomon.daemon.saving`, SPEC §4.9).
 
 Clocks and damaged state (SPEC §4.1): ``now`` earlier than the cursor or the last cycle
 means the clock moved back: the cursor returns to the newest reading stored, ledger entries
@@ -38,6 +39,7 @@ from octomon.daemon.outcome import (
     CycleResult,
     Outcome,
 )
+from octomon.daemon.saving import StateSaver
 from octomon.daemon.schedule import JobReport, Scheduler, renewal_turn
 from octomon.daemon.status import Announcer, Board, Status
 from octomon.daemon.stream import Stream
@@ -50,10 +52,9 @@ from octomon.errors import (
     OctopusError,
     RateLimited,
 )
-from octomon.latch import Latch
 from octomon.octopus.budget import Budget, Interrupted
 from octomon.readings import Reading, format_time
-from octomon.state import State, StateStore
+from octomon.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,10 @@ class Monitor:
         self.scheduler = scheduler  # the jobs beside telemetry (SPEC §4.9)
         self.board = board or Board(self.cache_dir)
         self.cache_appeared = False  # this cycle found readings another process cached
-        self._state_dirty = False
-        self._state_saving = Latch(log)
+        self.saver = StateSaver(
+            store=store, budget=budget, stream=stream, client=client, policy=policy, alerts=alerts
+        )
         self._ahead = ClockAhead(client)
-        self._saved_refresh: str | None = None
         self._started = False
 
     @property
@@ -141,13 +142,13 @@ class Monitor:
         state = self.store.load()
         self.stream.load(state, now)
         self.device_id = self.device_id or state.device_id
-        self._saved_refresh = state.refresh_token
+        self.saver.loaded(state)
         self.board.open(now, poll_interval=self.poll_interval, call_budget=self.budget.max_per_hour)
         # (Local mode and log-only alerts are said once at start by the settings' warnings.)
         self.writer.open()
         # Written once at start-up: the hold of the call ledger goes on disk ahead of the
         # first request (octomon.budget), so the first cycle needs no extra write.
-        self._state_dirty = True
+        self.saver.dirty = True
         if self.cursor is not None:
             log.info("resuming from %s", format_time(self.cursor))
         if announce:
@@ -202,7 +203,7 @@ class Monitor:
                 return self._finish(now, OK, (start, start), renewed=True)
             if self.device_id is None:
                 self.device_id = self.client.device()
-                self._state_dirty = True
+                self.saver.dirty = True
             start, end, readings = self.stream.fetch(start, end, now)
         except Interrupted as exc:
             return self._finish(now, STOPPED, (start, end), error=exc)
@@ -252,58 +253,8 @@ class Monitor:
     # --- the state ------------------------------------------------------------------------
 
     def _save_state(self, now: datetime, *, force: bool = False, release: bool = False) -> None:
-        """Persist cursor, device, token and the call ledger: one write, at most per cycle.
-
-        The routine changes — the cursor moving forward, the calls the hold on disk covers
-        (octomon.octopus.budget) — wait until the hold is spent, every few cycles: a kill
-        before then loses nothing, as the next life fetches again from the saved cursor
-        (storing twice is harmless, counting twice impossible: the tally's part rides in
-        this same write) and turns the hold into ledger entries (SPEC §4.9: an SD card is
-        not worn by rewriting state.json every minute). Anything else is saved at once.
-
-        A failure (disk full) is logged and alerted once and retried next cycle; polling
-        goes on, the ledger stays in memory and is still enforced (SPEC §4.9).
-        """
-        token = self.client.refresh_token
-        urgent = (
-            force
-            or self._state_dirty
-            or self.stream.jumped
-            or token != self._saved_refresh
-            or self.budget.backoff_unsaved
-            or self._state_saving.failing  # retried every cycle until it is written
-        )
-        routine = self.stream.dirty or self.budget.unsaved
-        if not urgent and (not routine or self.budget.covered):
-            return
-        device, expires = self.device_id, self.client.refresh_expires_at
-        cursor = self.stream.saver()
-
-        def mutate(state: State) -> None:
-            cursor(state)
-            if device is not None:
-                state.device_id = device
-            if token is not None:
-                state.refresh_token = token
-                state.refresh_expires_at = expires
-
-        try:
-            if self.budget.store is not None:
-                self.budget.save(now, mutate, release=release)  # the ledger too: one write
-            else:
-                self.store.update(mutate)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            self._state_saving.fail(
-                "could not save state.json (%s); retrying next cycle", reason, level=logging.ERROR
-            )
-            self.alerts.emit(self.policy.state_failed(now, f"state.json: {reason}"))
-            return
-        if self._state_saving.ok("state.json saved again"):
-            self.alerts.emit(self.policy.state_ok(now))
-        self._state_dirty = False
-        self.stream.saved()
-        self._saved_refresh = token
+        """The cycle's one ``state.json`` write, when due (:mod:`octomon.daemon.saving`)."""
+        self.saver.save(now, self.device_id, force=force, release=release)
 
     def _check_clock(self, now: datetime) -> None:
         """SPEC §4.1: ``now`` earlier than the cursor or the last cycle: the clock moved back."""

@@ -16,8 +16,9 @@ Two ways to keep it on disk:
   cycles — or something else in the state changed, so an SD card is not worn out by
   bookkeeping. It stays safe across processes and crashes because:
 
-  1. before each reservation the budget looks at ``state.json``'s identity (one ``stat``,
-     no read) and re-reads and merges it when another process wrote it;
+  1. before each reservation the budget looks at the state's identity (a ``stat`` of
+     ``state.json`` and its journal, no read) and re-reads and merges it when another
+     process wrote it;
   2. each save merges this process's unsaved calls into what is on disk (under the lock),
      never overwriting a stale copy;
   3. each save also writes a *hold*: up to ``HOLD`` calls this process may make before its
@@ -41,7 +42,6 @@ they are dropped whenever they are seen, so a clock that ran fast cannot block t
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -57,7 +57,7 @@ BACKOFF_MAX = 1800.0  # 30 minutes
 HOLD = 3  # calls `run` may make between two saves (a normal cycle makes 1)
 CLOCK_SLACK = timedelta(minutes=1)  # later than now + this: dated in the future
 
-Identity = tuple[int, int, int]
+Identity = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
 
 
 def _recent(state: State, now: datetime, owner: str | None = None) -> list[datetime]:
@@ -97,12 +97,8 @@ def drop_future(state: State, now: datetime) -> bool:
     return changed
 
 
-def _identity(store: StateStore) -> Identity | None:
-    try:
-        st = os.stat(store.path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+def _identity(store: StateStore) -> Identity:
+    return store.identity()
 
 
 class Budget:

@@ -189,19 +189,7 @@ class Tally:
             for fuel, listed in runs(new).items()
             for run in listed
         )
-        created = not self.journal.exists()
-        fd = os.open(self.journal, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                body = b"\n" + body  # after a torn tail: a line of its own
-            fsutil.write_all(fd, body)
-            os.fsync(fd)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsutil.fsync_dir(self.cache_dir)
+        st = fsutil.append_line(self.journal, body)  # after a torn tail: a line of its own
         assert self._memo is not None
         self._memo.journal, self._memo.offset = st.st_ino, st.st_size
 

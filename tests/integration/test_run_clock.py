@@ -8,7 +8,6 @@ corrected" is a number the test changes between cycles.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from octomon import fsutil
 from octomon.config import Settings
 from octomon.daemon.monitor import Monitor
 from octomon.daemon.outcome import CLOCK_BEHIND, OK, CycleResult
@@ -267,10 +267,13 @@ def test_garbage_state_after_a_3_hour_gap_resumes_from_the_cache(
     assert refresh
     rig.stop()
     rig.real.advance(hours=3)
+    # state.json damaged just after its journal was folded into it (octomon.journaled):
+    # nothing good left to read.
     state_file = tmp_path / "cache" / "state.json"
-    text = state_file.read_text()
+    text = (StateStore(tmp_path / "cache").file.read_raw() or b"").decode()
     cut = text.index(refresh) + len(refresh) // 2
     state_file.write_text(text[:cut] + "\x00\x00 garbage after a torn write")
+    state_file.with_suffix(".journal").write_bytes(b"")
 
     rig.start()
     rig.catch_up()
@@ -340,15 +343,15 @@ def test_state_json_is_written_at_most_once_per_cycle(
 
     sim, server = served
     rig = make_rig(tmp_path, sim, server)
-    renames: list[str] = []
-    real_replace = os.replace
+    renames: list[str] = []  # every write of the state appends one line to its journal
+    real_append = fsutil.append_line
 
-    def counting(src: object, dst: object, *args: object, **kwargs: object) -> None:
-        if Path(str(dst)).name == "state.json":
-            renames.append(str(dst))
-        real_replace(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+    def counting(path: Path, data: bytes) -> os.stat_result:
+        if path.name == "state.journal":
+            renames.append(str(path))
+        return real_append(path, data)
 
-    monkeypatch.setattr(os, "replace", counting)
+    monkeypatch.setattr(fsutil, "append_line", counting)
     rig.start()
     at_start = len(renames)
     results = rig.cycles(100)
@@ -358,5 +361,5 @@ def test_state_json_is_written_at_most_once_per_cycle(
     assert at_start == 1  # the ledger's hold, written ahead of the first request
     assert during <= 100, during
     assert len(renames) <= 102  # and one at the clean stop (the hold released)
-    state = json.loads((tmp_path / "cache" / "state.json").read_text())
-    assert state["hold_calls"] == 0 and state["cursor"] is not None
+    state = StateStore(tmp_path / "cache").load()
+    assert state.hold_calls == 0 and state.cursor is not None

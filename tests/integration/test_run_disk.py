@@ -137,7 +137,7 @@ def test_an_api_echoing_the_access_token_leaves_no_secret_on_disk_or_in_status(
         for secret in [*tokens, sim.api_key]:  # ... but no access token, nor the key
             assert secret.encode() not in data, path.name
             assert secret[-12:].encode() not in data, path.name
-        if path.name != "state.json":  # the refresh token lives in state.json (0600) only
+        if path.name not in ("state.json", "state.journal"):  # the refresh token: 0600 only
             assert refresh is None or refresh.encode() not in data, path.name
     for name, text in outputs.items():
         for secret in [*tokens, sim.api_key, refresh or "-" * 20]:

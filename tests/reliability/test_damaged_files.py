@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from octomon.sim import SimHomeMini, SimServer
+from octomon.state import StateStore
 from octomon.uktime import uk_day
 from tests.helpers.cli import invoke, point_at_sim
 from tests.helpers.tally import store_home_mini
@@ -102,13 +103,22 @@ def unknown_version(obj: dict[str, Any]) -> None:
     obj["version"] = 99
 
 
+def state_folded_then(change: Callable[[dict[str, Any]], None]) -> None:
+    """state.json as it is just after its journal was folded into it (octomon.journaled):
+    the journal empty, so the damage to state.json is what the next command reads."""
+    path = cache_dir() / "state.json"
+    path.write_bytes(StateStore(cache_dir()).file.read_raw() or b"{}")
+    path.with_suffix(".journal").write_bytes(b"")
+    edit("state.json", change)
+
+
 CASES: dict[str, tuple[str, Callable[[], None]]] = {
     "tariffs-n/a": ("tariffs.json", lambda: edit("tariffs.json", price_na)),
     "tariffs-prices-list": ("tariffs.json", lambda: edit("tariffs.json", no_prices)),
     "tariffs-truncated": ("tariffs.json", lambda: truncate("tariffs.json")),
     "tally-wrong-type": ("tally.json", lambda: edit("tally.json", tally_wrong_type)),
     "settled-truncated": ("settled.json", lambda: truncate("settled.json")),
-    "state-unknown-version": ("state.json", lambda: edit("state.json", unknown_version)),
+    "state-unknown-version": ("state.json", lambda: state_folded_then(unknown_version)),
 }
 
 
@@ -123,7 +133,7 @@ def test_a_damaged_file_is_set_aside_and_every_command_answers(
     cache = cache_dir()
     assert (cache / name).exists()
     before = {p.name: p.read_bytes() for p in cache.iterdir() if p.is_file()}
-    state = json.loads((cache / "state.json").read_text())
+    state = json.loads(StateStore(cache).file.read_raw() or b"{}")
     secrets = [home.api_key, *(s for s in [state.get("refresh_token")] if s)]
     damage()
     damaged = (cache / name).read_bytes()

@@ -90,7 +90,9 @@ def test_kill_9_at_random_moments_loses_nothing(
     want = expected(the_sim)
     assert len(want) > 300, context
     gas = expected_gas(the_sim)  # every life polls gas at its start (SPEC §11)
-    assert len(gas) >= 2, context
+    # (How many half-hours the simulator had reported depends on the minute of the hour the
+    # test runs at — just after hh:00 or hh:30 one fewer is complete — so: at least one.)
+    assert gas, context
     try:
         compare_db(victoria, want)
         compare_db(victoria, gas, GAS_FIELDS, "gas_consumption")

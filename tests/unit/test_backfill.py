@@ -442,7 +442,7 @@ def test_shares_the_ledger_and_leaves_the_cursor(
     state = store.load()
     assert state.cursor == cursor  # the daemon's cursor did not move
     assert len([c for c in state.calls if c > clock.now - H]) == 59 + 4
-    raw = json.loads((tmp_path / "cache" / "state.json").read_text())
+    raw = json.loads(store.file.read_raw() or b"{}")
     assert raw["cursor"] is not None
     remember_device(store, sim.device_id)
     assert store.load().device_id == sim.device_id

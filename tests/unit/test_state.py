@@ -59,7 +59,9 @@ def test_unknown_keys_are_preserved(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.path.write_text(json.dumps({"future_key": {"x": 1}, "device_id": "D"}))
     store.update(lambda s: setattr(s, "cursor", T0))
-    obj = json.loads(store.path.read_text())
+    raw = store.file.read_raw()
+    assert raw is not None
+    obj = json.loads(raw)
     assert obj["future_key"] == {"x": 1}
     assert obj["device_id"] == "D"
     assert obj["cursor"] == "2026-11-27T14:00:00Z"
@@ -144,16 +146,22 @@ def test_disk_full_raises_oserror_and_keeps_the_old_file(
 ) -> None:
     store = StateStore(tmp_path)
     store.update(lambda s: setattr(s, "cursor", T0))
-    before = store.path.read_bytes()
+    before = store.path.read_bytes(), store.journal.read_bytes()
 
-    def full(path: Path, data: bytes, mode: int = 0o600, **_: object) -> None:
+    def full(path: Path, data: bytes) -> os.stat_result:
+        with open(path, "ab") as f:  # a part of the line reached the disk, then ENOSPC
+            f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fsutil, "atomic_write", full)
+    monkeypatch.setattr(fsutil, "append_line", full)
     with pytest.raises(OSError) as info:
         store.update(lambda s: setattr(s, "cursor", T0 + timedelta(hours=1)))
     assert info.value.errno == errno.ENOSPC
-    assert store.path.read_bytes() == before
+    assert store.path.read_bytes() == before[0]
+    assert store.load().cursor == T0  # the torn half-line is skipped
+    monkeypatch.undo()
+    store.update(lambda s: setattr(s, "cursor", T0 + timedelta(hours=2)))  # on a line of its own
+    assert StateStore(tmp_path).load().cursor == T0 + timedelta(hours=2)
     # The lock was released despite the failure.
     fd = os.open(store.lock_path, os.O_RDWR)
     try:

@@ -71,15 +71,15 @@ def test_state_json_is_not_rewritten_when_nothing_changed(
     store = StateStore(tmp_path)
     store.update(lambda s: setattr(s, "cursor", T0))
     writes: list[Path] = []
-    real = fsutil.atomic_write
+    real = fsutil.append_line
 
-    def counting(path: Path, data: bytes, mode: int = 0o600, **kw: bool) -> None:
+    def counting(path: Path, data: bytes) -> os.stat_result:
         writes.append(path)
-        real(path, data, mode, **kw)
+        return real(path, data)
 
-    monkeypatch.setattr(fsutil, "atomic_write", counting)
+    monkeypatch.setattr(fsutil, "append_line", counting)
     store.update(lambda s: setattr(s, "cursor", T0))
     store.update(lambda s: None)
     assert writes == []
     store.update(lambda s: setattr(s, "cursor", T0 + timedelta(seconds=10)))
-    assert writes == [store.path]
+    assert writes == [store.journal]
