@@ -59,7 +59,8 @@ class JournaledFile(JsonFile[T]):
     def read(self, *, locked: bool) -> tuple[T, bytes | None]:
         """The journal's last good line, else the base (set aside when damaged)."""
         text = self._journal_text()
-        found = self._last_good(text)
+        # (Without the lock a line may be mid-append: said only at DEBUG then.)
+        found = self._last_good(text, logging.WARNING if locked else logging.DEBUG)
         if found is not None:
             return found
         return super().read(locked=locked)
@@ -91,7 +92,7 @@ class JournaledFile(JsonFile[T]):
             self._damaged_line.fail("cannot read %s (%s)", self.journal, exc.strerror or exc)
             return b""
 
-    def _last_good(self, text: bytes) -> tuple[T, bytes] | None:
+    def _last_good(self, text: bytes, level: int) -> tuple[T, bytes] | None:
         skipped = 0
         for line in reversed(text.splitlines(keepends=True)):
             if not line.strip():
@@ -107,7 +108,7 @@ class JournaledFile(JsonFile[T]):
                     "using the one before",
                     self.journal.name,
                     skipped,
-                    level=logging.WARNING,
+                    level=level,
                 )
             else:
                 self._damaged_line.ok()

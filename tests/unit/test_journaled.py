@@ -75,6 +75,8 @@ def test_a_torn_last_line_gives_the_value_before_it_and_the_next_write_a_line_of
     f.journal.write_bytes(whole[: len(whole) - len(last) // 2])  # a crash mid-append
     with caplog.at_level(logging.WARNING, logger="octomon.journaled"):
         assert _file(tmp_path).load().cursor == T0 + timedelta(minutes=1)
+        assert not caplog.text  # a reader without the lock may meet a line mid-append
+        assert _file(tmp_path).read(locked=True)[0].cursor == T0 + timedelta(minutes=1)
     assert "skipped 1 damaged line" in caplog.text
     f.update(_set_cursor(7))
     assert _file(tmp_path).load().cursor == T0 + timedelta(minutes=7)
