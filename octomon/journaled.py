@@ -14,7 +14,9 @@ The rules (:class:`JournaledFile`, a :class:`octomon.jsonfile.JsonFile` otherwis
 * **Compaction**: when the journal has passed :data:`COMPACT_BYTES` (or there is no base),
   the line is appended all the same, then the base is replaced atomically with it, then the
   journal is emptied in place (the same inode). A crash at any point leaves a journal whose
-  last line is the base's value or a newer one, never an older one.
+  last line is the base's value or a newer one, never an older one. The journal's blocks
+  up to the fold are allocated ahead (:func:`octomon.fsutil.append_line`): an append
+  writes its page and the inode, not the block bitmap.
 * **Damage**: a torn last line (a crash mid-append) or a damaged line is skipped — the
   line before it is the value, a state at most one save older, which the cursor's and the
   hold's rules make safe (readings after it are fetched again; a dead run's hold counts as
@@ -125,7 +127,7 @@ class JournaledFile(JsonFile[T]):
         data = self.encode(value)
         if data == raw:
             return False
-        st = fsutil.append_line(self.journal, data)
+        st = fsutil.append_line(self.journal, data, reserve=self.compact_bytes + 16 * 1024)
         if st.st_size > self.compact_bytes or not self.path.exists():
             self._compact(data)
         return True

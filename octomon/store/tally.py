@@ -189,7 +189,8 @@ class Tally:
             for fuel, listed in runs(new).items()
             for run in listed
         )
-        st = fsutil.append_line(self.journal, body)  # after a torn tail: a line of its own
+        # (After a torn tail: a line of its own; the blocks up to the fold allocated ahead.)
+        st = fsutil.append_line(self.journal, body, reserve=COMPACT_BYTES + 16 * 1024)
         assert self._memo is not None
         self._memo.journal, self._memo.offset = st.st_ino, st.st_size
 
