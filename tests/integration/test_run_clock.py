@@ -346,10 +346,10 @@ def test_state_json_is_written_at_most_once_per_cycle(
     renames: list[str] = []  # every write of the state appends one line to its journal
     real_append = fsutil.append_line
 
-    def counting(path: Path, data: bytes) -> os.stat_result:
+    def counting(path: Path, data: bytes, **kw: int) -> os.stat_result:
         if path.name == "state.journal":
             renames.append(str(path))
-        return real_append(path, data)
+        return real_append(path, data, **kw)
 
     monkeypatch.setattr(fsutil, "append_line", counting)
     rig.start()

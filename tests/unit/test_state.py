@@ -148,7 +148,7 @@ def test_disk_full_raises_oserror_and_keeps_the_old_file(
     store.update(lambda s: setattr(s, "cursor", T0))
     before = store.path.read_bytes(), store.journal.read_bytes()
 
-    def full(path: Path, data: bytes) -> os.stat_result:
+    def full(path: Path, data: bytes, **_: int) -> os.stat_result:
         with open(path, "ab") as f:  # a part of the line reached the disk, then ENOSPC
             f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")

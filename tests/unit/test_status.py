@@ -73,9 +73,9 @@ def test_state_json_is_not_rewritten_when_nothing_changed(
     writes: list[Path] = []
     real = fsutil.append_line
 
-    def counting(path: Path, data: bytes) -> os.stat_result:
+    def counting(path: Path, data: bytes, **kw: int) -> os.stat_result:
         writes.append(path)
-        return real(path, data)
+        return real(path, data, **kw)
 
     monkeypatch.setattr(fsutil, "append_line", counting)
     store.update(lambda s: setattr(s, "cursor", T0))
