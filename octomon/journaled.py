@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-COMPACT_BYTES = 64 * 1024  # about 20 states of 3 KB: an hour of saves at 60-second polls
+COMPACT_BYTES = 64 * 1024  # about 20 states of 3 KB: two hours of saves at 60-second polls
 
 
 class JournaledFile(JsonFile[T]):

@@ -5,7 +5,7 @@ rate-limit backoff (SPEC §4.1, §4.3).
 Several processes share the file (``run``, ``backfill``, ``test-octopus``), so every
 change is a read-modify-write under a cross-process ``fcntl`` lock on
 ``CACHE_DIR/state.lock``: the ledger is merged, never overwritten by a stale copy. Each
-new value is appended to ``state.journal`` and folded into ``state.json`` about hourly
+new value is appended to ``state.journal`` and folded into ``state.json`` every couple of hours
 (:mod:`octomon.journaled`: an SD card is not worn by replacing the file every few minutes);
 both are ``0600`` (they hold the refresh token).
 

@@ -54,7 +54,7 @@ from octomon.state import LEDGER_SPAN, State, StateStore
 
 BACKOFF_FIRST = 300.0  # 5 minutes
 BACKOFF_MAX = 1800.0  # 30 minutes
-HOLD = 3  # calls `run` may make between two saves (a normal cycle makes 1)
+HOLD = 6  # calls `run` may make between two saves (a normal cycle makes 1)
 CLOCK_SLACK = timedelta(minutes=1)  # later than now + this: dated in the future
 
 Identity = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]

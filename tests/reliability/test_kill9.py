@@ -58,9 +58,9 @@ def test_kill_9_at_random_moments_loses_nothing(
             if round_ == down_round:
                 victoria.stop()  # this life runs (and dies) with the database away
             daemon.start()
-            # Up to 4 cycles of 2 s: kills before and after a life's first routine save
-            # (state.json waits for the hold: the cursor on disk is then cycles behind).
-            moment = rng.uniform(0.3, 9.0)
+            # Cycles of 2 s: kills before and after a life's first routine save, HOLD cycles
+            # in (the state waits for the hold: the cursor on disk is then cycles behind).
+            moment = rng.uniform(0.3, 2.0 * HOLD + 5.0)
             moments.append(round(moment, 2))
             time.sleep(moment)
             daemon.kill9()

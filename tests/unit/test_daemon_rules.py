@@ -185,29 +185,30 @@ def test_the_deferred_ledger_writes_once_per_save_and_merges_another_process(
     tmp_path: Path,
 ) -> None:
     store = StateStore(tmp_path)
-    run = Budget(store, 10, deferred=True)
+    budget = 3 * HOLD + 1  # (10 with a hold of 3)
+    run = Budget(store, budget, deferred=True)
     run.save(at(0))  # start-up: the hold goes on disk ahead of the first request
     for i in range(HOLD):
         run.reserve(at(0.1 * i))
     assert len(store.load().calls) == 0  # in memory until the save
     run.save(at(1))
     assert len(store.load().calls) == HOLD
-    # `backfill` (write-through) sees run's calls and its hold: 10 - 3 - 3 = 4 free.
-    other = Budget(store, 10)
+    # `backfill` (write-through) sees run's calls and its hold: HOLD + 1 free.
+    other = Budget(store, budget)
     assert other.calls_last_hour(at(2)) == 2 * HOLD
-    for i in range(4):
+    for i in range(HOLD + 1):
         other.reserve(at(2 + i * 0.1))
     with pytest.raises(BudgetExhausted):
         other.reserve(at(3))
-    # `run` notices the foreign write (a stat) and counts backfill's calls: 3 + 4 = 7.
-    assert run.calls_last_hour(at(3)) == 7
-    for i in range(3):
+    # `run` notices the foreign write (a stat) and counts backfill's calls too.
+    assert run.calls_last_hour(at(3)) == 2 * HOLD + 1
+    for i in range(HOLD):
         run.reserve(at(3 + i * 0.1))
     with pytest.raises(BudgetExhausted):
         run.reserve(at(4))
     run.save(at(4), release=True)
     state = store.load()
-    assert len(state.calls) == 10 and state.hold_calls == 0  # nothing lost, nothing doubled
+    assert len(state.calls) == budget and state.hold_calls == 0  # nothing lost, nor doubled
 
 
 def test_a_killed_runs_hold_becomes_ledger_entries_for_the_next(tmp_path: Path) -> None:

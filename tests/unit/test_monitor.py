@@ -674,20 +674,21 @@ def test_a_full_disk_under_state_json_keeps_polling_with_the_ledger_in_memory(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(kit.store, "update", full)
-    results = [kit.cycle(60) for _ in range(5)]
-    assert [r.outcome for r in results] == [OK] * 5  # polling and direct writes go on
-    assert len(kit.sink.requests) == 6
+    n = HOLD + 2  # past the hold: the saves are due, and fail
+    results = [kit.cycle(60) for _ in range(n)]
+    assert [r.outcome for r in results] == [OK] * n  # polling and direct writes go on
+    assert len(kit.sink.requests) == n + 1
     alerts = [a for a in kit.alerts.sent if a.key == "state_write"]
     assert [a.title for a in alerts] == ["Cannot save state.json"]  # one alert
-    assert kit.monitor.budget.calls_last_hour(kit.clock()) == on_disk + 5  # still counted
-    kit.monitor.budget.max_per_hour = on_disk + 6  # and still enforced, in memory
+    assert kit.monitor.budget.calls_last_hour(kit.clock()) == on_disk + n  # still counted
+    kit.monitor.budget.max_per_hour = on_disk + n + 1  # and still enforced, in memory
     assert kit.cycle(60).outcome == OK
     limited = kit.cycle(60)
-    assert limited.outcome == BUDGET and len(kit.client.windows) == 7
+    assert limited.outcome == BUDGET and len(kit.client.windows) == n + 2
     monkeypatch.undo()
     kit.monitor.budget.max_per_hour = 75
     assert kit.cycle(60).outcome == OK
-    assert len(kit.store.load().calls) == on_disk + 7  # the memory's calls reach the disk
+    assert len(kit.store.load().calls) == on_disk + n + 2  # the memory's calls reach the disk
     assert kit.store.load().cursor == kit.monitor.cursor
 
 
