@@ -21,7 +21,7 @@ and ``/proc/PID/task/*/schedstat`` (CPU) and ``/proc/PID/status`` (RSS, peak RSS
 Reported, with the targets of SPEC §7:
 
 * bookkeeping written per cycle and per day at 60-second polls (1,440 cycles: the mean of
-  the measured cycles × 1,440 — ``state.json`` is written every few cycles, not every
+  the measured cycles × 1,440 — the state is written every few cycles, not every
   one, so a median would hide it; a cycle that stores one reading pays the same bookkeeping
   as one that stores six; the cycles in which a scheduled job ran — tariffs, settled data,
   gas, at most half-hourly — are listed apart, not multiplied by 1,440) — target at most
