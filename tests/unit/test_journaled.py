@@ -155,3 +155,15 @@ def test_a_crash_at_any_byte_of_any_write_loses_at_most_that_write(
     cursor = _file(cache, compact_bytes=compact).load().cursor
     assert cursor is not None
     assert cursor >= T0 + timedelta(minutes=writes - 2)
+
+
+def test_the_journal_space_is_allocated_ahead_without_growing_the_file(tmp_path: Path) -> None:
+    """An append writes its page and the inode, not the block bitmap each time the file
+    gains a block: the blocks up to the fold are allocated at the first append."""
+    f = _file(tmp_path)
+    f.update(_set_cursor(0))  # the base (the journal folded at once, emptied)
+    f.update(_set_cursor(1))
+    st = f.journal.stat()
+    assert st.st_blocks * 512 >= COMPACT_BYTES
+    assert st.st_size == len(f.journal.read_bytes().splitlines()[0]) + 1  # one line, no more
+    assert _file(tmp_path).load().cursor == T0 + timedelta(minutes=1)
