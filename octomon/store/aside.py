@@ -21,7 +21,7 @@ from octomon.errors import CacheError
 from octomon.fsutil import ensure_private_dir, fsync_dir, write_synced
 from octomon.readings import AnyReading, format_time
 from octomon.store.cap import REJECTED, REQUEUED, Evicted
-from octomon.store.lines import note_count, parse_line, split_lines
+from octomon.store.lines import note_count, parse_line, record_total, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -198,4 +198,6 @@ class SetAside:
                 raise self._error(f"remove rejected/{name} after requeueing it", exc) from None
             moved += len(readings)
             files += 1
+        if files:
+            record_total(rdir)
         return RequeueResult(moved, files, bad_count, archive if files else None)

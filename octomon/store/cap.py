@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from octomon.fsutil import fsync_dir
-from octomon.store.lines import count_lines
+from octomon.store.lines import count_lines, record_total
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ def evict(directory: Path, max_bytes: int, days: Sequence[Path], keep: Collectio
         total -= item.size
     for d in dirs:
         fsync_dir(d)
+        if d.name == REJECTED:
+            record_total(d)  # `cache status` reads the count again without listing
     return Evicted(tuple(dropped), lost)
 
 

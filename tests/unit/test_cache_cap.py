@@ -77,7 +77,9 @@ def test_setting_aside_over_the_cap_never_drops_the_new_file_nor_the_day_appende
     assert kept.evicted.files == tuple(f"rejected/{p.name}" for p in older)
     assert kept.evicted.readings == 6
     assert kept.path.exists() and (tmp_path / "cache_2026-11-27.jsonl").exists()
-    assert sorted(p.name for p in (tmp_path / "rejected").iterdir() if p.name != ".counts") == [
+    assert sorted(
+        p.name for p in (tmp_path / "rejected").iterdir() if not p.name.startswith(".")
+    ) == [
         kept.path.name,
         kept.path.with_suffix(".txt").name,
     ]

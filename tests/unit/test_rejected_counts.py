@@ -44,3 +44,42 @@ def test_the_directory_wins_over_the_index(tmp_path: Path, monkeypatch: pytest.M
     assert cache.status().rejected == 4 + 1
     (tmp_path / "rejected" / lines.COUNTS).write_text("garbage\nrejected_x 1\n")  # damaged
     assert cache.status().rejected == 5  # every file read
+
+
+def test_the_total_octomon_recorded_is_read_without_listing_while_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(tmp_path, 100, lambda: NOW)
+    for i in range(4):
+        cache.write_rejected([LINE] * (i + 1), "400: refused", NOW + timedelta(seconds=i))
+    listed: list[object] = []
+    real = lines.os.listdir
+
+    def listing(path: object) -> list[str]:
+        listed.append(path)
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lines.os, "listdir", listing)
+    assert cache.status().rejected == 10
+    assert not any(str(p).endswith("rejected") for p in listed)  # one stat, one small read
+    monkeypatch.undo()
+    # Any change octomon did not record — a file removed or added by hand — is counted again.
+    rdir = tmp_path / "rejected"
+    sorted(rdir.glob("*.jsonl"))[0].unlink()
+    assert cache.status().rejected == 9
+    (rdir / "rejected_20261127T150000Z.jsonl").write_text(LINE + "\n" + LINE + "\n")
+    assert cache.status().rejected == 11
+    (rdir / lines.TOTAL).write_text("garbage")
+    assert cache.status().rejected == 11
+    cache.write_rejected([LINE] * 5, "400: refused", NOW + timedelta(seconds=9))  # recorded
+    assert cache.status().rejected == 16
+    assert (rdir / lines.TOTAL).read_text().split()[-1] == "16"
+
+
+def test_requeue_and_the_cap_record_the_total_they_leave(tmp_path: Path) -> None:
+    cache = Cache(tmp_path, 100, lambda: NOW)
+    for i in range(3):
+        cache.write_rejected([LINE] * 2, "400: refused", NOW + timedelta(seconds=i))
+    cache.requeue(NOW)
+    assert cache.status().rejected == 0
+    assert (tmp_path / "rejected" / lines.TOTAL).read_text().split()[-1] == "0"
