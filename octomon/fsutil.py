@@ -161,6 +161,16 @@ def read_bytes(path: Path) -> bytes:
         return file.read()
 
 
+def identity(path: Path) -> tuple[int, int, int] | None:
+    """(inode, mtime in ns, size): changes whenever the file is written or replaced; None
+    when there is no file. One ``stat``, no read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) with mode 0700 for the leaf."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

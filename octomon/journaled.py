@@ -83,7 +83,7 @@ class JournaledFile(JsonFile[T]):
 
     def identity(self) -> tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]:
         """(inode, mtime, size) of the base and of the journal: changes with every write."""
-        return _identity(self.path), _identity(self.journal)
+        return fsutil.identity(self.path), fsutil.identity(self.journal)
 
     def _journal_text(self) -> bytes:
         try:
@@ -142,11 +142,3 @@ class JournaledFile(JsonFile[T]):
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size

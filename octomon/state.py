@@ -26,16 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from octomon import jsonfile
+from octomon import state_fields as fields
 from octomon.journaled import JournaledFile
 from octomon.jsonfile import DAMAGE, Kind
 
 log = logging.getLogger(__name__)
 
-V = TypeVar("V")
-D = TypeVar("D")
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
@@ -214,77 +213,30 @@ class State:
         """Lenient per field: a bad value is reset to its default (and logged)."""
         state = cls(unknown={k: v for k, v in obj.items() if k not in _KNOWN})
         for name in _TIMES:
-            setattr(state, name, _parsed(obj, name, jsonfile.instant, None))
+            setattr(state, name, fields.parsed(obj, name, jsonfile.instant, None))
         for name in _TEXTS:
-            setattr(state, name, _parsed(obj, name, _nonempty, None))
-        calls = (_parsed({"call": c}, "call", jsonfile.instant, None) for c in _list(obj, "calls"))
+            setattr(state, name, fields.parsed(obj, name, fields.nonempty, None))
+        calls = (
+            fields.parsed({"call": c}, "call", jsonfile.instant, None)
+            for c in fields.listed(obj, "calls")
+        )
         state.calls = sorted(c for c in calls if c is not None)
-        state.hold_calls = _parsed(obj, "hold_calls", _count, 0)
-        state.backoff_seconds = _parsed(obj, "backoff_seconds", _seconds, 0.0)
-        cursors = _table(obj, "tariff_cursor")
+        state.hold_calls = fields.parsed(obj, "hold_calls", fields.count, 0)
+        state.backoff_seconds = fields.parsed(obj, "backoff_seconds", fields.seconds, 0.0)
+        cursors = fields.table(obj, "tariff_cursor")
         for key in cursors:
-            cursor = _parsed(cursors, key, _tariff_cursor(key), None)
+            cursor = fields.parsed(cursors, key, _tariff_cursor(key), None)
             if cursor is not None:
                 state.tariff_cursors[key] = cursor
-        settled = _table(obj, "settled")
+        settled = fields.table(obj, "settled")
         for name in ("fetched", "written"):
-            table = _table(settled, name)
-            times = {str(k): _parsed(table, k, jsonfile.instant, None) for k in table}
+            table = fields.table(settled, name)
+            times = {str(k): fields.parsed(table, k, jsonfile.instant, None) for k in table}
             setattr(state.settled, name, {k: v for k, v in times.items() if v is not None})
-        state.settled.alerted = [str(d) for d in _list(settled, "alerted")]
-        state.gas_today = _parsed(obj, "gas_today", _gas_day, None)
-        state.tally_pending = _parsed(obj, "tally_pending", runs_of, {})
+        state.settled.alerted = [str(d) for d in fields.listed(settled, "alerted")]
+        state.gas_today = fields.parsed(obj, "gas_today", _gas_day, None)
+        state.tally_pending = fields.parsed(obj, "tally_pending", runs_of, {})
         return state
-
-
-def _parsed(obj: dict[str, Any], name: str, parse: Callable[[Any], V], default: D) -> V | D:
-    """``parse(obj[name])``; ``default`` when absent or null, or (logged) when invalid."""
-    value = obj.get(name)
-    if value is None:
-        return default
-    try:
-        return parse(value)
-    except DAMAGE:
-        log.warning("state.json: ignoring an invalid %s", name)
-        return default
-
-
-def _table(obj: dict[str, Any], name: str) -> dict[str, Any]:
-    value = obj.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        log.warning("state.json: ignoring an invalid %s", name)
-        return {}
-    return value
-
-
-def _list(obj: dict[str, Any], name: str) -> list[Any]:
-    value = obj.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        log.warning("state.json: ignoring an invalid %s", name)
-        return []
-    return value
-
-
-def _nonempty(value: Any) -> str:
-    if not jsonfile.text(value):
-        raise ValueError("empty")
-    return str(value)
-
-
-def _count(value: Any) -> int:
-    if jsonfile.integer(value) < 0:
-        raise ValueError("negative")
-    return int(value)
-
-
-def _seconds(value: Any) -> float:
-    if jsonfile.number(value) < 0:
-        raise ValueError("negative")
-    return int(value) if isinstance(value, int) else float(value)  # 300 stays 300: same bytes
 
 
 def _tariff_cursor(key: str) -> Callable[[Any], TariffCursor]:

@@ -142,8 +142,8 @@ class Tally:
 
     def _current(self) -> Fuels:
         """Base + journal, reading only the journal's new lines when the base is unchanged."""
-        base = _identity(self.path)
-        journal = _identity(self.journal)
+        base = fsutil.identity(self.path)
+        journal = fsutil.identity(self.journal)
         memo = self._memo
         if (
             memo is None
@@ -153,7 +153,7 @@ class Tally:
             or journal[2] < memo.offset
         ):
             fuels = self.base.read(locked=True)[0]
-            base = _identity(self.path)  # None when it was set aside
+            base = fsutil.identity(self.path)  # None when it was set aside
             memo = self._memo = _Memo(base, None, 0, fuels)
         if journal is not None and journal[2] > memo.offset:
             self._replay(memo)
@@ -206,7 +206,7 @@ class Tally:
             pass
         else:
             fsutil.fsync_dir(self.cache_dir)
-        self._memo = _Memo(_identity(self.path), None, 0, fuels)
+        self._memo = _Memo(fsutil.identity(self.path), None, 0, fuels)
 
 
 @dataclass
@@ -215,14 +215,6 @@ class _Memo:
     journal: int | None  # the journal's inode
     offset: int  # journal bytes read
     fuels: Fuels
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _journal_entries(line: bytes) -> list[Entry]:
